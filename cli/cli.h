@@ -1,0 +1,34 @@
+/* cli.h - what the subcommands of the siamidx tool share. */
+#ifndef SIAMIDX_CLI_H
+#define SIAMIDX_CLI_H
+
+#include "siamidx.h"
+
+/* Exit codes (documented in `siamidx --help`). */
+enum {
+    CLI_EXIT_OK = 0,
+    CLI_EXIT_FAILURE = 1, /* the command failed; nothing (more) was done */
+    CLI_EXIT_USAGE = 2,   /* bad command line */
+    CLI_EXIT_PARTIAL = 3  /* some inputs failed, the rest were processed */
+};
+
+/* Each subcommand: argv[0] is the subcommand's name. Returns an exit code. */
+typedef int (*cli_command_fn)(int argc, char **argv);
+
+int cmd_embed(int argc, char **argv);
+int cmd_model_info(int argc, char **argv);
+
+/* Prints "siamidx: <message>" to stderr (one line). */
+void cli_error(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+
+/*
+ * Loads the model named by -m, or $SIAMIDX_MODEL, or the default model.
+ * Prints a clear error and returns NULL when none can be loaded.
+ */
+siamidx_model *cli_load_model(const char *path);
+
+#endif

@@ -1,0 +1,75 @@
+/* main.c - the siamidx command-line tool: a thin dispatcher over libsiamidx. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+typedef struct command {
+    const char *name;
+    cli_command_fn fn;
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"embed", cmd_embed, "write one embedding per image (TSV or NPY)"},
+    {"model-info", cmd_model_info, "print a model file's metadata"},
+};
+
+void cli_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("siamidx: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+siamidx_model *cli_load_model(const char *path) {
+    int defaulted = 0;
+    if (!path || !*path) path = getenv("SIAMIDX_MODEL");
+    if (!path || !*path) {
+        path = siamidx_default_model_path();
+        defaulted = 1;
+    }
+    siamidx_model *model = NULL;
+    siamidx_error err;
+    if (siamidx_model_load(path, &model, &err) != SIAMIDX_OK) {
+        if (defaulted && err.status == SIAMIDX_ERR_IO)
+            cli_error("no model given (-m MODEL or SIAMIDX_MODEL) and the default model is not "
+                      "available: %s", err.message);
+        else
+            cli_error("%s", err.message);
+        return NULL;
+    }
+    return model;
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: siamidx COMMAND [OPTIONS] ...\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-14s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f,
+            "\n`siamidx COMMAND --help` describes a command.\n"
+            "exit status: 0 success, 1 failure, 2 usage error, 3 some inputs failed\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return CLI_EXIT_OK;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("siamidx %s\n", SIAMIDX_VERSION_STRING);
+        return CLI_EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    cli_error("unknown command '%s' (see siamidx --help)", argv[1]);
+    return CLI_EXIT_USAGE;
+}

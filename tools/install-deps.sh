@@ -1,0 +1,28 @@
+#!/bin/sh
+# Install what siamidx needs to build and test, from Debian 12 packages only.
+# Idempotent: packages already present are not touched and apt is not even
+# consulted when everything is installed. Must run as root when something is missing.
+#   tools/install-deps.sh          build + test dependencies
+#   tools/install-deps.sh --dev    also PyTorch (fixture generators, parity checks, benchmarks)
+set -eu
+
+pkgs="build-essential cmake pkg-config libfaiss-dev libopenblas-dev liblmdb-dev libstb-dev python3"
+if [ "${1:-}" = "--dev" ]; then
+    pkgs="$pkgs python3-torch python3-torchvision python3-numpy"
+fi
+
+missing=""
+for p in $pkgs; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+    echo "install-deps: missing packages:$missing (run as root to install them)" >&2
+    exit 1
+fi
+echo "install-deps: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >/dev/null
