@@ -86,6 +86,32 @@ const char *sx_safetensors_meta(const sx_safetensors *st, const char *key);
 int64_t sx_tensor_numel(const sx_tensor_info *t);
 /* Converts a tensor's data to fp32 into `out` (numel floats). */
 void sx_safetensors_read_f32(const sx_safetensors *st, const sx_tensor_info *t, float *out);
+const char *sx_dtype_name(sx_dtype dtype); /* "F32", "F16", "BF16" */
+size_t sx_dtype_size(sx_dtype dtype);
+
+/* Half-precision conversions (round to nearest even, as numpy/PyTorch). */
+float sx_f16_to_f32(uint16_t h);
+float sx_bf16_to_f32(uint16_t h);
+uint16_t sx_f32_to_f16(float f);
+uint16_t sx_f32_to_bf16(float f);
+
+/* One tensor to write: fp32 values, stored as the writer's `store_as`. */
+typedef struct sx_tensor_out {
+    const char *name;
+    const float *data;
+    int ndim;
+    int64_t shape[8];
+} sx_tensor_out;
+
+/*
+ * Writes a safetensors file atomically (temporary file, fsync, rename): the
+ * header holds `__metadata__` (keys sorted) then the tensors in the order
+ * given, data contiguous, header padded with spaces to a multiple of 8.
+ * tools/convert_torchvision.py writes byte-identical files.
+ */
+siamidx_status sx_safetensors_write(const char *path, const sx_meta_entry *meta, size_t n_meta,
+                                    const sx_tensor_out *tensors, size_t n, sx_dtype store_as,
+                                    siamidx_error *err);
 
 /* ---- model.c ------------------------------------------------------------ */
 
@@ -138,7 +164,9 @@ struct siamidx_model {
     size_t n_meta;
     sx_head *head; /* default head stored in the model file, or NULL */
     char fingerprint[65];
-    void *weights; /* one allocation holding every folded tensor */
+    void *weights;     /* one allocation holding every folded tensor */
+    size_t n_params;   /* parameters of the folded encoder (+ fc) */
+    int stage_blocks[4]; /* blocks in layer1..4 (first block of stage s: sum of earlier) */
 };
 
 /* ---- image.c ------------------------------------------------------------ */
