@@ -41,8 +41,7 @@ thread_local std::exception_ptr faiss_last_exception;
 namespace {
 
 /* Runs `body`, turning any exception into the C API's error code. */
-template <typename F>
-int guarded(F body) {
+template <typename F> int guarded(F body) {
     try {
         body();
         return OK;
@@ -94,8 +93,8 @@ void faiss_Index_set_verbose(FaissIndex *obj, int verbose) { cpp(obj)->verbose =
 int faiss_index_factory(FaissIndex **p_index, int d, const char *description,
                         FaissMetricType metric) {
     return guarded([&] {
-        *p_index = c_index(
-            faiss::index_factory(d, description, static_cast<faiss::MetricType>(metric)));
+        *p_index =
+            c_index(faiss::index_factory(d, description, static_cast<faiss::MetricType>(metric)));
     });
 }
 
@@ -111,8 +110,8 @@ int faiss_Index_add_with_ids(FaissIndex *index, idx_t n, const float *x, const i
     return guarded([&] { cpp(index)->add_with_ids(n, x, xids); });
 }
 
-int faiss_Index_search(const FaissIndex *index, idx_t n, const float *x, idx_t k,
-                       float *distances, idx_t *labels) {
+int faiss_Index_search(const FaissIndex *index, idx_t n, const float *x, idx_t k, float *distances,
+                       idx_t *labels) {
     return guarded([&] { cpp(index)->search(n, x, k, distances, labels); });
 }
 
@@ -195,7 +194,7 @@ FaissIndex *faiss_IndexIDMap2_sub_index(FaissIndexIDMap2 *index) {
     return c_index(reinterpret_cast<faiss::IndexIDMap2 *>(index)->index);
 }
 
-/* ---- IndexIVF: the one search knob IVF has ---------------------------------- */
+/* ---- IndexIVF ------------------------------------------------------------------- */
 
 FaissIndexIVF *faiss_IndexIVF_cast(FaissIndex *index) {
     return c_index(dynamic_cast<faiss::IndexIVF *>(cpp(index)));
@@ -213,32 +212,38 @@ void faiss_IndexIVF_set_nprobe(FaissIndexIVF *obj, size_t nprobe) {
     reinterpret_cast<faiss::IndexIVF *>(obj)->nprobe = nprobe;
 }
 
+/* As upstream: non-zero builds an array direct map, which reconstruct() needs
+ * and remove_ids() refuses; zero drops it again. */
+int faiss_IndexIVF_make_direct_map(FaissIndexIVF *index, int new_maintain_direct_map) {
+    return guarded([&] {
+        reinterpret_cast<faiss::IndexIVF *>(index)->make_direct_map(new_maintain_direct_map != 0);
+    });
+}
+
 /* ---- ParameterSpace: efSearch / nprobe through any wrapper (IDMap2 included) -- */
 
 int faiss_ParameterSpace_new(FaissParameterSpace **space) {
-    return guarded([&] {
-        *space = reinterpret_cast<FaissParameterSpace *>(new faiss::ParameterSpace());
-    });
+    return guarded(
+        [&] { *space = reinterpret_cast<FaissParameterSpace *>(new faiss::ParameterSpace()); });
 }
 
 void faiss_ParameterSpace_free(FaissParameterSpace *space) {
     delete reinterpret_cast<faiss::ParameterSpace *>(space);
 }
 
-int faiss_ParameterSpace_set_index_parameter(const FaissParameterSpace *space,
-                                             FaissIndex *index, const char *name,
-                                             double value) {
+int faiss_ParameterSpace_set_index_parameter(const FaissParameterSpace *space, FaissIndex *index,
+                                             const char *name, double value) {
     return guarded([&] {
-        reinterpret_cast<const faiss::ParameterSpace *>(space)->set_index_parameter(
-            cpp(index), name, value);
+        reinterpret_cast<const faiss::ParameterSpace *>(space)->set_index_parameter(cpp(index),
+                                                                                    name, value);
     });
 }
 
-int faiss_ParameterSpace_set_index_parameters(const FaissParameterSpace *space,
-                                              FaissIndex *index, const char *params) {
+int faiss_ParameterSpace_set_index_parameters(const FaissParameterSpace *space, FaissIndex *index,
+                                              const char *params) {
     return guarded([&] {
-        reinterpret_cast<const faiss::ParameterSpace *>(space)->set_index_parameters(
-            cpp(index), params);
+        reinterpret_cast<const faiss::ParameterSpace *>(space)->set_index_parameters(cpp(index),
+                                                                                     params);
     });
 }
 
