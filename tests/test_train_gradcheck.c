@@ -1,0 +1,270 @@
+/*
+ * test_train_gradcheck.c - every training kernel's backward against central
+ * finite differences of its forward.
+ *
+ * Each layer's scalar loss is L = sum(out * R) for a fixed random R (so dL/dout
+ * = R); the loss is summed in double so the differences measure the kernel,
+ * not the summation. Inputs avoid the kinks (ReLU near 0, max-pool ties).
+ */
+#include <math.h>
+#include <stdint.h>
+
+#include "check.h"
+#include "internal.h"
+
+static uint64_t rng_state = 12345;
+
+static float frand(void) { /* uniform in [-1, 1) */
+    rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (float)((rng_state >> 40) * (1.0 / 8388608.0) - 1.0);
+}
+
+static float *randv(size_t n) {
+    float *v = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) v[i] = frand();
+    return v;
+}
+
+static float *zeros(size_t n) { return calloc(n, sizeof(float)); }
+
+static double dot(const float *a, const float *b, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return s;
+}
+
+typedef double (*loss_fn)(void *ctx);
+
+/* Compares g (analytic) with central differences of fn over x[0..n). */
+static void gradcheck(const char *what, float *x, size_t n, const float *g, loss_fn fn,
+                      void *ctx, float eps, double tol) {
+    double num2 = 0, diff2 = 0, ana2 = 0;
+    for (size_t i = 0; i < n; i++) {
+        float keep = x[i];
+        x[i] = keep + eps;
+        double lp = fn(ctx);
+        x[i] = keep - eps;
+        double lm = fn(ctx);
+        x[i] = keep;
+        double num = (lp - lm) / (2.0 * eps);
+        num2 += num * num;
+        ana2 += (double)g[i] * g[i];
+        diff2 += (num - g[i]) * (num - g[i]);
+    }
+    double rel = sqrt(diff2) / fmax(sqrt(num2), sqrt(ana2) + 1e-12);
+    printf("%-34s n=%-5zu |g|=%-10.4g rel.err=%.2e\n", what, n, sqrt(ana2), rel);
+    CHECK_MSG(rel < tol && ana2 > 0, "%s: relative error %.3g (tolerance %.1g)", what, rel, tol);
+}
+
+/* ---- convolution ---------------------------------------------------------- */
+
+typedef struct conv_ctx {
+    sx_tr_conv c;
+    int n, h, w;
+    float *in, *wt, *col, *out, *r;
+    size_t out_n;
+} conv_ctx;
+
+static double conv_loss(void *p) {
+    conv_ctx *k = p;
+    sx_tr_conv_forward(&k->c, k->wt, k->in, k->n, k->h, k->w, k->col, k->out);
+    return dot(k->out, k->r, k->out_n);
+}
+
+static void check_conv(const char *name, sx_tr_conv c, int n, int h, int w) {
+    conv_ctx k = {c, n, h, w, 0, 0, 0, 0, 0, 0};
+    int ho, wo;
+    sx_tr_conv_out(&c, h, w, &ho, &wo);
+    size_t in_n = (size_t)c.cin * n * h * w, w_n = (size_t)c.cout * c.cin * c.k * c.k;
+    k.out_n = (size_t)c.cout * n * ho * wo;
+    k.in = randv(in_n);
+    k.wt = randv(w_n);
+    k.r = randv(k.out_n);
+    k.out = zeros(k.out_n);
+    size_t colf = sx_tr_conv_col_floats(&c, n, h, w);
+    k.col = zeros(colf ? colf : 1);
+    float *dw = zeros(w_n), *din = zeros(in_n);
+    sx_tr_conv_backward(&c, k.wt, k.in, k.r, n, h, w, k.col, dw, din);
+    char label[96];
+    snprintf(label, sizeof label, "conv %s dW", name);
+    gradcheck(label, k.wt, w_n, dw, conv_loss, &k, 1e-2f, 2e-3);
+    snprintf(label, sizeof label, "conv %s dX", name);
+    gradcheck(label, k.in, in_n, din, conv_loss, &k, 1e-2f, 2e-3);
+    free(k.in), free(k.wt), free(k.r), free(k.out), free(k.col), free(dw), free(din);
+}
+
+/* ---- BatchNorm (train mode), with and without the fused ReLU ------------- */
+
+typedef struct bn_ctx {
+    int c, relu;
+    size_t m;
+    float *x, *gamma, *beta, *mean, *invstd, *y, *r;
+} bn_ctx;
+
+static double bn_loss(void *p) {
+    bn_ctx *k = p;
+    sx_tr_bn_forward(k->c, k->m, k->x, k->gamma, k->beta, NULL, NULL, k->mean, k->invstd, k->y,
+                     k->relu);
+    return dot(k->y, k->r, (size_t)k->c * k->m);
+}
+
+static void check_bn(int relu) {
+    bn_ctx k = {3, relu, 10, 0, 0, 0, 0, 0, 0, 0};
+    size_t n = (size_t)k.c * k.m;
+    k.x = randv(n), k.gamma = randv(k.c), k.beta = randv(k.c), k.r = randv(n);
+    k.mean = zeros(k.c), k.invstd = zeros(k.c), k.y = zeros(n);
+    bn_loss(&k);
+    float *dy = zeros(n), *dx = zeros(n), *dg = zeros(k.c), *db = zeros(k.c);
+    memcpy(dy, k.r, n * sizeof(float));
+    if (relu) sx_tr_relu_backward(dy, k.y, n);
+    sx_tr_bn_backward(k.c, k.m, k.x, dy, k.gamma, k.mean, k.invstd, dg, db, dx);
+    gradcheck(relu ? "batchnorm+relu dX" : "batchnorm dX", k.x, n, dx, bn_loss, &k, 1e-3f, 5e-3);
+    gradcheck(relu ? "batchnorm+relu dgamma" : "batchnorm dgamma", k.gamma, k.c, dg, bn_loss, &k,
+              1e-3f, 5e-3);
+    gradcheck(relu ? "batchnorm+relu dbeta" : "batchnorm dbeta", k.beta, k.c, db, bn_loss, &k,
+              1e-3f, 5e-3);
+    free(k.x), free(k.gamma), free(k.beta), free(k.r), free(k.mean), free(k.invstd), free(k.y);
+    free(dy), free(dx), free(dg), free(db);
+}
+
+/* ---- ReLU and the residual add ------------------------------------------- */
+
+typedef struct ew_ctx {
+    size_t n;
+    float *a, *b, *out, *r;
+    int mode; /* 0 relu(a), 1 relu(a + b) */
+} ew_ctx;
+
+static double ew_loss(void *p) {
+    ew_ctx *k = p;
+    if (k->mode == 0) {
+        memcpy(k->out, k->a, k->n * sizeof(float));
+        sx_tr_relu_forward(k->out, k->n);
+    } else {
+        sx_tr_add_forward(k->a, k->b, k->out, k->n, 1);
+    }
+    return dot(k->out, k->r, k->n);
+}
+
+static void away_from_zero(float *v, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (fabsf(v[i]) < 0.05f) v[i] = v[i] < 0 ? -0.05f - v[i] : 0.05f + v[i];
+}
+
+static void check_relu_add(void) {
+    ew_ctx k = {64, randv(64), randv(64), zeros(64), randv(64), 0};
+    away_from_zero(k.a, k.n);
+    ew_loss(&k);
+    float *g = malloc(k.n * sizeof(float));
+    memcpy(g, k.r, k.n * sizeof(float));
+    sx_tr_relu_backward(g, k.out, k.n);
+    gradcheck("relu dX", k.a, k.n, g, ew_loss, &k, 1e-3f, 1e-3);
+    k.mode = 1;
+    for (size_t i = 0; i < k.n; i++) k.b[i] = 0.5f * k.a[i]; /* a + b stays off zero */
+    ew_loss(&k);
+    memcpy(g, k.r, k.n * sizeof(float));
+    sx_tr_relu_backward(g, k.out, k.n); /* both inputs receive this gradient */
+    gradcheck("residual add+relu dA", k.a, k.n, g, ew_loss, &k, 1e-3f, 1e-3);
+    gradcheck("residual add+relu dB", k.b, k.n, g, ew_loss, &k, 1e-3f, 1e-3);
+    free(k.a), free(k.b), free(k.out), free(k.r), free(g);
+}
+
+/* ---- pooling ---------------------------------------------------------------- */
+
+typedef struct pool_ctx {
+    int c, n, h, w, ho, wo, avg;
+    float *in, *out, *r;
+    int32_t *arg;
+} pool_ctx;
+
+static double pool_loss(void *p) {
+    pool_ctx *k = p;
+    if (k->avg) {
+        sx_tr_avgpool_forward(k->c, k->n, k->h * k->w, k->in, k->out);
+        return dot(k->out, k->r, (size_t)k->c * k->n);
+    }
+    sx_tr_maxpool_forward(k->c, k->n, k->h, k->w, 3, 2, 1, k->in, k->out, k->arg);
+    return dot(k->out, k->r, (size_t)k->c * k->n * k->ho * k->wo);
+}
+
+static void check_pools(void) {
+    pool_ctx k = {2, 2, 7, 6, 4, 3, 0, 0, 0, 0, 0};
+    size_t in_n = (size_t)k.c * k.n * k.h * k.w, out_n = (size_t)k.c * k.n * k.ho * k.wo;
+    /* distinct values spaced far more than eps: no ties, no argmax flips */
+    k.in = malloc(in_n * sizeof(float));
+    for (size_t i = 0; i < in_n; i++) k.in[i] = (float)((i * 37) % in_n) * 0.01f;
+    k.out = zeros(out_n), k.r = randv(out_n), k.arg = calloc(out_n, sizeof(int32_t));
+    pool_loss(&k);
+    float *din = zeros(in_n);
+    sx_tr_maxpool_backward(k.c, k.n, k.h, k.w, k.ho, k.wo, k.arg, k.r, din);
+    gradcheck("maxpool 3x3/2 pad 1 dX", k.in, in_n, din, pool_loss, &k, 1e-3f, 1e-3);
+    k.avg = 1;
+    sx_tr_avgpool_backward(k.c, k.n, k.h * k.w, k.r, din);
+    gradcheck("global avgpool dX", k.in, in_n, din, pool_loss, &k, 1e-3f, 1e-3);
+    free(k.in), free(k.out), free(k.r), free(k.arg), free(din);
+}
+
+/* ---- linear + softmax cross-entropy; Siamese BCE ------------------------- */
+
+typedef struct head_ctx {
+    int n, in, out, mode; /* 0 linear, 1 softmax CE, 2 siamese */
+    float *x, *w, *b, *y, *r, *scratch;
+    int32_t labels[8];
+    float sb;
+} head_ctx;
+
+static double head_loss(void *p) {
+    head_ctx *k = p;
+    if (k->mode == 0) {
+        sx_tr_linear_forward(k->n, k->in, k->out, k->x, k->w, k->b, k->y);
+        return dot(k->y, k->r, (size_t)k->n * k->out);
+    }
+    if (k->mode == 1)
+        return sx_tr_softmax_ce(k->n, k->in, k->x, k->labels, 0.1f, k->scratch, NULL);
+    float dw[64] = {0}, db = 0;
+    memset(k->scratch, 0, sizeof(float) * k->n * k->in);
+    return sx_tr_siamese_bce(k->n, k->in, k->x, k->labels, k->w, k->sb, 0.7f, k->scratch, dw,
+                             &db, NULL);
+}
+
+static void check_heads(void) {
+    head_ctx k = {4, 5, 3, 0, randv(20), randv(15), randv(3), zeros(12), randv(12), zeros(64),
+                  {0, 1, 1, 1, 2, 0, 2, 2}, 0.3f};
+    float *dw = zeros(15), *db = zeros(3), *dx = zeros(20);
+    sx_tr_linear_backward(k.n, k.in, k.out, k.x, k.w, k.r, dw, db, dx);
+    gradcheck("linear dW", k.w, 15, dw, head_loss, &k, 1e-2f, 1e-3);
+    gradcheck("linear db", k.b, 3, db, head_loss, &k, 1e-2f, 1e-3);
+    gradcheck("linear dX", k.x, 20, dx, head_loss, &k, 1e-2f, 1e-3);
+
+    k.mode = 1; /* x as 4 rows of 5 logits */
+    float *dl = zeros(20);
+    sx_tr_softmax_ce(k.n, k.in, k.x, k.labels, 0.1f, dl, NULL);
+    gradcheck("softmax cross-entropy dlogits", k.x, 20, dl, head_loss, &k, 1e-2f, 1e-3);
+
+    k.mode = 2; /* x as 4 feature rows of 5 = 2 pairs; labels 0,1 / 1,1 */
+    float *df = zeros(20), *sw = zeros(5), sdb = 0;
+    k.w[0] = 0.5f; /* w: first 5 entries are the head's weights */
+    for (int i = 0; i < 10; i++) /* keep |fa - fb| off the kink of abs() */
+        if (fabsf(k.x[i % 5 + 10 * (i / 5)] - k.x[i % 5 + 10 * (i / 5) + 5]) < 0.1f)
+            k.x[i % 5 + 10 * (i / 5) + 5] = k.x[i % 5 + 10 * (i / 5)] - 0.2f;
+    sx_tr_siamese_bce(k.n, k.in, k.x, k.labels, k.w, k.sb, 0.7f, df, sw, &sdb, NULL);
+    gradcheck("siamese BCE dfeat", k.x, 20, df, head_loss, &k, 1e-2f, 1e-3);
+    gradcheck("siamese BCE dw", k.w, 5, sw, head_loss, &k, 1e-2f, 1e-3);
+    gradcheck("siamese BCE db", &k.sb, 1, &sdb, head_loss, &k, 1e-2f, 1e-3);
+    free(k.x), free(k.w), free(k.b), free(k.y), free(k.r), free(k.scratch);
+    free(dw), free(db), free(dx), free(dl), free(df), free(sw);
+}
+
+int main(void) {
+    check_conv("3x3/2 pad 1", (sx_tr_conv){3, 4, 3, 2, 1}, 2, 7, 6);
+    check_conv("3x3/1 pad 1", (sx_tr_conv){4, 3, 3, 1, 1}, 2, 5, 5);
+    check_conv("7x7/2 pad 3", (sx_tr_conv){3, 2, 7, 2, 3}, 1, 9, 8);
+    check_conv("1x1/1", (sx_tr_conv){5, 3, 1, 1, 0}, 2, 4, 3);
+    check_conv("1x1/2 (downsample)", (sx_tr_conv){4, 6, 1, 2, 0}, 2, 5, 6);
+    check_bn(0);
+    check_bn(1);
+    check_relu_add();
+    check_pools();
+    check_heads();
+    CHECK_DONE();
+}
