@@ -1,0 +1,612 @@
+/*
+ * cmd_head.c - the Siamese head's subcommands:
+ *   siamidx train   fit a head on an index and store it there
+ *   siamidx eval    measure it on the images training held out
+ *   siamidx pair    P(same artist) for two images, or a pairs CSV
+ * Every answer comes from the same library calls a program would make.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "internal.h" /* pairs CSV reader */
+
+static int parse_long(const char *s, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_double(const char *s, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) return -1;
+    *out = v;
+    return 0;
+}
+
+static void json_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c < 0x20) fprintf(f, "\\u%04x", c);
+        else fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+/* JSON has no NaN: a metric that could not be measured is null. */
+static void json_num(const char *key, double v, int comma) {
+    if (isfinite(v)) printf("\"%s\":%.6g%s", key, v, comma ? "," : "");
+    else printf("\"%s\":null%s", key, comma ? "," : "");
+}
+
+static int open_index(const char *dir, int writer, siamidx_index **idx) {
+    siamidx_index_options o;
+    siamidx_index_options_init(&o);
+    o.read_only = !writer;
+    siamidx_error err;
+    if (!dir) dir = siamidx_default_index_path();
+    if (siamidx_index_open(dir, NULL, &o, idx, &err)) {
+        cli_error("%s", err.message);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- train ------------------------------------------------------------------ */
+
+static void train_usage(FILE *f) {
+    fprintf(f,
+            "usage: siamidx train [-i INDEX] [--epochs N] [--seed S] [--val-fraction F]\n"
+            "                     [--holdout-artists N] [--json] [-v]\n\n"
+            "Fits the Siamese head on the index's embeddings and stores it in the index.\n"
+            "The split is by image: of each artist, F/2 of the images validate (early\n"
+            "stopping, calibration, threshold) and F/2 are kept for `siamidx eval`;\n"
+            "--holdout-artists keeps N whole artists out, to measure unseen artists.\n"
+            "  -i, --index DIR        index (default: $SIAMIDX_INDEX, then siamidx.idx)\n"
+            "  --epochs N             most epochs (default 60; stops early)\n"
+            "  --seed S               split and pair sampling seed (default 1)\n"
+            "  --val-fraction F       default 0.2\n"
+            "  --holdout-artists N    default 0\n");
+}
+
+int cmd_train(int argc, char **argv) {
+    enum { O_EPOCHS = 256, O_SEED, O_VAL, O_HOLD, O_JSON };
+    static const struct option longs[] = {
+        {"index", required_argument, NULL, 'i'},   {"epochs", required_argument, NULL, O_EPOCHS},
+        {"seed", required_argument, NULL, O_SEED}, {"val-fraction", required_argument, NULL, O_VAL},
+        {"holdout-artists", required_argument, NULL, O_HOLD},
+        {"json", no_argument, NULL, O_JSON},       {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+    siamidx_train_options o;
+    siamidx_train_options_init(&o);
+    const char *index = NULL;
+    int json = 0, c;
+    long l;
+    double d;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "i:vh", longs, NULL)) != -1) {
+        switch (c) {
+        case 'i': index = optarg; break;
+        case 'v': o.verbose = 1; break;
+        case O_JSON: json = 1; break;
+        case O_EPOCHS:
+            if (parse_long(optarg, 1, 100000, &l)) goto bad;
+            o.epochs = (int)l;
+            break;
+        case O_SEED:
+            if (parse_long(optarg, 0, 0x7fffffffL, &l)) goto bad;
+            o.seed = (uint64_t)l;
+            break;
+        case O_VAL:
+            if (parse_double(optarg, 0.01, 0.8, &d)) goto bad;
+            o.val_fraction = d;
+            break;
+        case O_HOLD:
+            if (parse_long(optarg, 0, 1000000, &l)) goto bad;
+            o.holdout_artists = (int)l;
+            break;
+        case 'h': train_usage(stdout); return CLI_EXIT_OK;
+        default: train_usage(stderr); return CLI_EXIT_USAGE;
+        }
+    }
+    if (optind != argc) {
+        cli_error("train: unexpected argument '%s'", argv[optind]);
+        return CLI_EXIT_USAGE;
+    }
+    siamidx_index *idx;
+    if (open_index(index, 1, &idx)) return CLI_EXIT_FAILURE;
+    siamidx_train_report r;
+    siamidx_error err;
+    siamidx_status st = siamidx_index_train_head(idx, &o, &r, &err);
+    siamidx_index_close(idx);
+    if (st) {
+        cli_error("%s", err.message);
+        return CLI_EXIT_FAILURE;
+    }
+    if (json) {
+        printf("{");
+        json_num("val_auc", r.val_auc, 1);
+        json_num("val_accuracy", r.val_accuracy, 1);
+        json_num("val_ece", r.val_ece, 1);
+        json_num("threshold", r.threshold, 1);
+        printf("\"epochs_run\":%d,\"best_epoch\":%d,\"seed\":%llu,", r.epochs_run, r.best_epoch,
+               (unsigned long long)o.seed);
+        printf("\"images\":{\"train\":%zu,\"val\":%zu,\"test\":%zu,\"unseen\":%zu},"
+               "\"unseen_artists\":%zu}\n",
+               r.n_train, r.n_val, r.n_test, r.n_unseen, r.n_unseen_artists);
+    } else {
+        printf("images: %zu train, %zu validation, %zu test, %zu of %zu held-out artists\n",
+               r.n_train, r.n_val, r.n_test, r.n_unseen, r.n_unseen_artists);
+        printf("epochs: %d (best %d)\n", r.epochs_run, r.best_epoch);
+        printf("validation: AUC %.4f, accuracy %.4f at threshold %.3f, calibration error %.4f\n",
+               r.val_auc, r.val_accuracy, r.threshold, r.val_ece);
+        printf("head stored in the index (seed %llu)\n", (unsigned long long)o.seed);
+    }
+    return CLI_EXIT_OK;
+bad:
+    cli_error("train: bad value '%s' for %s", optarg, argv[optind - 1]);
+    return CLI_EXIT_USAGE;
+}
+
+/* ---- eval ------------------------------------------------------------------- */
+
+static void eval_usage(FILE *f) {
+    fprintf(f,
+            "usage: siamidx eval [-i INDEX] [--json]\n\n"
+            "Measures the index's trained head on the images `siamidx train` held out:\n"
+            "pair ROC AUC, accuracy at the threshold, equal error rate, TAR at 1%% FAR,\n"
+            "expected calibration error; attribution top-1, top-3 and balanced accuracy.\n"
+            "Seen and unseen (held-out) artists are reported apart.\n");
+}
+
+static void print_pairs_text(const char *what, const siamidx_pair_metrics *m) {
+    printf("%s pairs (%zu): AUC %.4f  accuracy %.4f  EER %.4f  TAR@1%%FAR %.4f  ECE %.4f\n",
+           what, m->n_pairs, m->auc, m->accuracy, m->eer, m->tar_at_far1, m->ece);
+}
+
+static void print_pairs_json(const char *what, const siamidx_pair_metrics *m) {
+    printf("\"%s\":{\"pairs\":%zu,", what, m->n_pairs);
+    json_num("auc", m->auc, 1);
+    json_num("accuracy", m->accuracy, 1);
+    json_num("eer", m->eer, 1);
+    json_num("tar_at_far1", m->tar_at_far1, 1);
+    json_num("ece", m->ece, 0);
+    printf("}");
+}
+
+static void print_attr_json(const char *what, const siamidx_attribution_metrics *a) {
+    printf("\"%s\":{\"queries\":%zu,", what, a->n_queries);
+    json_num("top1", a->top1, 1);
+    json_num("top3", a->top3, 1);
+    json_num("balanced", a->balanced, 1);
+    json_num("unknown_first", a->unknown_first, 1);
+    json_num("mean_top_probability", a->mean_top_prob, 0);
+    printf("}");
+}
+
+int cmd_eval(int argc, char **argv) {
+    static const struct option longs[] = {{"index", required_argument, NULL, 'i'},
+                                          {"json", no_argument, NULL, 'j'},
+                                          {"help", no_argument, NULL, 'h'},
+                                          {NULL, 0, NULL, 0}};
+    const char *index = NULL;
+    int json = 0, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "i:h", longs, NULL)) != -1) {
+        if (c == 'i') index = optarg;
+        else if (c == 'j') json = 1;
+        else if (c == 'h') {
+            eval_usage(stdout);
+            return CLI_EXIT_OK;
+        } else {
+            eval_usage(stderr);
+            return CLI_EXIT_USAGE;
+        }
+    }
+    if (optind != argc) {
+        cli_error("eval: unexpected argument '%s'", argv[optind]);
+        return CLI_EXIT_USAGE;
+    }
+    siamidx_index *idx;
+    if (open_index(index, 0, &idx)) return CLI_EXIT_FAILURE;
+    siamidx_eval_report r;
+    siamidx_error err;
+    siamidx_status st = siamidx_index_evaluate(idx, &r, &err);
+    siamidx_index_close(idx);
+    if (st) {
+        cli_error("%s", err.message);
+        return CLI_EXIT_FAILURE;
+    }
+    if (json) {
+        printf("{\"threshold\":%.6g,", r.threshold);
+        print_pairs_json("seen_pairs", &r.seen);
+        printf(",");
+        print_attr_json("seen_attribution", &r.seen_attr);
+        if (r.has_unseen) {
+            printf(",");
+            print_pairs_json("unseen_pairs", &r.unseen);
+            printf(",");
+            print_attr_json("unseen_attribution", &r.unseen_attr);
+        }
+        printf("}\n");
+        return CLI_EXIT_OK;
+    }
+    printf("threshold %.3f\n", r.threshold);
+    print_pairs_text("seen-artist", &r.seen);
+    const siamidx_attribution_metrics *a = &r.seen_attr;
+    printf("seen-artist attribution (%zu queries): top-1 %.4f  top-3 %.4f  balanced %.4f  "
+           "\"unknown\" first %.4f  mean top probability %.3f\n",
+           a->n_queries, a->top1, a->top3, a->balanced, a->unknown_first, a->mean_top_prob);
+    if (r.has_unseen) {
+        print_pairs_text("unseen-artist", &r.unseen);
+        a = &r.unseen_attr;
+        printf("unseen-artist queries (%zu): \"unknown\" first %.4f  mean top probability %.3f\n",
+               a->n_queries, a->unknown_first, a->mean_top_prob);
+    }
+    return CLI_EXIT_OK;
+}
+
+/* ---- pair ------------------------------------------------------------------- */
+
+static void pair_usage(FILE *f) {
+    fprintf(f,
+            "usage: siamidx pair A B [-i INDEX | -m MODEL] [--json]\n"
+            "       siamidx pair --batch PAIRS.csv [--root DIR] [-o OUT.csv] [-i INDEX | -m MODEL]\n\n"
+            "P(same artist) for two images, from the index's trained head (-i), else the\n"
+            "model's default head. --batch reads a CSV with columns index,image1,image2\n"
+            "(Kaggle's submission_info.csv) and writes index,sameArtist (the probability);\n"
+            "each distinct image is embedded once. Relative paths start from --root, else\n"
+            "the CSV's folder. Rows that cannot be answered are reported on stderr and left\n"
+            "out. exit status: 0 all answered, 3 some rows failed, 1 failure, 2 usage\n");
+}
+
+typedef struct pair_ctx {
+    siamidx_model *model;
+    siamidx_index *idx;
+    siamidx_head *head;
+} pair_ctx;
+
+static void pair_ctx_free(pair_ctx *p) {
+    siamidx_head_free(p->head);
+    siamidx_index_close(p->idx);
+    siamidx_model_free(p->model);
+}
+
+static int pair_setup(const char *model_path, const char *index, pair_ctx *p) {
+    memset(p, 0, sizeof *p);
+    siamidx_error err;
+    if (!(p->model = cli_load_model(model_path))) return -1;
+    if (index) {
+        siamidx_index_options o;
+        siamidx_index_options_init(&o);
+        o.read_only = 1;
+        if (siamidx_index_open(index, p->model, &o, &p->idx, &err) ||
+            siamidx_index_head(p->idx, p->model, &p->head, &err)) {
+            cli_error("%s", err.message);
+            return -1;
+        }
+    } else if (!siamidx_model_head(p->model)) {
+        cli_error("no trained head: run `siamidx train` on an index and pass it with -i "
+                  "(the model %s carries no default head)", model_path ? model_path : "");
+        return -1;
+    }
+    return 0;
+}
+
+static int pair_single(pair_ctx *p, const char *a, const char *b, int json) {
+    siamidx_pair_result r;
+    siamidx_error err;
+    if (siamidx_pair_files(p->model, p->head, a, b, NULL, &r, &err)) {
+        cli_error("%s", err.message);
+        return CLI_EXIT_FAILURE;
+    }
+    if (json) {
+        printf("{\"a\":");
+        json_string(stdout, a);
+        printf(",\"b\":");
+        json_string(stdout, b);
+        printf(",\"probability\":%.6f,\"same_artist\":%s,\"threshold\":%.6f}\n", r.probability,
+               r.same_artist ? "true" : "false", r.threshold);
+    } else {
+        printf("P(same artist) = %.4f: %s (threshold %.3f)\n", r.probability,
+               r.same_artist ? "same artist" : "different artists", r.threshold);
+    }
+    return CLI_EXIT_OK;
+}
+
+/* ---- batch: distinct images, embedded once ---- */
+
+typedef struct image_set {
+    char **paths; /* resolved, in first-seen order */
+    size_t n, cap;
+    size_t *slots; /* open addressing: index+1, 0 empty */
+    size_t n_slots;
+} image_set;
+
+static uint64_t fnv1a(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+/* Index of path in the set, inserting it when new; (size_t)-1 when out of memory. */
+static size_t image_set_put(image_set *s, const char *path) {
+    if ((s->n + 1) * 2 > s->n_slots) {
+        size_t ns = s->n_slots ? s->n_slots * 2 : 1024;
+        size_t *slots = calloc(ns, sizeof *slots);
+        if (!slots) return (size_t)-1;
+        for (size_t i = 0; i < s->n; i++) {
+            size_t h = fnv1a(s->paths[i]) & (ns - 1);
+            while (slots[h]) h = (h + 1) & (ns - 1);
+            slots[h] = i + 1;
+        }
+        free(s->slots);
+        s->slots = slots;
+        s->n_slots = ns;
+    }
+    size_t h = fnv1a(path) & (s->n_slots - 1);
+    for (; s->slots[h]; h = (h + 1) & (s->n_slots - 1))
+        if (!strcmp(s->paths[s->slots[h] - 1], path)) return s->slots[h] - 1;
+    if (s->n == s->cap) {
+        size_t nc = s->cap ? s->cap * 2 : 256;
+        char **np = realloc(s->paths, nc * sizeof *np);
+        if (!np) return (size_t)-1;
+        s->paths = np;
+        s->cap = nc;
+    }
+    if (!(s->paths[s->n] = strdup(path))) return (size_t)-1;
+    s->slots[h] = ++s->n;
+    return s->n - 1;
+}
+
+static size_t image_set_find(const image_set *s, const char *path) {
+    if (!s->n_slots) return (size_t)-1;
+    for (size_t h = fnv1a(path) & (s->n_slots - 1); s->slots[h]; h = (h + 1) & (s->n_slots - 1))
+        if (!strcmp(s->paths[s->slots[h] - 1], path)) return s->slots[h] - 1;
+    return (size_t)-1;
+}
+
+static void image_set_free(image_set *s) {
+    for (size_t i = 0; i < s->n; i++) free(s->paths[i]);
+    free(s->paths);
+    free(s->slots);
+}
+
+/* root/path unless path is absolute. */
+static void resolve(const char *root, const char *path, char *out, size_t cap) {
+    if (path[0] == '/' || !root || !*root) snprintf(out, cap, "%s", path);
+    else snprintf(out, cap, "%s/%s", root, path);
+}
+
+static char *dir_of(const char *path) {
+    const char *slash = strrchr(path, '/');
+    if (!slash) return strdup(".");
+    size_t n = (size_t)(slash - path);
+    char *d = malloc(n + 2);
+    if (!d) return NULL;
+    memcpy(d, path, n ? n : 1);
+    d[n ? n : 1] = 0;
+    return d;
+}
+
+/* Pass 1: every distinct image named by a well-formed row. Returns rows refused. */
+static int collect_images(const char *csv, const char *root, image_set *set, size_t *bad_rows) {
+    sx_pairs_csv *p;
+    siamidx_error err;
+    if (sx_pairs_csv_open(csv, &p, &err)) {
+        cli_error("%s", err.message);
+        return -1;
+    }
+    char buf[8192];
+    for (;;) {
+        sx_pair_row row;
+        int done;
+        siamidx_status st = sx_pairs_csv_next(p, &row, &done, &err);
+        if (st == SIAMIDX_ERR_CSV) {
+            cli_error("%s", err.message);
+            (*bad_rows)++;
+            continue;
+        }
+        if (st) {
+            cli_error("%s", err.message);
+            sx_pairs_csv_close(p);
+            return -1;
+        }
+        if (done) break;
+        resolve(root, row.image1, buf, sizeof buf);
+        size_t a = image_set_put(set, buf);
+        resolve(root, row.image2, buf, sizeof buf);
+        size_t b = image_set_put(set, buf);
+        if (a == (size_t)-1 || b == (size_t)-1) {
+            cli_error("%s: out of memory", csv);
+            sx_pairs_csv_close(p);
+            return -1;
+        }
+    }
+    sx_pairs_csv_close(p);
+    return 0;
+}
+
+/*
+ * Embeds every image of the set; ok[i] says which succeeded, failures are
+ * reported once. With an index, images it already holds (same bytes) take
+ * their stored embedding instead of running the encoder.
+ */
+static int embed_set(pair_ctx *p, const image_set *set, size_t dim, float *emb, uint8_t *ok) {
+    const size_t chunk = 256;
+    siamidx_status *status = malloc(chunk * sizeof *status);
+    siamidx_error *errors = malloc(chunk * sizeof *errors);
+    size_t *todo = malloc((set->n + 1) * sizeof *todo), n_todo = 0;
+    const char **paths = malloc(chunk * sizeof *paths);
+    float *out = malloc(chunk * dim * sizeof *out);
+    if (!status || !errors || !todo || !paths || !out) {
+        free(status), free(errors), free(todo), free(paths), free(out);
+        cli_error("out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < set->n; i++) {
+        siamidx_error e;
+        ok[i] = p->idx && !sx_index_cached_embedding(p->idx, set->paths[i], emb + i * dim, dim, &e);
+        if (!ok[i]) todo[n_todo++] = i;
+    }
+    int rc = 0;
+    for (size_t s = 0; s < n_todo && !rc; s += chunk) {
+        size_t n = n_todo - s < chunk ? n_todo - s : chunk;
+        for (size_t i = 0; i < n; i++) paths[i] = set->paths[todo[s + i]];
+        siamidx_error err;
+        siamidx_status st =
+            siamidx_embed_files(p->model, paths, n, NULL, out, status, errors, &err);
+        if (st && st != SIAMIDX_ERR_IMAGE) {
+            cli_error("%s", err.message);
+            rc = -1;
+            break;
+        }
+        for (size_t i = 0; i < n; i++) {
+            size_t k = todo[s + i];
+            ok[k] = status[i] == SIAMIDX_OK;
+            if (ok[k]) memcpy(emb + k * dim, out + i * dim, dim * sizeof *out);
+            else cli_error("%s", errors[i].message);
+        }
+    }
+    free(status), free(errors), free(todo), free(paths), free(out);
+    return rc;
+}
+
+/* Pass 2: answer every row whose two images embedded. Returns rows left out, -1 on failure. */
+static long write_answers(pair_ctx *p, const char *csv, const char *root, const image_set *set,
+                          const float *emb, const uint8_t *ok, size_t dim, FILE *out) {
+    sx_pairs_csv *pc;
+    siamidx_error err;
+    if (sx_pairs_csv_open(csv, &pc, &err)) {
+        cli_error("%s", err.message);
+        return -1;
+    }
+    fprintf(out, "index,sameArtist\n");
+    long skipped = 0;
+    char buf[8192];
+    for (;;) {
+        sx_pair_row row;
+        int done;
+        siamidx_status st = sx_pairs_csv_next(pc, &row, &done, &err);
+        if (st == SIAMIDX_ERR_CSV) continue; /* reported in pass 1 */
+        if (st) {
+            cli_error("%s", err.message);
+            sx_pairs_csv_close(pc);
+            return -1;
+        }
+        if (done) break;
+        resolve(root, row.image1, buf, sizeof buf);
+        size_t a = image_set_find(set, buf);
+        resolve(root, row.image2, buf, sizeof buf);
+        size_t b = image_set_find(set, buf);
+        if (a == (size_t)-1 || b == (size_t)-1 || !ok[a] || !ok[b]) {
+            cli_error("%s: line %ld: row %s left out: an image could not be read", csv, row.line,
+                      row.index);
+            skipped++;
+            continue;
+        }
+        siamidx_pair_result r;
+        if (siamidx_pair_embeddings(p->head ? p->head : siamidx_model_head(p->model),
+                                    emb + a * dim, emb + b * dim, dim, &r, &err)) {
+            cli_error("%s", err.message);
+            sx_pairs_csv_close(pc);
+            return -1;
+        }
+        fprintf(out, "%s,%.6f\n", row.index, r.probability);
+    }
+    sx_pairs_csv_close(pc);
+    return skipped;
+}
+
+static int pair_batch(pair_ctx *p, const char *csv, const char *root, const char *out_path) {
+    image_set set = {0};
+    size_t bad_rows = 0;
+    char *root_buf = root ? NULL : dir_of(csv);
+    if (!root) root = root_buf;
+    int rc = CLI_EXIT_FAILURE;
+    float *emb = NULL;
+    uint8_t *ok = NULL;
+    FILE *out = NULL;
+    if (collect_images(csv, root, &set, &bad_rows)) goto done;
+    size_t dim = siamidx_model_dim(p->model, SIAMIDX_POOL_DEFAULT);
+    emb = calloc(set.n * dim + 1, sizeof *emb);
+    ok = calloc(set.n + 1, 1);
+    if (!emb || !ok) {
+        cli_error("out of memory for %zu images", set.n);
+        goto done;
+    }
+    if (embed_set(p, &set, dim, emb, ok)) goto done;
+    out = out_path ? fopen(out_path, "w") : stdout;
+    if (!out) {
+        cli_error("%s: cannot write: %s", out_path, strerror(errno));
+        goto done;
+    }
+    long skipped = write_answers(p, csv, root, &set, emb, ok, dim, out);
+    if (out != stdout && fclose(out) != 0) {
+        cli_error("%s: write failed: %s", out_path, strerror(errno));
+        skipped = -1;
+    }
+    out = NULL;
+    if (skipped < 0) goto done;
+    rc = skipped || bad_rows ? CLI_EXIT_PARTIAL : CLI_EXIT_OK;
+done:
+    if (out && out != stdout) fclose(out);
+    free(emb);
+    free(ok);
+    free(root_buf);
+    image_set_free(&set);
+    return rc;
+}
+
+int cmd_pair(int argc, char **argv) {
+    enum { O_BATCH = 256, O_ROOT, O_JSON };
+    static const struct option longs[] = {
+        {"index", required_argument, NULL, 'i'}, {"model", required_argument, NULL, 'm'},
+        {"out", required_argument, NULL, 'o'},   {"batch", required_argument, NULL, O_BATCH},
+        {"root", required_argument, NULL, O_ROOT}, {"json", no_argument, NULL, O_JSON},
+        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
+    const char *index = NULL, *model = NULL, *out = NULL, *batch = NULL, *root = NULL;
+    int json = 0, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "i:m:o:h", longs, NULL)) != -1) {
+        switch (c) {
+        case 'i': index = optarg; break;
+        case 'm': model = optarg; break;
+        case 'o': out = optarg; break;
+        case O_BATCH: batch = optarg; break;
+        case O_ROOT: root = optarg; break;
+        case O_JSON: json = 1; break;
+        case 'h': pair_usage(stdout); return CLI_EXIT_OK;
+        default: pair_usage(stderr); return CLI_EXIT_USAGE;
+        }
+    }
+    int n_images = argc - optind;
+    if (batch ? n_images != 0 : n_images != 2) {
+        cli_error(batch ? "pair: --batch takes no image arguments"
+                        : "pair: give two images (or --batch PAIRS.csv)");
+        pair_usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    if (!batch && (out || root)) {
+        cli_error("pair: -o and --root go with --batch");
+        return CLI_EXIT_USAGE;
+    }
+    pair_ctx p;
+    int rc = CLI_EXIT_FAILURE;
+    if (pair_setup(model, index, &p) == 0)
+        rc = batch ? pair_batch(&p, batch, root, out)
+                   : pair_single(&p, argv[optind], argv[optind + 1], json);
+    pair_ctx_free(&p);
+    return rc;
+}
