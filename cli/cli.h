@@ -17,6 +17,17 @@ typedef int (*cli_command_fn)(int argc, char **argv);
 
 int cmd_embed(int argc, char **argv);
 int cmd_model_info(int argc, char **argv);
+int cmd_build(int argc, char **argv); /* cmd_index.c */
+int cmd_add(int argc, char **argv);
+int cmd_query(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_remove(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_dump(int argc, char **argv); /* hidden: records as TSV, for tests */
+int cmd_train_encoder(int argc, char **argv); /* cmd_train_encoder.c */
+int cmd_train(int argc, char **argv); /* cmd_head.c */
+int cmd_eval(int argc, char **argv);
+int cmd_pair(int argc, char **argv);
 
 /* Prints "siamidx: <message>" to stderr (one line). */
 void cli_error(const char *fmt, ...)

@@ -15,6 +15,16 @@ typedef struct command {
 static const command commands[] = {
     {"embed", cmd_embed, "write one embedding per image (TSV or NPY)"},
     {"model-info", cmd_model_info, "print a model file's metadata"},
+    {"build", cmd_build, "index a collection (directory or CSV), incrementally"},
+    {"add", cmd_add, "index images as paintings by one artist"},
+    {"query", cmd_query, "nearest indexed paintings and artist scores for an image"},
+    {"info", cmd_info, "what an index holds"},
+    {"remove", cmd_remove, "remove images (by path or artist) from an index"},
+    {"verify", cmd_verify, "check an index's store and FAISS index for consistency"},
+    {"train-encoder", cmd_train_encoder, "train the ResNet encoder on a collection"},
+    {"train", cmd_train, "fit the Siamese head on an index and store it there"},
+    {"eval", cmd_eval, "measure the trained head on the images training held out"},
+    {"pair", cmd_pair, "P(same artist) for two images, or a pairs CSV"},
 };
 
 void cli_error(const char *fmt, ...) {
@@ -68,6 +78,7 @@ int main(int argc, char **argv) {
         printf("siamidx %s\n", SIAMIDX_VERSION_STRING);
         return CLI_EXIT_OK;
     }
+    if (!strcmp(argv[1], "dump")) return cmd_dump(argc - 1, argv + 1); /* hidden, for tests */
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
     cli_error("unknown command '%s' (see siamidx --help)", argv[1]);

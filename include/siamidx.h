@@ -179,12 +179,320 @@ siamidx_status siamidx_forward_tensor(const siamidx_model *model, const float *x
 /* ------------------------------------------------------------------------ */
 /* Index                                                                     */
 /* ------------------------------------------------------------------------ */
-/* (declared by the index issue) */
+/*
+ * An index is a directory (e.g. ./siamidx.idx) holding:
+ *   data.mdb, lock.mdb   LMDB: the source of truth -- format version, the
+ *                        model's fingerprint, arch, pooling and dimension,
+ *                        one record per image (paths, SHA-256, size, mtime,
+ *                        artist, title/style/genre/date, embedding), artists,
+ *                        lookups by path, content hash and artist, and a
+ *                        change log per generation;
+ *   vectors.G.DESC.faiss a FAISS snapshot of generation G (derived state; a
+ *                        stale or missing one is caught up from LMDB on use);
+ *   writer.lock          flock'd by the one writing process, holds its PID.
+ * Every change (a batch of images, a removal) is one LMDB transaction: after
+ * a crash the index holds exactly the batches that committed. The LMDB map
+ * grows by itself.
+ */
+typedef struct siamidx_index siamidx_index;
+
+typedef struct siamidx_index_options {
+    int read_only;          /* queries/info/verify only: no writer lock taken */
+    int create;             /* create the index when the directory has none */
+    int wait;               /* wait for another writer instead of SIAMIDX_ERR_INDEX_LOCKED */
+    const char *index_type; /* "flat" (exact, default), "hnsw" (HNSW32), "ivf" (IVF-Flat),
+                               "ivfpq" (IVF-PQ); NULL: keep the index's. Changing it
+                               rebuilds the FAISS index. ivf/ivfpq train on the stored
+                               embeddings (nlist ~ 4 sqrt(n)) and search exactly (flat)
+                               below 2,000 / 10,000 vectors. */
+} siamidx_index_options;
+
+void siamidx_index_options_init(siamidx_index_options *opt);
+
+/* The index directory from $SIAMIDX_INDEX, else "siamidx.idx". */
+const char *siamidx_default_index_path(void);
+
+/*
+ * Opens (or with opt->create, creates) the index in `dir`. `model` is
+ * the model embeddings come from; an index built with another model is
+ * refused with SIAMIDX_ERR_MODEL_MISMATCH naming both fingerprints. model
+ * may be NULL for info/verify/remove. A writer (not read_only) holds the
+ * index's lock until siamidx_index_close; a second writer gets
+ * SIAMIDX_ERR_INDEX_LOCKED ("index DIR is being written by process N").
+ * A damaged or foreign data.mdb gives SIAMIDX_ERR_INDEX_CORRUPT; a missing
+ * index (without create) SIAMIDX_ERR_NOT_FOUND. Readers see the last
+ * committed state, even while a writer works.
+ */
+siamidx_status siamidx_index_open(const char *dir, const siamidx_model *model,
+                                  const siamidx_index_options *opt, siamidx_index **out,
+                                  siamidx_error *err);
+/* Writes the FAISS snapshot (writers) and releases the lock. */
+void siamidx_index_close(siamidx_index *idx);
+
+/* ---- building ---- */
+
+typedef struct siamidx_build_failure {
+    char *path;
+    siamidx_status status;
+    char *message;
+} siamidx_build_failure;
+
+typedef struct siamidx_build_report {
+    size_t total;     /* entries in the collection */
+    size_t indexed;   /* records written (new or changed images) */
+    size_t embedded;  /* images the encoder embedded (failures not counted) */
+    size_t reused;    /* indexed from an identical image's stored embedding */
+    size_t unchanged; /* already indexed with the same size and mtime */
+    size_t failed;    /* entries skipped with an error (see failures) */
+    siamidx_build_failure *failures;
+    size_t n_failures;
+} siamidx_build_report;
+
+void siamidx_build_report_free(siamidx_build_report *r);
+
+/* Progress after each batch: done out of total entries. */
+typedef void (*siamidx_progress_fn)(void *ctx, size_t done, size_t total);
+
+typedef struct siamidx_build_options {
+    const char *root; /* CSV collections: directory relative paths start from */
+    int batch;        /* images per write transaction; 0: 64 */
+    siamidx_embed_options embed;
+    siamidx_progress_fn progress;
+    void *progress_ctx;
+} siamidx_build_options;
+
+void siamidx_build_options_init(siamidx_build_options *opt);
+
+/*
+ * Indexes a collection: a directory of ARTIST/IMAGE files or a CSV with
+ * filename and artist columns (optional title, style, genre, date).
+ * Incremental: files already indexed with the same size and mtime are not
+ * read; a changed file is re-embedded; an image identical to an indexed one
+ * reuses its embedding. Bad entries are reported in `report` and skipped.
+ * Returns SIAMIDX_OK when every entry is indexed, SIAMIDX_ERR_IMAGE when
+ * some failed (the rest are indexed), another status when the build
+ * stopped (every batch committed before stays).
+ */
+siamidx_status siamidx_index_build(siamidx_index *idx, const siamidx_model *model,
+                                   const char *collection, const siamidx_build_options *opt,
+                                   siamidx_build_report *report, siamidx_error *err);
+
+/* Indexes image files as paintings by `artist` (same rules as build). */
+siamidx_status siamidx_index_add(siamidx_index *idx, const siamidx_model *model,
+                                 const char *const *paths, size_t n, const char *artist,
+                                 const siamidx_build_options *opt, siamidx_build_report *report,
+                                 siamidx_error *err);
+
+/* Removes images by path (as given or resolved) or all of an artist's, in one
+   transaction. *removed (may be NULL) receives the count; NOT_FOUND when
+   nothing matched. */
+siamidx_status siamidx_index_remove(siamidx_index *idx, const char *const *paths, size_t n,
+                                    size_t *removed, siamidx_error *err);
+siamidx_status siamidx_index_remove_artist(siamidx_index *idx, const char *artist,
+                                           size_t *removed, siamidx_error *err);
+
+/* ---- querying ---- */
+
+typedef struct siamidx_neighbor {
+    int64_t id;
+    char *path;
+    char *artist;
+    float similarity; /* cosine similarity of the embeddings */
+    float probability; /* the head's P(same artist) for query and neighbour; NaN without a head */
+} siamidx_neighbor;
+
+typedef struct siamidx_artist_score {
+    char *artist;
+    float probability;
+} siamidx_artist_score;
+
+typedef struct siamidx_query_result {
+    siamidx_neighbor *neighbors; /* decreasing similarity */
+    size_t n_neighbors;
+    siamidx_artist_score *artists; /* decreasing probability, summing to <= 1 */
+    size_t n_artists;
+    float unknown; /* P(an artist not in the index); with a trained head only, else 0 */
+} siamidx_query_result;
+
+void siamidx_query_result_free(siamidx_query_result *res);
+
+/* The k nearest indexed paintings of an image and scores for their artists. */
+siamidx_status siamidx_index_query(siamidx_index *idx, const siamidx_model *model,
+                                   const char *image, int k, siamidx_query_result *res,
+                                   siamidx_error *err);
+/* The same for an embedding of the index's dimension. */
+siamidx_status siamidx_index_query_embedding(siamidx_index *idx, const float *embedding, int k,
+                                             siamidx_query_result *res, siamidx_error *err);
+/*
+ * Raw batch search: n embeddings, ids[n*k] record ids (-1 past the end) and
+ * sims[n*k]; every id returned is a committed record.
+ */
+siamidx_status siamidx_index_search(siamidx_index *idx, const float *queries, size_t n, int k,
+                                    int64_t *ids, float *sims, siamidx_error *err);
+
+/* ---- inspection ---- */
+
+typedef struct siamidx_artist_info {
+    char *name;
+    uint64_t images;
+} siamidx_artist_info;
+
+typedef struct siamidx_index_info {
+    uint64_t images;
+    uint64_t n_artists;
+    siamidx_artist_info *artists; /* by name */
+    uint32_t dim;
+    char fingerprint[65];
+    char arch[32];
+    char pool[16];
+    char index_type[16];   /* as configured */
+    char faiss[64];        /* what FAISS holds now, e.g. "Flat" while ivf lacks data */
+    uint64_t generation;
+    uint64_t bytes_on_disk; /* every file in the directory */
+} siamidx_index_info;
+
+siamidx_status siamidx_index_info_get(siamidx_index *idx, siamidx_index_info *info,
+                                      siamidx_error *err);
+void siamidx_index_info_free(siamidx_index_info *info);
+
+/*
+ * Checks the store (every record decodes; path, hash and artist lookups agree
+ * both ways; artist counts), the FAISS index and their agreement (same ids;
+ * for flat indexes, vectors equal to the stored embeddings). Each problem is
+ * passed to fn (may be NULL); *n_problems receives their number. Returns OK
+ * when the checks ran (inspect *n_problems).
+ */
+typedef void (*siamidx_problem_fn)(void *ctx, const char *problem);
+siamidx_status siamidx_index_verify(siamidx_index *idx, siamidx_problem_fn fn, void *ctx,
+                                    size_t *n_problems, siamidx_error *err);
 
 /* ------------------------------------------------------------------------ */
 /* Siamese head and answers                                                  */
 /* ------------------------------------------------------------------------ */
-/* (declared by the head issue) */
+/*
+ * The head turns two embeddings into a calibrated P(same artist):
+ *   z = normalise((e - mean) / std)        per-dimension standardisation
+ *   P = sigmoid(a * (w . f(za, zb) + b) + c) with f symmetric in the pair
+ * (|za - zb| per dimension and the cosine by default; see
+ * docs/evaluation.md for why). `siamidx train` fits it on an index and
+ * stores it there; a model file may carry a default head (tensors "head.*").
+ * An index's own head takes precedence over the model's. With no head at
+ * all, answers fail with SIAMIDX_ERR_NO_HEAD ("no trained head: run
+ * `siamidx train`") rather than guessing.
+ *
+ * A head is immutable once loaded: any number of threads may score with it.
+ *
+ * Attribution is siamidx_index_query (above): with a trained head in the
+ * index, the 10*k (at least 50) nearest paintings are scored pair by pair
+ * (siamidx_neighbor.probability) and aggregated per artist against an
+ * "unknown" alternative (siamidx_query_result.unknown), fitted on validation
+ * queries with and without their artist indexed; artists + unknown <= 1.
+ * `siamidx pair` and `siamidx query` call exactly these functions.
+ */
+typedef struct siamidx_head siamidx_head;
+
+/* The model file's default head, or NULL. Owned by the model. */
+const siamidx_head *siamidx_model_head(const siamidx_model *model);
+/* A head from / to its serialised form (what an index stores). Free the blob with free(). */
+siamidx_status siamidx_head_from_blob(const void *blob, size_t len, siamidx_head **out,
+                                      siamidx_error *err);
+siamidx_status siamidx_head_to_blob(const siamidx_head *head, void **blob, size_t *len,
+                                    siamidx_error *err);
+void siamidx_head_free(siamidx_head *head);
+/* Embedding dimension the head expects; 0 for NULL. */
+size_t siamidx_head_dim(const siamidx_head *head);
+/* Decision threshold on the probability, chosen on validation pairs. */
+double siamidx_head_threshold(const siamidx_head *head);
+
+typedef struct siamidx_pair_result {
+    double probability; /* calibrated P(same artist) */
+    double threshold;   /* the head's decision threshold */
+    int same_artist;    /* probability >= threshold */
+} siamidx_pair_result;
+
+/* An 8-bit RGB buffer: rows of `stride` bytes, 3 bytes per pixel. */
+typedef struct siamidx_rgb_image {
+    const uint8_t *rgb;
+    int width, height;
+    size_t stride;
+} siamidx_rgb_image;
+
+/* Scores two embeddings (dim floats each, as siamidx_embed_* produce them). */
+siamidx_status siamidx_pair_embeddings(const siamidx_head *head, const float *a, const float *b,
+                                       size_t dim, siamidx_pair_result *out, siamidx_error *err);
+/*
+ * Embeds two files / buffers with `model` and scores them. head NULL: the
+ * model's default head (SIAMIDX_ERR_NO_HEAD when it has none). opt may be NULL.
+ */
+siamidx_status siamidx_pair_files(const siamidx_model *model, const siamidx_head *head,
+                                  const char *path_a, const char *path_b,
+                                  const siamidx_embed_options *opt, siamidx_pair_result *out,
+                                  siamidx_error *err);
+siamidx_status siamidx_pair_rgb(const siamidx_model *model, const siamidx_head *head,
+                                const siamidx_rgb_image *a, const siamidx_rgb_image *b,
+                                const siamidx_embed_options *opt, siamidx_pair_result *out,
+                                siamidx_error *err);
+
+/* ---- training and evaluation on an index ---- */
+
+typedef struct siamidx_train_options {
+    int epochs;           /* at most (early stopping on validation AUC); 0: 60 */
+    uint64_t seed;        /* the split and the pairs; same seed, same head */
+    double val_fraction;  /* of each seen artist's images held out, half for
+                             validation (early stopping, calibration, threshold)
+                             and half for `eval`; 0: 0.2 */
+    int holdout_artists;  /* whole artists kept out, to measure unseen artists */
+    int verbose;          /* progress on stderr */
+} siamidx_train_options;
+
+void siamidx_train_options_init(siamidx_train_options *opt);
+
+typedef struct siamidx_train_report {
+    double val_auc, val_accuracy, val_ece; /* on validation pairs */
+    double threshold;
+    int epochs_run, best_epoch;
+    size_t n_train, n_val, n_test, n_unseen; /* images per role */
+    size_t n_unseen_artists;
+} siamidx_train_report;
+
+/*
+ * Trains a head on every image of the index (opened for writing) and stores
+ * it there, with its validation numbers and its split (seed, held-out
+ * images and artists). Takes seconds for ~10,000 images.
+ */
+siamidx_status siamidx_index_train_head(siamidx_index *idx, const siamidx_train_options *opt,
+                                        siamidx_train_report *report, siamidx_error *err);
+
+/*
+ * The head answers from this index use: the index's trained head, else the
+ * model's default head (model may be NULL), else SIAMIDX_ERR_NO_HEAD. Free
+ * with siamidx_head_free.
+ */
+siamidx_status siamidx_index_head(siamidx_index *idx, const siamidx_model *model,
+                                  siamidx_head **out, siamidx_error *err);
+
+typedef struct siamidx_pair_metrics {
+    size_t n_pairs;  /* balanced same/different, artists balanced */
+    double auc, accuracy /* at the head's threshold */, eer, tar_at_far1, ece;
+} siamidx_pair_metrics;
+
+typedef struct siamidx_attribution_metrics {
+    size_t n_queries;
+    double top1, top3, balanced; /* balanced: mean over artists of top-1 accuracy */
+    double unknown_first;        /* share of queries answered "unknown" first */
+    double mean_top_prob;        /* mean probability of the top artist */
+} siamidx_attribution_metrics;
+
+typedef struct siamidx_eval_report {
+    double threshold;
+    int has_unseen;                           /* artists were held out */
+    siamidx_pair_metrics seen, unseen;        /* pairs among held-out images */
+    siamidx_attribution_metrics seen_attr, unseen_attr; /* against the rest */
+} siamidx_eval_report;
+
+/* Evaluates the index's trained head on the images its training held out. */
+siamidx_status siamidx_index_evaluate(siamidx_index *idx, siamidx_eval_report *out,
+                                      siamidx_error *err);
 
 #ifdef __cplusplus
 }
