@@ -272,7 +272,7 @@ siamidx_status sx_csv_open(const char *path, sx_csv **out, siamidx_error *err) {
     *out = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) return sx_fail(err, SIAMIDX_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    sx_csv *csv;
+    sx_csv *csv = NULL;
     siamidx_status st = csv_new(path, &csv, err);
     if (st) {
         fclose(f);
@@ -292,7 +292,7 @@ siamidx_status sx_csv_open(const char *path, sx_csv **out, siamidx_error *err) {
 siamidx_status sx_csv_open_memory(const char *data, size_t len, const char *name, sx_csv **out,
                                   siamidx_error *err) {
     *out = NULL;
-    sx_csv *csv;
+    sx_csv *csv = NULL;
     siamidx_status st = csv_new(name ? name : "<memory>", &csv, err);
     if (st) return st;
     csv->in = data;

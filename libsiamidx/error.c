@@ -49,7 +49,16 @@ void sx_error_prefix(siamidx_error *err, const char *fmt, ...) {
     va_end(ap);
     memcpy(old, err->message, sizeof old);
     old[sizeof old - 1] = 0;
-    snprintf(err->message, sizeof err->message, "%s: %s", prefix, old);
+    /* Both halves may be long: keep the prefix whole and cut the old message. */
+    size_t n = strlen(prefix);
+    if (n > sizeof err->message - 3) n = sizeof err->message - 3;
+    memcpy(err->message, prefix, n);
+    memcpy(err->message + n, ": ", 2);
+    size_t room = sizeof err->message - n - 3;
+    size_t m = strlen(old);
+    if (m > room) m = room;
+    memcpy(err->message + n + 2, old, m);
+    err->message[n + 2 + m] = 0;
 }
 
 void sx_error_clear(siamidx_error *err) {
