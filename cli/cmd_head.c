@@ -50,13 +50,14 @@ static void json_num(const char *key, double v, int comma) {
     else printf("\"%s\":null%s", key, comma ? "," : "");
 }
 
-static int open_index(const char *dir, int writer, siamidx_index **idx) {
+static int open_index(const char *dir, const siamidx_model *model, int writer,
+                      siamidx_index **idx) {
     siamidx_index_options o;
     siamidx_index_options_init(&o);
     o.read_only = !writer;
     siamidx_error err;
     if (!dir) dir = siamidx_default_index_path();
-    if (siamidx_index_open(dir, NULL, &o, idx, &err)) {
+    if (siamidx_index_open(dir, model, &o, idx, &err)) {
         cli_error("%s", err.message);
         return -1;
     }
@@ -68,7 +69,8 @@ static int open_index(const char *dir, int writer, siamidx_index **idx) {
 static void train_usage(FILE *f) {
     fprintf(f,
             "usage: siamidx train [-i INDEX] [--epochs N] [--seed S] [--val-fraction F]\n"
-            "                     [--holdout-artists N] [--json] [-v]\n\n"
+            "                     [--holdout-artists N] [--save-to-model OUT [-m MODEL]]\n"
+            "                     [--json] [-v]\n\n"
             "Fits the Siamese head on the index's embeddings and stores it in the index.\n"
             "The split is by image: of each artist, F/2 of the images validate (early\n"
             "stopping, calibration, threshold) and F/2 are kept for `siamidx eval`;\n"
@@ -77,27 +79,61 @@ static void train_usage(FILE *f) {
             "  --epochs N             most epochs (default 60; stops early)\n"
             "  --seed S               split and pair sampling seed (default 1)\n"
             "  --val-fraction F       default 0.2\n"
-            "  --holdout-artists N    default 0\n");
+            "  --holdout-artists N    default 0\n"
+            "  --save-to-model OUT    also write the index's model with this head as its\n"
+            "                         default head to OUT (a copy; OUT may be MODEL itself).\n"
+            "                         The fingerprint stays, so indexes built with the model\n"
+            "                         open with OUT; answers without an index use its head,\n"
+            "                         an index's own head still takes precedence\n"
+            "  -m, --model MODEL      the index's model for --save-to-model (default:\n"
+            "                         $SIAMIDX_MODEL, then the installed model); refused\n"
+            "                         when its fingerprint is not the index's\n");
+}
+
+/* The index's (just trained) head into a copy of its model file. */
+static siamidx_status save_head_to_model(siamidx_index *idx, const char *dir,
+                                         const siamidx_model *model,
+                                         const siamidx_train_options *o, const char *out,
+                                         siamidx_error *err) {
+    siamidx_head *head = NULL;
+    siamidx_index_info info;
+    siamidx_status st = siamidx_index_head(idx, NULL, &head, err);
+    if (!st) st = siamidx_index_info_get(idx, &info, err);
+    if (!st) {
+        char trained_on[1024];
+        snprintf(trained_on, sizeof trained_on,
+                 "index %s: %llu images of %llu artists, generation %llu (seed %llu)", dir,
+                 (unsigned long long)info.images, (unsigned long long)info.n_artists,
+                 (unsigned long long)info.generation, (unsigned long long)o->seed);
+        siamidx_index_info_free(&info);
+        st = sx_model_write_head(model, head, trained_on, out, err);
+    }
+    siamidx_head_free(head);
+    return st;
 }
 
 int cmd_train(int argc, char **argv) {
-    enum { O_EPOCHS = 256, O_SEED, O_VAL, O_HOLD, O_JSON };
+    enum { O_EPOCHS = 256, O_SEED, O_VAL, O_HOLD, O_JSON, O_SAVE };
     static const struct option longs[] = {
         {"index", required_argument, NULL, 'i'},   {"epochs", required_argument, NULL, O_EPOCHS},
         {"seed", required_argument, NULL, O_SEED}, {"val-fraction", required_argument, NULL, O_VAL},
         {"holdout-artists", required_argument, NULL, O_HOLD},
+        {"save-to-model", required_argument, NULL, O_SAVE},
+        {"model", required_argument, NULL, 'm'},
         {"json", no_argument, NULL, O_JSON},       {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
     siamidx_train_options o;
     siamidx_train_options_init(&o);
-    const char *index = NULL;
+    const char *index = NULL, *model_path = NULL, *save_to = NULL;
     int json = 0, c;
     long l;
     double d;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "i:vh", longs, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "i:m:vh", longs, NULL)) != -1) {
         switch (c) {
         case 'i': index = optarg; break;
+        case 'm': model_path = optarg; break;
+        case O_SAVE: save_to = optarg; break;
         case 'v': o.verbose = 1; break;
         case O_JSON: json = 1; break;
         case O_EPOCHS:
@@ -124,12 +160,26 @@ int cmd_train(int argc, char **argv) {
         cli_error("train: unexpected argument '%s'", argv[optind]);
         return CLI_EXIT_USAGE;
     }
+    if (model_path && !save_to) {
+        cli_error("train: -m MODEL is only used with --save-to-model");
+        return CLI_EXIT_USAGE;
+    }
+    /* The model first: a mismatched one is refused before any training. */
+    siamidx_model *model = NULL;
+    if (save_to && !(model = cli_load_model(model_path))) return CLI_EXIT_FAILURE;
     siamidx_index *idx;
-    if (open_index(index, 1, &idx)) return CLI_EXIT_FAILURE;
+    if (open_index(index, model, 1, &idx)) {
+        siamidx_model_free(model);
+        return CLI_EXIT_FAILURE;
+    }
     siamidx_train_report r;
     siamidx_error err;
     siamidx_status st = siamidx_index_train_head(idx, &o, &r, &err);
+    if (!st && save_to)
+        st = save_head_to_model(idx, index ? index : siamidx_default_index_path(), model, &o,
+                                save_to, &err);
     siamidx_index_close(idx);
+    siamidx_model_free(model);
     if (st) {
         cli_error("%s", err.message);
         return CLI_EXIT_FAILURE;
@@ -143,8 +193,13 @@ int cmd_train(int argc, char **argv) {
         printf("\"epochs_run\":%d,\"best_epoch\":%d,\"seed\":%llu,", r.epochs_run, r.best_epoch,
                (unsigned long long)o.seed);
         printf("\"images\":{\"train\":%zu,\"val\":%zu,\"test\":%zu,\"unseen\":%zu},"
-               "\"unseen_artists\":%zu}\n",
+               "\"unseen_artists\":%zu",
                r.n_train, r.n_val, r.n_test, r.n_unseen, r.n_unseen_artists);
+        if (save_to) {
+            printf(",\"saved_to_model\":");
+            json_string(stdout, save_to);
+        }
+        printf("}\n");
     } else {
         printf("images: %zu train, %zu validation, %zu test, %zu of %zu held-out artists\n",
                r.n_train, r.n_val, r.n_test, r.n_unseen, r.n_unseen_artists);
@@ -152,6 +207,7 @@ int cmd_train(int argc, char **argv) {
         printf("validation: AUC %.4f, accuracy %.4f at threshold %.3f, calibration error %.4f\n",
                r.val_auc, r.val_accuracy, r.threshold, r.val_ece);
         printf("head stored in the index (seed %llu)\n", (unsigned long long)o.seed);
+        if (save_to) printf("head written into the model file %s as its default head\n", save_to);
     }
     return CLI_EXIT_OK;
 bad:
@@ -219,7 +275,7 @@ int cmd_eval(int argc, char **argv) {
         return CLI_EXIT_USAGE;
     }
     siamidx_index *idx;
-    if (open_index(index, 0, &idx)) return CLI_EXIT_FAILURE;
+    if (open_index(index, NULL, 0, &idx)) return CLI_EXIT_FAILURE;
     siamidx_eval_report r;
     siamidx_error err;
     siamidx_status st = siamidx_index_evaluate(idx, &r, &err);

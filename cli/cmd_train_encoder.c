@@ -67,6 +67,15 @@ static void usage(FILE *f) {
             "  --checkpoint FILE        where checkpoints go (default MODEL.ckpt)\n"
             "  --max-steps N            stop after N steps (benchmarks); writes a checkpoint\n"
             "  --log-seconds T          progress line interval (default 10)\n"
+            "  --no-head                do not train the model's default Siamese head\n"
+            "  --head-val-fraction F    the head's held-out share, as `siamidx train\n"
+            "                           --val-fraction` (default 0.2; split seed: --seed)\n"
+            "\n"
+            "Then, unless --no-head, every image of COLLECTION is embedded with the written\n"
+            "model and a Siamese head trained on those embeddings (as `siamidx train` does on\n"
+            "an index) is stored in the model as its default head; its validation numbers\n"
+            "are printed and kept in the model's head.* metadata. An index's own trained\n"
+            "head takes precedence over it.\n"
             "\n"
             "Ctrl-C or SIGTERM writes a resumable checkpoint, then exits with status 1.\n");
 }
@@ -87,6 +96,41 @@ static int parse_int(const char *s, int lo, int hi, int *out) {
     return 1;
 }
 
+static void head_progress(void *ctx, size_t done, size_t total) {
+    (void)ctx;
+    fprintf(stderr, "\rtrain-encoder: embedded %zu of %zu images for the head", done, total);
+    if (done == total) fputc('\n', stderr);
+}
+
+/* The model's default head, trained on the best model's embeddings of the collection. */
+static int train_default_head(const sx_tr_options *o, float val_fraction) {
+    sx_train_opts ho;
+    sx_train_opts_init(&ho);
+    ho.seed = o->seed;
+    ho.val_fraction = val_fraction;
+    sx_head *h;
+    size_t failed;
+    siamidx_error err;
+    if (sx_model_train_head(o->output, o->collection, &ho, head_progress, NULL, &h, &failed,
+                            &err)) {
+        cli_error("train-encoder: default head: %s (here: --head-val-fraction); %s was "
+                  "written without a default head: build an index with it and run `siamidx "
+                  "train -i INDEX --save-to-model` to add one",
+                  err.message, o->output);
+        return CLI_EXIT_FAILURE;
+    }
+    const sx_head_report *r = &h->report;
+    if (failed) fprintf(stderr, "train-encoder: %zu images could not be embedded\n", failed);
+    printf("default head: %zu train, %zu validation, %zu test images; epochs %d (best %d)\n",
+           r->n_train, r->n_val, r->n_test, r->epochs_run, r->best_epoch);
+    printf("default head validation: AUC %.4f, accuracy %.4f at threshold %.3f, "
+           "calibration error %.4f\n",
+           r->val_auc, r->val_acc, h->threshold, r->val_ece);
+    fprintf(stderr, "train-encoder: wrote the default head into %s\n", o->output);
+    siamidx_head_free(h);
+    return CLI_EXIT_OK;
+}
+
 /* The command as typed, for the model's metadata. */
 static char *join_command(int argc, char **argv) {
     size_t len = 32;
@@ -105,7 +149,7 @@ int cmd_train_encoder(int argc, char **argv) {
     enum {
         O_ARCH = 256, O_WIDTH, O_INIT, O_FREEZE, O_OBJ, O_SIAMW, O_INPUT, O_RESIZE, O_EPOCHS,
         O_BATCH, O_LR, O_WD, O_WARMUP, O_LS, O_BALANCE, O_SEED, O_VAL, O_THREADS, O_RESUME,
-        O_CKPT, O_MAXSTEPS, O_LOGS
+        O_CKPT, O_MAXSTEPS, O_LOGS, O_NOHEAD, O_HEADVAL
     };
     static const struct option longs[] = {
         {"output", required_argument, 0, 'o'}, {"arch", required_argument, 0, O_ARCH},
@@ -123,7 +167,8 @@ int cmd_train_encoder(int argc, char **argv) {
         {"threads", required_argument, 0, O_THREADS}, {"resume", required_argument, 0, O_RESUME},
         {"checkpoint", required_argument, 0, O_CKPT},
         {"max-steps", required_argument, 0, O_MAXSTEPS},
-        {"log-seconds", required_argument, 0, O_LOGS}, {"help", no_argument, 0, 'h'},
+        {"log-seconds", required_argument, 0, O_LOGS}, {"no-head", no_argument, 0, O_NOHEAD},
+        {"head-val-fraction", required_argument, 0, O_HEADVAL}, {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     prefer_passive_wait(argv);
     sx_tr_options o;
@@ -147,7 +192,8 @@ int cmd_train_encoder(int argc, char **argv) {
     o.log_seconds = 10;
     o.seed = 1;
     o.zero_residual = 1;
-    int threads = 2, c;
+    int threads = 2, c, with_head = 1;
+    float head_val = 0.2f;
     char *command = join_command(argc, argv);
     optind = 1;
     while ((c = getopt_long(argc, argv, "o:h", longs, NULL)) != -1) {
@@ -194,6 +240,10 @@ int cmd_train_encoder(int argc, char **argv) {
             o.log_seconds = v;
             break;
         }
+        case O_NOHEAD: with_head = 0; break;
+        case O_HEADVAL:
+            ok = parse_float(optarg, &head_val) && head_val >= 0.01f && head_val <= 0.8f;
+            break;
         case 'h': usage(stdout); free(command); return CLI_EXIT_OK;
         default: usage(stderr); free(command); return CLI_EXIT_USAGE;
         }
@@ -230,5 +280,5 @@ int cmd_train_encoder(int argc, char **argv) {
         return CLI_EXIT_FAILURE;
     }
     fprintf(stderr, "train-encoder: wrote %s\n", o.output);
-    return CLI_EXIT_OK;
+    return with_head ? train_default_head(&o, head_val) : CLI_EXIT_OK;
 }

@@ -129,6 +129,10 @@ static void features_to_string(unsigned f, char *out, size_t cap) {
         }
 }
 
+void sx_head_features_string(unsigned features, char *out, size_t cap) {
+    features_to_string(features, out, cap);
+}
+
 static int features_from_string(const char *s, unsigned *out) {
     *out = 0;
     while (*s) {

@@ -626,15 +626,16 @@ static siamidx_status build_header(strbuf *h, const sx_meta_entry *meta, size_t 
         char num[64];
         if (n_meta || i) sb_str(h, ",");
         sb_json_string(h, t->name);
+        sx_dtype dtype = t->raw ? t->raw_dtype : store_as;
         sb_str(h, ":{\"dtype\":");
-        sb_json_string(h, sx_dtype_name(store_as));
+        sb_json_string(h, sx_dtype_name(dtype));
         sb_str(h, ",\"shape\":[");
         for (int d = 0; d < t->ndim; d++) {
             snprintf(num, sizeof num, "%s%lld", d ? "," : "", (long long)t->shape[d]);
             sb_str(h, num);
             numel *= (uint64_t)t->shape[d];
         }
-        uint64_t end = offset + numel * sx_dtype_size(store_as);
+        uint64_t end = offset + numel * sx_dtype_size(dtype);
         snprintf(num, sizeof num, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)offset,
                  (unsigned long long)end);
         sb_str(h, num);
@@ -648,6 +649,10 @@ static siamidx_status build_header(strbuf *h, const sx_meta_entry *meta, size_t 
 static int write_tensor(FILE *f, const sx_tensor_out *t, sx_dtype store_as) {
     size_t numel = 1;
     for (int d = 0; d < t->ndim; d++) numel *= (size_t)t->shape[d];
+    if (t->raw) {
+        size_t bytes = numel * sx_dtype_size(t->raw_dtype);
+        return fwrite(t->raw, 1, bytes, f) == bytes;
+    }
     if (store_as == SX_F32) return fwrite(t->data, sizeof(float), numel, f) == numel;
     uint8_t buf[8192];
     size_t used = 0;
