@@ -80,6 +80,102 @@ static void run_case(const siamidx_model *model, const char *data_dir, const cha
     free(want);
 }
 
+static double cosine(const float *a, const float *b, size_t n) {
+    double dot = 0, na = 0, nb = 0;
+    for (size_t i = 0; i < n; i++) {
+        dot += (double)a[i] * b[i];
+        na += (double)a[i] * a[i];
+        nb += (double)b[i] * b[i];
+    }
+    return dot / (sqrt(na) * sqrt(nb) + 1e-30);
+}
+
+/*
+ * End to end from an image file: our decoder, resize, crop and network against
+ * torchvision's eval transform (PIL decode, Resize 256, CenterCrop 224) and
+ * network. Decoders differ slightly (stb vs libjpeg), hence a cosine bound.
+ */
+static const char *const e2e_images[] = {"photo_480x360.jpg", "gray_90x70.jpg", "grad_300x180.png"};
+enum { N_E2E = sizeof e2e_images / sizeof e2e_images[0] };
+
+static double distance(const float *a, const float *b, size_t n) {
+    double d = 0;
+    for (size_t i = 0; i < n; i++) d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+    return sqrt(d);
+}
+
+/* Runs our whole path on one file into out[dim + classes]; returns 0 on failure. */
+static int e2e_run(const siamidx_model *model, const char *image_path, float *out) {
+    size_t dim = (size_t)model->feat_dim;
+    int side = model->pre.input_size;
+    sx_image img = {0};
+    siamidx_error err = {0};
+    float *x = malloc(sizeof(float) * 3 * side * side);
+    int ok = x && sx_image_load(image_path, 0, &img, &err) == SIAMIDX_OK &&
+             sx_preprocess(img.rgb, img.width, img.height, (size_t)img.width * 3, &model->pre, x,
+                           &err) == SIAMIDX_OK &&
+             siamidx_forward_tensor(model, x, 1, side, side, SIAMIDX_OUTPUT_POOLED, out, &err) ==
+                 SIAMIDX_OK &&
+             siamidx_forward_tensor(model, x, 1, side, side, SIAMIDX_OUTPUT_LOGITS, out + dim,
+                                    &err) == SIAMIDX_OK;
+    CHECK_MSG(ok, "%s: %s", image_path, err.message);
+    sx_image_free(&img);
+    free(x);
+    return ok;
+}
+
+static void check_e2e(const siamidx_model *model, const char *data_dir) {
+    size_t dim = (size_t)model->feat_dim, classes = (size_t)model->n_classes, n = dim + classes;
+    float *want[N_E2E] = {0}, *got[N_E2E] = {0};
+    int ok[N_E2E] = {0};
+    for (int i = 0; i < N_E2E; i++) {
+        char want_path[1024], image_path[1024];
+        snprintf(want_path, sizeof want_path, "%s/model/resnet18_e2e_%s.f32", data_dir, e2e_images[i]);
+        snprintf(image_path, sizeof image_path, "%s/images/%s", data_dir, e2e_images[i]);
+        size_t count = 0;
+        want[i] = fx_read_f32(want_path, &count);
+        CHECK_MSG(want[i] && count == n, "%s: %zu values, want %zu", want_path, count, n);
+        got[i] = calloc(n, sizeof(float));
+        ok[i] = want[i] && count == n && got[i] && e2e_run(model, image_path, got[i]);
+        if (!ok[i]) continue;
+        double c_pooled = cosine(got[i], want[i], dim);
+        double c_logits = cosine(got[i] + dim, want[i] + dim, classes);
+        CHECK_MSG(c_pooled >= 0.999, "%s pooled cosine %.6f", e2e_images[i], c_pooled);
+        CHECK_MSG(c_logits >= 0.999, "%s logits cosine %.6f", e2e_images[i], c_logits);
+        /* The public path (file -> L2-normalised avg embedding) agrees with it. */
+        siamidx_embed_options opt;
+        siamidx_embed_options_init(&opt);
+        opt.pool = SIAMIDX_POOL_AVG;
+        float *emb = calloc(dim, sizeof(float));
+        siamidx_error err = {0};
+        CHECK_MSG(siamidx_embed_file(model, image_path, &opt, emb, &err) == SIAMIDX_OK, "%s",
+                  err.message);
+        double c_embed = cosine(emb, want[i], dim);
+        CHECK_MSG(c_embed >= 0.999, "%s embedding cosine %.6f", e2e_images[i], c_embed);
+        free(emb);
+        printf("e2e %s: cosine pooled %.6f, logits %.6f, embedding %.6f\n", e2e_images[i],
+               c_pooled, c_logits, c_embed);
+    }
+    /*
+     * Random networks map every image to similar vectors, so a cosine bound
+     * alone could pass by accident: the error must also be small next to the
+     * distance between two different images' outputs.
+     */
+    for (int i = 0; i < N_E2E; i++) {
+        int j = (i + 1) % N_E2E;
+        if (!ok[i] || !want[j]) continue;
+        double error = distance(got[i], want[i], n), apart = distance(want[i], want[j], n);
+        printf("e2e %s: error %.4g, distance to %s %.4g\n", e2e_images[i], error, e2e_images[j],
+               apart);
+        CHECK_MSG(error < 0.05 * apart, "%s: error %.4g not small next to %.4g", e2e_images[i],
+                  error, apart);
+    }
+    for (int i = 0; i < N_E2E; i++) {
+        free(want[i]);
+        free(got[i]);
+    }
+}
+
 static void check_arch(const char *data_dir, const char *arch, int thorough) {
     char path[512], want_sha[65], got_sha[65];
     siamidx_error err;
@@ -106,6 +202,7 @@ static void check_arch(const char *data_dir, const char *arch, int thorough) {
         if (thorough || i == 0) run_case(model, data_dir, arch, h, w, SIAMIDX_OUTPUT_POOLED, 1);
         if (thorough) run_case(model, data_dir, arch, h, w, SIAMIDX_OUTPUT_LOGITS, 1);
     }
+    if (!strcmp(arch, "resnet18")) check_e2e(model, data_dir);
     siamidx_model_free(model);
 }
 

@@ -10,6 +10,9 @@ tests/data/model/:
   {arch}_{h}x{w}_logits.f32   fc output, [4, 1000] float32 LE
   fixtures.json               seeds, shapes, and the sha256 of each generated
                               model file (the C writer must reproduce it exactly)
+  resnet18_e2e_{image}.f32    torchvision's eval transform (PIL decode, Resize 256,
+                              CenterCrop 224, Normalize) of tests/data/images/{image},
+                              then avgpool [512] followed by fc logits [1000]
   tiny_resnet18.safetensors   width 1/16, fp16, 10 classes (for CLI tests)
   tiny_resnet50.safetensors
 
@@ -60,13 +63,46 @@ def torchvision_outputs(arch, tensors, h, w):
     return pooled.numpy().astype("<f4"), logits.numpy().astype("<f4")
 
 
+E2E_IMAGES = ["photo_480x360.jpg", "gray_90x70.jpg", "grad_300x180.png"]
+
+
+def e2e_outputs(out_dir):
+    """End to end from image files: what torchvision's eval transform gives."""
+    from PIL import Image
+    import torchvision.transforms as T
+    tensors, meta = fixture_model("resnet18")
+    model = torchvision.models.resnet18(weights=None)
+    state = {n: torch.from_numpy(a.copy()) for n, a in tensors}
+    state.update({n: torch.zeros((), dtype=torch.long)
+                  for n in model.state_dict() if n.endswith("num_batches_tracked")})
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    trunk = torch.nn.Sequential(*list(model.children())[:-1])
+    transform = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(),
+                           T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+    images = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data", "images")
+    for name in E2E_IMAGES:
+        x = transform(Image.open(os.path.join(images, name)).convert("RGB")).unsqueeze(0)
+        with torch.no_grad():
+            pooled = torch.flatten(trunk(x), 1)
+            logits = model.fc(pooled)
+        both = torch.cat([pooled, logits], 1).numpy().astype("<f4")
+        both.tofile(os.path.join(out_dir, f"resnet18_e2e_{name}.f32"))
+        print(f"e2e {name}: {both.shape}")
+
+
 def main():
     p = argparse.ArgumentParser()
     here = os.path.dirname(os.path.abspath(__file__))
     p.add_argument("--out", default=os.path.join(here, "..", "tests", "data", "model"))
+    p.add_argument("--e2e-only", action="store_true",
+                   help="only write the end-to-end (image file) expectations")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     torch.set_num_threads(2)
+    e2e_outputs(args.out)
+    if args.e2e_only:
+        return
     info = {"seed": rf.FIXTURE_SEED, "batch": BATCH, "sizes": SIZES, "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for arch in ARCHS:
