@@ -53,6 +53,9 @@ static void usage(FILE *f) {
             "  --siamese-weight W       weight of the pair BCE with `both` (default 0.5)\n"
             "  --input-size S           square training crop (default 128)\n"
             "  --resize R               inference resize recorded in the model (default 224)\n"
+            "  --embed-size S           inference input size recorded in the model (default:\n"
+            "                           R, the whole resized painting at the training scale;\n"
+            "                           measured better than a centre crop of the training size)\n"
             "  --epochs N               (default 10)\n"
             "  --batch B                (default 32)\n"
             "  --lr LR                  peak AdamW learning rate (default 2e-3)\n"
@@ -147,7 +150,7 @@ static char *join_command(int argc, char **argv) {
 
 int cmd_train_encoder(int argc, char **argv) {
     enum {
-        O_ARCH = 256, O_WIDTH, O_INIT, O_FREEZE, O_OBJ, O_SIAMW, O_INPUT, O_RESIZE, O_EPOCHS,
+        O_ARCH = 256, O_WIDTH, O_INIT, O_FREEZE, O_OBJ, O_SIAMW, O_INPUT, O_RESIZE, O_EMBED, O_EPOCHS,
         O_BATCH, O_LR, O_WD, O_WARMUP, O_LS, O_BALANCE, O_SEED, O_VAL, O_THREADS, O_RESUME,
         O_CKPT, O_MAXSTEPS, O_LOGS, O_NOHEAD, O_HEADVAL
     };
@@ -158,6 +161,7 @@ int cmd_train_encoder(int argc, char **argv) {
         {"objective", required_argument, 0, O_OBJ},
         {"siamese-weight", required_argument, 0, O_SIAMW},
         {"input-size", required_argument, 0, O_INPUT}, {"resize", required_argument, 0, O_RESIZE},
+        {"embed-size", required_argument, 0, O_EMBED},
         {"epochs", required_argument, 0, O_EPOCHS}, {"batch", required_argument, 0, O_BATCH},
         {"lr", required_argument, 0, O_LR}, {"weight-decay", required_argument, 0, O_WD},
         {"warmup-epochs", required_argument, 0, O_WARMUP},
@@ -215,6 +219,7 @@ int cmd_train_encoder(int argc, char **argv) {
         case O_SIAMW: ok = parse_float(optarg, &o.net.siamese_weight); break;
         case O_INPUT: ok = parse_int(optarg, 32, 1024, &o.net.input); break;
         case O_RESIZE: ok = parse_int(optarg, 16, 8192, &o.resize); break;
+        case O_EMBED: ok = parse_int(optarg, 16, 8192, &o.embed_size); break;
         case O_EPOCHS: ok = parse_int(optarg, 1, 100000, &o.epochs); break;
         case O_BATCH: ok = parse_int(optarg, 2, 4096, &o.net.max_batch); break;
         case O_LR: ok = parse_float(optarg, &o.lr) && o.lr > 0; break;

@@ -779,6 +779,7 @@ typedef struct sx_tr_options {
     sx_tr_config net;       /* n_classes is filled from the data */
     int epochs;
     int resize;             /* inference resize recorded in the model (>= input) */
+    int embed_size;         /* inference input_size recorded in the model (0: resize) */
     int max_steps;          /* stop after this many steps of this run (0: no limit) */
     int max_steps_no_checkpoint;
     int zero_residual;      /* zero-init the last BN gamma of each block */

@@ -106,7 +106,7 @@ static void add_common_meta(trainer *t, meta_list *m) {
     const sx_tr_config *c = &t->net->cfg;
     meta_add(m, "arch", "%s", c->arch);
     meta_add(m, "width", "%g", c->width);
-    meta_add(m, "input_size", "%d", c->input);
+    meta_add(m, "training_crop", "%d", c->input);
     meta_add(m, "num_classes", "%d", c->n_classes);
     meta_add(m, "training_command", "%s", o->command ? o->command : "");
     meta_add(m, "training_data", "%s", o->collection);
@@ -127,7 +127,16 @@ static siamidx_status write_model(trainer *t, siamidx_error *err) {
     add_common_meta(t, &m);
     meta_add(&m, "format", "siamidx");
     meta_add(&m, "format_version", "1");
-    meta_add(&m, "resize", "%d", t->o->resize > net->cfg.input ? t->o->resize : net->cfg.input);
+    /*
+     * Training sees random crops at the painting's own scale; at inference the
+     * whole painting resized to `resize` (the same scale) embeds better than a
+     * centre crop of the training size (docs/training.md has the measurement).
+     */
+    int resize = t->o->resize > net->cfg.input ? t->o->resize : net->cfg.input;
+    int embed = t->o->embed_size ? t->o->embed_size : resize;
+    if (embed > resize) resize = embed;
+    meta_add(&m, "input_size", "%d", embed);
+    meta_add(&m, "resize", "%d", resize);
     meta_add(&m, "resize_policy", "shorter_center_crop");
     meta_add(&m, "mean", "%g,%g,%g", IMAGENET_MEAN[0], IMAGENET_MEAN[1], IMAGENET_MEAN[2]);
     meta_add(&m, "std", "%g,%g,%g", IMAGENET_STD[0], IMAGENET_STD[1], IMAGENET_STD[2]);
