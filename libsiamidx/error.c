@@ -66,3 +66,13 @@ void sx_error_clear(siamidx_error *err) {
     err->status = SIAMIDX_OK;
     err->message[0] = 0;
 }
+
+void sx_problem(sx_problems *p, const char *fmt, ...) {
+    char msg[SIAMIDX_ERROR_MESSAGE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    p->count++;
+    if (p->fn) p->fn(p->ctx, msg);
+}

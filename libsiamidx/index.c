@@ -957,25 +957,12 @@ void siamidx_index_info_free(siamidx_index_info *info) {
 
 typedef struct vcheck {
     siamidx_index *idx;
-    siamidx_problem_fn fn;
-    void *ctx;
-    size_t problems;
+    sx_problems report;
     int64_t *ids;
     size_t n_ids;
     int compare_vectors;
     float *buf;
 } vcheck;
-
-static void vproblem(vcheck *v, const char *fmt, ...) SX_PRINTF(2, 3);
-static void vproblem(vcheck *v, const char *fmt, ...) {
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    v->problems++;
-    if (v->fn) v->fn(v->ctx, msg);
-}
 
 static int cmp_i64(const void *a, const void *b) {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -986,25 +973,25 @@ static int check_vector(void *ctx, const sx_record *r) {
     vcheck *v = ctx;
     int64_t id = (int64_t)r->id;
     if (!bsearch(&id, v->ids, v->n_ids, sizeof id, cmp_i64)) {
-        vproblem(v, "record %lld (%s) is missing from the FAISS index", (long long)id, r->path);
+        sx_problem(&v->report, "record %lld (%s) is missing from the FAISS index", (long long)id, r->path);
         return 0;
     }
     if (!v->compare_vectors || r->dim != v->idx->meta.dim) return 0;
     float *want = v->buf, *have = v->buf + r->dim;
     sx_record_embedding(r, want);
     if (sx_vindex_reconstruct(v->idx->vi, id, have)) {
-        vproblem(v, "record %lld (%s): FAISS cannot return its vector", (long long)id, r->path);
+        sx_problem(&v->report, "record %lld (%s): FAISS cannot return its vector", (long long)id, r->path);
         return 0;
     }
     if (memcmp(want, have, r->dim * sizeof *want))
-        vproblem(v, "record %lld (%s): FAISS vector differs from the stored embedding",
+        sx_problem(&v->report, "record %lld (%s): FAISS vector differs from the stored embedding",
                  (long long)id, r->path);
     return 0;
 }
 
 siamidx_status siamidx_index_verify(siamidx_index *idx, siamidx_problem_fn fn, void *ctx,
                                     size_t *n_problems, siamidx_error *err) {
-    vcheck v = {.idx = idx, .fn = fn, .ctx = ctx};
+    vcheck v = {.idx = idx, .report = {fn, ctx, 0}};
     sx_store_meta m = {0};
     size_t store_problems = 0;
     /* Read before the transaction: a snapshot is only written after its commit. */
@@ -1016,13 +1003,13 @@ siamidx_status siamidx_index_verify(siamidx_index *idx, siamidx_problem_fn fn, v
     if (!s) s = sx_store_get_meta(idx->st, txn, &m, err);
     /* The snapshot on disk must load and must not claim a future generation. */
     if (!s && disk > m.generation)
-        vproblem(&v, "FAISS snapshot is of generation %llu, the store only of %llu",
+        sx_problem(&v.report, "FAISS snapshot is of generation %llu, the store only of %llu",
                  (unsigned long long)disk, (unsigned long long)m.generation);
     if (!s && disk && m.dim) {
         sx_vindex *fresh = NULL;
         if (sx_vindex_load(idx->dir, m.dim, &fresh, err) == 0 &&
             sx_vindex_generation(fresh) < disk) /* newer: a writer saved meanwhile */
-            vproblem(&v, "FAISS snapshot of generation %llu does not load",
+            sx_problem(&v.report, "FAISS snapshot of generation %llu does not load",
                      (unsigned long long)disk);
         sx_vindex_free(fresh);
     }
@@ -1032,7 +1019,7 @@ siamidx_status siamidx_index_verify(siamidx_index *idx, siamidx_problem_fn fn, v
         if (!s) s = sx_vindex_ids(idx->vi, &v.ids, &v.n_ids, err);
         uint64_t records = sx_store_count(idx->st, txn);
         if (!s && v.n_ids != records)
-            vproblem(&v, "FAISS holds %zu vectors, the store %llu records", v.n_ids,
+            sx_problem(&v.report, "FAISS holds %zu vectors, the store %llu records", v.n_ids,
                      (unsigned long long)records);
         const char *desc = sx_vindex_description(idx->vi);
         v.compare_vectors = !strcmp(desc, "Flat") || !strncmp(desc, "HNSW", 4);
@@ -1044,6 +1031,6 @@ siamidx_status siamidx_index_verify(siamidx_index *idx, siamidx_problem_fn fn, v
     sx_store_read_end(txn);
     free(v.ids);
     free(v.buf);
-    if (n_problems) *n_problems = store_problems + v.problems;
+    if (n_problems) *n_problems = store_problems + v.report.count;
     return s;
 }

@@ -38,6 +38,14 @@ siamidx_status sx_fail(siamidx_error *err, siamidx_status status, const char *fm
 void sx_error_prefix(siamidx_error *err, const char *fmt, ...) SX_PRINTF(2, 3);
 void sx_error_clear(siamidx_error *err);
 
+/* A verifier's tally: each problem goes to the caller's callback and is counted. */
+typedef struct sx_problems {
+    siamidx_problem_fn fn; /* may be NULL: only count */
+    void *ctx;
+    size_t count;
+} sx_problems;
+void sx_problem(sx_problems *p, const char *fmt, ...) SX_PRINTF(2, 3);
+
 /* ---- sha256.c ----------------------------------------------------------- */
 
 typedef struct sx_sha256 {

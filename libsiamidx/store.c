@@ -832,23 +832,10 @@ siamidx_status sx_store_prune_changes(sx_store *st, uint64_t gen, siamidx_error 
 typedef struct verify_ctx {
     sx_store *st;
     MDB_txn *txn;
-    siamidx_problem_fn fn;
-    void *fctx;
-    size_t problems;
+    sx_problems report;
     uint64_t *artist_count; /* indexed by artist id, grown as needed */
     size_t n_artist;
 } verify_ctx;
-
-static void problem(verify_ctx *v, const char *fmt, ...) SX_PRINTF(2, 3);
-static void problem(verify_ctx *v, const char *fmt, ...) {
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    v->problems++;
-    if (v->fn) v->fn(v->fctx, msg);
-}
 
 static int dup_exists(MDB_txn *txn, MDB_dbi dbi, MDB_val k, MDB_val v) {
     MDB_cursor *c;
@@ -867,17 +854,17 @@ static int verify_record(void *ctx, const sx_record *r) {
     uint64_t id;
     siamidx_error e;
     if (sx_store_find_path(st, v->txn, r->resolved, &id, &e) || id != r->id)
-        problem(v, "record %llu (%s): path lookup does not lead back to it",
+        sx_problem(&v->report, "record %llu (%s): path lookup does not lead back to it",
                 (unsigned long long)r->id, r->path);
     if (!dup_exists(v->txn, st->by_hash, val(r->hash, 32), val(k, 8)))
-        problem(v, "record %llu (%s): missing from the hash lookup", (unsigned long long)r->id,
+        sx_problem(&v->report, "record %llu (%s): missing from the hash lookup", (unsigned long long)r->id,
                 r->path);
     if (!dup_exists(v->txn, st->by_artist, val(ak, 4), val(k, 8)))
-        problem(v, "record %llu (%s): missing from its artist's list", (unsigned long long)r->id,
+        sx_problem(&v->report, "record %llu (%s): missing from its artist's list", (unsigned long long)r->id,
                 r->path);
     const char *name;
     if (sx_store_artist_name(st, v->txn, r->artist_id, &name, NULL, &e))
-        problem(v, "record %llu (%s): artist %u does not exist", (unsigned long long)r->id,
+        sx_problem(&v->report, "record %llu (%s): artist %u does not exist", (unsigned long long)r->id,
                 r->path, r->artist_id);
     if (r->artist_id >= v->n_artist) {
         size_t n = (size_t)r->artist_id * 2 + 16;
@@ -902,12 +889,12 @@ static void verify_lookup(verify_ctx *v, MDB_dbi dbi, const char *what) {
         sx_record r;
         siamidx_error e;
         if (d.mv_size != 8) {
-            problem(v, "%s entry has a %zu-byte value", what, d.mv_size);
+            sx_problem(&v->report, "%s entry has a %zu-byte value", what, d.mv_size);
             continue;
         }
         uint64_t id = get_be64(d.mv_data);
         if (sx_store_get_record(v->st, v->txn, id, &r, &e)) {
-            problem(v, "%s entry names record %llu, which does not exist", what,
+            sx_problem(&v->report, "%s entry names record %llu, which does not exist", what,
                     (unsigned long long)id);
             continue;
         }
@@ -920,7 +907,7 @@ static void verify_lookup(verify_ctx *v, MDB_dbi dbi, const char *what) {
             want = val(ak, 4);
         }
         if (want.mv_size != k.mv_size || memcmp(want.mv_data, k.mv_data, k.mv_size))
-            problem(v, "%s entry for record %llu does not match the record", what,
+            sx_problem(&v->report, "%s entry for record %llu does not match the record", what,
                     (unsigned long long)id);
     }
     mdb_cursor_close(c);
@@ -930,22 +917,22 @@ static int verify_artist(void *ctx, uint32_t id, const char *name, uint64_t coun
     verify_ctx *v = ctx;
     uint64_t have = id < v->n_artist ? v->artist_count[id] : 0;
     if (have != count)
-        problem(v, "artist '%s' counts %llu images but %llu records name it", name,
+        sx_problem(&v->report, "artist '%s' counts %llu images but %llu records name it", name,
                 (unsigned long long)count, (unsigned long long)have);
     uint32_t back;
     siamidx_error e;
     if (sx_store_artist_id(v->st, v->txn, name, &back, &e) || back != id)
-        problem(v, "artist '%s': name lookup does not lead back to id %u", name, id);
+        sx_problem(&v->report, "artist '%s': name lookup does not lead back to id %u", name, id);
     if (id < v->n_artist) v->artist_count[id] = 0; /* seen */
     return 0;
 }
 
 siamidx_status sx_store_verify(sx_store *st, MDB_txn *txn, siamidx_problem_fn fn, void *ctx,
                                size_t *n_problems, siamidx_error *err) {
-    verify_ctx v = {.st = st, .txn = txn, .fn = fn, .fctx = ctx};
+    verify_ctx v = {.st = st, .txn = txn, .report = {fn, ctx, 0}};
     siamidx_status s = sx_store_foreach_record(st, txn, verify_record, &v, err);
     if (s == SIAMIDX_ERR_INDEX_CORRUPT) { /* a record that does not decode is a finding */
-        problem(&v, "%s", err ? err->message : "a record does not decode");
+        sx_problem(&v.report, "%s", err ? err->message : "a record does not decode");
         s = SIAMIDX_OK;
     }
     if (!s) {
@@ -955,10 +942,10 @@ siamidx_status sx_store_verify(sx_store *st, MDB_txn *txn, siamidx_problem_fn fn
         s = sx_store_foreach_artist(st, txn, verify_artist, &v, err);
         for (size_t i = 0; !s && i < v.n_artist; i++)
             if (v.artist_count[i])
-                problem(&v, "artist %zu has %llu records but no artist entry", i,
+                sx_problem(&v.report, "artist %zu has %llu records but no artist entry", i,
                         (unsigned long long)v.artist_count[i]);
     }
     free(v.artist_count);
-    *n_problems = v.problems;
+    *n_problems = v.report.count;
     return s;
 }
