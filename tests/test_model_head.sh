@@ -17,6 +17,9 @@ fails=0
 fail() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
 field() { sed -n "s/.*\"$1\":\"\{0,1\}\([^,\"}]*\).*/\1/p"; }
 prob() { "$BIN" pair "$@" --json | field probability; }
+# Probabilities from an index may come from embeddings computed at another batch
+# position (last-bit differences on some CPUs): equal within 1e-5, not as text.
+near() { awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; exit !(a != "" && d < 1e-5 && d > -1e-5) }'; }
 meta() { "$BIN" model-info "$1" | sed -n "s/^  $2=//p"; }
 fpr() { "$BIN" model-info "$1" | sed -n 's/^fingerprint: *//p'; }
 # Every tensor of $1 is in $2 with the same dtype, shape and bytes; every
@@ -95,12 +98,12 @@ j2=$("$BIN" train -i "$T/idx" --val-fraction 0.5 --seed 5 --save-to-model "$OUT"
 same_tensors "$M0" "$OUT" || fail "in place: tensors"
 [ "$(fpr "$OUT")" = "$(fpr "$M0")" ] || fail "in place: fingerprint changed"
 [[ $(meta "$OUT" head.trained_on) == *"(seed 5)" ]] || fail "in place: $(meta "$OUT" head.trained_on)"
-[ "$(prob "$A" "$B" -m "$OUT")" = "$(prob "$A" "$B" -i "$T/idx" -m "$M0")" ] ||
+near "$(prob "$A" "$B" -m "$OUT")" "$(prob "$A" "$B" -i "$T/idx" -m "$M0")" ||
     fail "in place: model and index heads differ"
 
 # an index without a head answers with the model's; once trained, with its own
 "$BIN" build "$T/col" -i "$T/idx2" -m "$OUT" --quiet >/dev/null 2>&1 || fail "build with OUT"
-[ "$(prob "$A" "$B" -i "$T/idx2" -m "$OUT")" = "$(prob "$A" "$B" -m "$OUT")" ] ||
+near "$(prob "$A" "$B" -i "$T/idx2" -m "$OUT")" "$(prob "$A" "$B" -m "$OUT")" ||
     fail "index without head: not the model's head"
 j3=$("$BIN" train -i "$T/idx2" --val-fraction 0.6 --seed 9 --json) || fail "train idx2"
 t3=$(echo "$j3" | field threshold)
