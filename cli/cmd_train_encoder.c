@@ -10,9 +10,10 @@
 
 #include "cli.h"
 #include "internal.h"
+#include "threads.h"
 
 void openblas_set_num_threads(int n);
-void omp_set_num_threads(int n);
+
 
 /* Raised by SIGINT/SIGTERM; the trainer checkpoints after the current step. */
 static volatile int stop_requested;
@@ -269,7 +270,7 @@ int cmd_train_encoder(int argc, char **argv) {
     o.stop = &stop_requested;
     /* one thread pool: OpenMP's; the GEMMs split their work over it */
     openblas_set_num_threads(1);
-    omp_set_num_threads(threads);
+    sx_threads_set(threads);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;

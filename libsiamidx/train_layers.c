@@ -15,6 +15,7 @@
 #include <cblas.h>
 
 #include "internal.h"
+#include "threads.h"
 
 /* ---- GEMM split over OpenMP threads ------------------------------------------ */
 
@@ -29,7 +30,7 @@ int openblas_get_num_threads(void);
  */
 static void gemm(int ta, int tb, int m, int n, int k, const float *a, int lda, const float *b,
                  int ldb, float beta, float *c, int ldc) {
-    int threads = omp_get_max_threads();
+    int threads = sx_threads();
     enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
     if (threads < 2 || openblas_get_num_threads() > 1 || (long)m * n * k < (1L << 18)) {
         cblas_sgemm(CblasRowMajor, TA, TB, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
@@ -66,7 +67,7 @@ static void gemm(int ta, int tb, int m, int n, int k, const float *a, int lda, c
  * that is added at the end.
  */
 static void gemm_nt_ksplit(int m, int n, int k, const float *a, const float *b, float *c) {
-    int threads = omp_get_max_threads();
+    int threads = sx_threads();
     if (threads < 2 || openblas_get_num_threads() > 1 || k < 256 * threads ||
         (long)m * n * k < (1L << 18)) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, k, b, k, 1.0f, c,
@@ -134,7 +135,7 @@ static void im2col(const sx_tr_conv *c, const float *in, int n, int h, int w, in
                    float *col) {
     const int k = c->k;
     const size_t m = (size_t)n * ho * wo;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for num_threads(sx_threads()) schedule(static)
     for (int row = 0; row < c->cin * k * k; row++) {
         int ci = row / (k * k), ky = row / k % k, kx = row % k;
         float *dst = col + (size_t)row * m;
@@ -169,7 +170,7 @@ static void col2im(const sx_tr_conv *c, const float *col, int n, int h, int w, i
                    float *din) {
     const int k = c->k;
     const size_t m = (size_t)n * ho * wo;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for num_threads(sx_threads()) schedule(static)
     for (int ci = 0; ci < c->cin; ci++) {
         float *dst_c = din + (size_t)ci * n * h * w;
         memset(dst_c, 0, sizeof(float) * n * h * w);
@@ -236,7 +237,7 @@ void sx_tr_conv_backward(const sx_tr_conv *c, const float *wt, const float *in,
 void sx_tr_bn_forward(int c, size_t m, const float *x, const float *gamma, const float *beta,
                       float *run_mean, float *run_var, float *mean, float *invstd, float *y,
                       int relu) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for num_threads(sx_threads()) schedule(static)
     for (int ch = 0; ch < c; ch++) {
         const float *xr = x + (size_t)ch * m;
         double s = 0.0, ss = 0.0;
@@ -269,7 +270,7 @@ void sx_tr_bn_forward(int c, size_t m, const float *x, const float *gamma, const
 void sx_tr_bn_forward_eval(int c, size_t m, const float *x, const float *gamma,
                            const float *beta, const float *run_mean, const float *run_var,
                            float *y, int relu) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for num_threads(sx_threads()) schedule(static)
     for (int ch = 0; ch < c; ch++) {
         float is = 1.0f / sqrtf(run_var[ch] + (float)SX_TR_BN_EPS);
         float a = gamma[ch] * is, b = beta[ch] - run_mean[ch] * a;
@@ -287,7 +288,7 @@ void sx_tr_bn_forward_eval(int c, size_t m, const float *x, const float *gamma,
 void sx_tr_bn_backward(int c, size_t m, const float *x, const float *dy, const float *gamma,
                        const float *mean, const float *invstd, float *dgamma, float *dbeta,
                        float *dx) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for num_threads(sx_threads()) schedule(static)
     for (int ch = 0; ch < c; ch++) {
         const float *xr = x + (size_t)ch * m, *dr = dy + (size_t)ch * m;
         const float mu = mean[ch], is = invstd[ch];
@@ -309,14 +310,14 @@ void sx_tr_bn_backward(int c, size_t m, const float *x, const float *dy, const f
 /* ---- ReLU: the forward is folded into BN or the residual add ------------ */
 
 void sx_tr_relu_forward(float *x, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for num_threads(sx_threads()) schedule(static)
     for (size_t i = 0; i < n; i++)
         if (x[i] < 0.0f) x[i] = 0.0f;
 }
 
 /* dy *= (y > 0), where y is the ReLU's output. */
 void sx_tr_relu_backward(float *dy, const float *y, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for num_threads(sx_threads()) schedule(static)
     for (size_t i = 0; i < n; i++)
         if (!(y[i] > 0.0f)) dy[i] = 0.0f;
 }
@@ -326,7 +327,7 @@ void sx_tr_relu_backward(float *dy, const float *y, size_t n) {
 /* out = a + b (+ ReLU). The backward of the add is the identity to both
  * inputs: the caller passes the same gradient on, masked by the ReLU. */
 void sx_tr_add_forward(const float *a, const float *b, float *out, size_t n, int relu) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for num_threads(sx_threads()) schedule(static)
     for (size_t i = 0; i < n; i++) {
         float v = a[i] + b[i];
         out[i] = relu && v < 0.0f ? 0.0f : v;
@@ -334,7 +335,7 @@ void sx_tr_add_forward(const float *a, const float *b, float *out, size_t n, int
 }
 
 void sx_tr_add_into(float *acc, const float *g, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for num_threads(sx_threads()) schedule(static)
     for (size_t i = 0; i < n; i++) acc[i] += g[i];
 }
 
@@ -343,7 +344,7 @@ void sx_tr_add_into(float *acc, const float *g, size_t n) {
 void sx_tr_maxpool_forward(int c, int n, int h, int w, int k, int stride, int pad,
                            const float *in, float *out, int32_t *argmax) {
     int ho = (h + 2 * pad - k) / stride + 1, wo = (w + 2 * pad - k) / stride + 1;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for num_threads(sx_threads()) schedule(static)
     for (int plane = 0; plane < c * n; plane++) {
         const float *src = in + (size_t)plane * h * w;
         float *dst = out + (size_t)plane * ho * wo;
@@ -373,7 +374,7 @@ void sx_tr_maxpool_forward(int c, int n, int h, int w, int k, int stride, int pa
 
 void sx_tr_maxpool_backward(int c, int n, int h, int w, int ho, int wo, const int32_t *argmax,
                             const float *dout, float *din) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for num_threads(sx_threads()) schedule(static)
     for (int plane = 0; plane < c * n; plane++) {
         float *d = din + (size_t)plane * h * w;
         memset(d, 0, sizeof(float) * h * w);
@@ -387,7 +388,7 @@ void sx_tr_maxpool_backward(int c, int n, int h, int w, int ho, int wo, const in
 /* ---- global average pool: [C][N*HW] -> [N][C] --------------------------- */
 
 void sx_tr_avgpool_forward(int c, int n, int hw, const float *in, float *out) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for num_threads(sx_threads()) schedule(static)
     for (int ch = 0; ch < c; ch++)
         for (int img = 0; img < n; img++) {
             const float *s = in + ((size_t)ch * n + img) * hw;
@@ -398,7 +399,7 @@ void sx_tr_avgpool_forward(int c, int n, int hw, const float *in, float *out) {
 }
 
 void sx_tr_avgpool_backward(int c, int n, int hw, const float *dout, float *din) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for num_threads(sx_threads()) schedule(static)
     for (int ch = 0; ch < c; ch++)
         for (int img = 0; img < n; img++) {
             float g = dout[(size_t)img * c + ch] / (float)hw;
