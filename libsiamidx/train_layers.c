@@ -498,3 +498,72 @@ double sx_tr_siamese_bce(int n, int dim, const float *feat, const int32_t *label
     if (correct) *correct = right;
     return pairs ? loss * scale / pairs : 0.0;
 }
+
+/*
+ * CosFace (large margin cosine loss; Wang et al., CVPR 2018), the logits
+ * half: on L2-normalised features xh and L2-normalised class weights wh,
+ *     z[i][j] = s * (xh_i . wh_j - m * [j == y_i])
+ * which sx_tr_softmax_ce then turns into the loss. Training then shapes the
+ * space that verification uses (cosine of normalised embeddings) rather than
+ * a linear classifier's. labels NULL: no margin (validation logits).
+ * ws (sx_tr_cosface_ws_floats) keeps xh, wh and the inverse norms for
+ * backward.
+ */
+size_t sx_tr_cosface_ws_floats(int n, int in, int k) {
+    return (size_t)n * in + (size_t)k * in + (size_t)n + (size_t)k;
+}
+
+/* rows of v [rows][in] normalised into out; inv[r] = 1/|v_r| (0 for a zero row) */
+static void l2_rows(int rows, int in, const float *v, float *out, float *inv) {
+    for (int r = 0; r < rows; r++) {
+        const float *a = v + (size_t)r * in;
+        double ss = 0;
+        for (int j = 0; j < in; j++) ss += (double)a[j] * a[j];
+        float f = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
+        inv[r] = f;
+        for (int j = 0; j < in; j++) out[(size_t)r * in + j] = a[j] * f;
+    }
+}
+
+void sx_tr_cosface_forward(int n, int in, int k, const float *x, const float *w,
+                           const int32_t *labels, float s, float m, float *ws, float *logits) {
+    float *xh = ws, *wh = xh + (size_t)n * in, *inv_x = wh + (size_t)k * in, *inv_w = inv_x + n;
+    l2_rows(n, in, x, xh, inv_x);
+    l2_rows(k, in, w, wh, inv_w);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, k, in, s, xh, in, wh, in, 0.0f,
+                logits, k);
+    if (labels)
+        for (int i = 0; i < n; i++) logits[(size_t)i * k + labels[i]] -= s * m;
+}
+
+/* g (rows of dL/dvh) in place to dL/dv: inv * (g - (g . vh) vh), the
+ * normalisation's Jacobian; accumulate adds into dst instead. */
+static void l2_rows_backward(int rows, int in, const float *vh, const float *inv, float *g,
+                             float *dst) {
+    for (int r = 0; r < rows; r++) {
+        float *gr = g + (size_t)r * in;
+        const float *h = vh + (size_t)r * in;
+        double d = 0;
+        for (int j = 0; j < in; j++) d += (double)gr[j] * h[j];
+        float *o = dst ? dst + (size_t)r * in : gr;
+        for (int j = 0; j < in; j++) {
+            float v = inv[r] * (gr[j] - (float)d * h[j]);
+            o[j] = dst ? o[j] + v : v;
+        }
+    }
+}
+
+/* dlogits: dL/dz. dx (n x in) is written, dw (k x in) accumulates; scratch
+ * holds k * in floats. */
+void sx_tr_cosface_backward(int n, int in, int k, const float *ws, const float *dlogits, float s,
+                            float *dw, float *dx, float *scratch) {
+    const float *xh = ws, *wh = xh + (size_t)n * in, *inv_x = wh + (size_t)k * in;
+    const float *inv_w = inv_x + n;
+    /* dL/dxh = s * dz . wh ; dL/dwh = s * dz^T . xh */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, k, s, dlogits, k, wh, in, 0.0f,
+                dx, in);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, in, n, s, dlogits, k, xh, in, 0.0f,
+                scratch, in);
+    l2_rows_backward(n, in, xh, inv_x, dx, NULL);
+    l2_rows_backward(k, in, wh, inv_w, scratch, dw);
+}
