@@ -517,14 +517,16 @@ static siamidx_status run_epochs(trainer *t, siamidx_error *err) {
         sx_tr_data_epoch(&t->data, o->seed, t->epoch, pairs, order);
         sx_tr_job jobs[2];
         int cur = 0;
-        double sum_loss = 0, seg_imgs = 0;
+        double sum_loss = 0, seg_imgs = 0, seg_wait = 0;
         int sum_correct = 0, sum_n = 0, sum_pc = 0, sum_pairs = 0;
         if (t->step < t->steps_per_epoch) {
             job_setup(t, &jobs[cur], order, t->step, xs[cur], ls[cur]);
             sx_tr_job_start(&jobs[cur]);
         }
         for (; t->step < t->steps_per_epoch; t->step++) {
-            sx_tr_job_wait(&jobs[cur]);
+            double w0 = now_s();
+            sx_tr_job_wait(&jobs[cur]); /* time waited: the producer is the bottleneck */
+            seg_wait += now_s() - w0;
             if (jobs[cur].failed && warned < 5) {
                 fprintf(stderr, "train: warning: %d image(s) failed to decode, trained as black: %s\n",
                         jobs[cur].failed, jobs[cur].first_error);
@@ -557,11 +559,13 @@ static siamidx_status run_epochs(trainer *t, siamidx_error *err) {
                 fmt_duration(left, eta, sizeof eta);
                 if (pairs && sum_pairs)
                     snprintf(pair, sizeof pair, " pair-acc %.3f", (double)sum_pc / sum_pairs);
-                fprintf(stderr, "epoch %d/%d step %d/%d loss %.4f acc %.3f%s lr %.2e %.1f img/s ETA %s\n",
+                fprintf(stderr, "epoch %d/%d step %d/%d loss %.4f acc %.3f%s lr %.2e %.1f img/s "
+                        "(data wait %.0f%%) ETA %s\n",
                         t->epoch + 1, o->epochs, t->step + 1, t->steps_per_epoch,
-                        sum_loss / sum_n, (double)sum_correct / sum_n, pair, lr, ips, eta);
+                        sum_loss / sum_n, (double)sum_correct / sum_n, pair, lr, ips,
+                        100.0 * seg_wait / (now - t_seg), eta);
                 t_seg = now;
-                seg_imgs = 0;
+                seg_imgs = seg_wait = 0;
             }
             int stop = o->stop && *o->stop;
             if (o->max_steps && run_steps >= o->max_steps) stop = 2;
