@@ -72,7 +72,7 @@ static siamidx_status join(sx_collection *all, sx_collection *part, const char *
         free(seen);
         return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "collections: out of memory");
     }
-    memcpy(all->issues + all->n_issues, part->issues, part->n_issues * sizeof *is);
+    if (part->n_issues) memcpy(all->issues + all->n_issues, part->issues, part->n_issues * sizeof *is);
     all->n_issues += part->n_issues;
     free(part->issues);
     part->issues = NULL;

@@ -13,24 +13,6 @@
 #include "internal.h"
 #include "train_augment.h"
 
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#define STB_IMAGE_WRITE_STATIC
-#define STBI_WRITE_NO_STDIO
-#if defined(__GNUC__)
-/* STB_IMAGE_WRITE_STATIC declares functions that STBI_WRITE_NO_STDIO leaves
-   undefined; gcc reports them at the end of the file. */
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#endif
-#include <stb/stb_image_write.h>
-#if defined(__GNUC__)
-#pragma GCC diagnostic pop
-#endif
-
 int sx_tr_augment_active(const sx_tr_augment *a) {
     return a && (a->p_squash > 0 || a->p_downup > 0 || a->p_posterize > 0 || a->p_jpeg > 0);
 }
@@ -87,41 +69,14 @@ void sx_tr_posterize(sx_image *im, int bits) {
     for (size_t i = 0; i < n; i++) im->rgb[i] = lut[im->rgb[i]];
 }
 
-typedef struct byte_buf {
-    uint8_t *data;
-    size_t len, cap;
-    int failed;
-} byte_buf;
-
-static void buf_write(void *ctx, void *data, int size) {
-    byte_buf *b = ctx;
-    if (b->failed || size <= 0) return;
-    if (b->len + (size_t)size > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 65536;
-        while (cap < b->len + (size_t)size) cap *= 2;
-        uint8_t *d = realloc(b->data, cap);
-        if (!d) {
-            b->failed = 1;
-            return;
-        }
-        b->data = d;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, data, (size_t)size);
-    b->len += (size_t)size;
-}
-
 siamidx_status sx_tr_jpeg(sx_image *im, int quality, siamidx_error *err) {
-    byte_buf b = {0};
-    if (!stbi_write_jpg_to_func(buf_write, &b, im->width, im->height, 3, im->rgb, quality) ||
-        b.failed) {
-        free(b.data);
-        return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "augment: JPEG encoding of %dx%d failed",
-                       im->width, im->height);
-    }
+    uint8_t *data;
+    size_t len;
+    siamidx_status s = sx_jpeg_encode(im, quality, &data, &len, err);
+    if (s) return s;
     sx_image back;
-    siamidx_status s = sx_image_decode(b.data, b.len, 0, &back, err);
-    free(b.data);
+    s = sx_image_decode(data, len, 0, &back, err);
+    free(data);
     if (s) return s;
     sx_image_free(im);
     *im = back;

@@ -51,6 +51,10 @@ siamidx_status sx_tr_down_up(sx_image *im, double factor, siamidx_error *err);
 void sx_tr_posterize(sx_image *im, int bits);
 siamidx_status sx_tr_jpeg(sx_image *im, int quality, siamidx_error *err);
 
+/* jpeg_write.c: im as a baseline JPEG at `quality` (1..100) in *out (malloc'ed). */
+siamidx_status sx_jpeg_encode(const sx_image *im, int quality, uint8_t **out, size_t *len,
+                              siamidx_error *err);
+
 /*
  * Draws which transforms apply and their parameters from (key, slot), the
  * batch's counter-based randomness, and applies them in the order a
