@@ -137,7 +137,9 @@ void siamidx_embed_options_init(siamidx_embed_options *opt);
 
 /*
  * Sets how many threads the compute kernels use (0: all cores). This is
- * process-wide because OpenBLAS's thread pool is; call it once at start-up.
+ * process-wide: it applies to calls from every thread (the library's OpenMP
+ * regions read one shared count, and OpenBLAS's pool is global); call it
+ * once at start-up.
  */
 void siamidx_set_threads(int threads);
 

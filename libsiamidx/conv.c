@@ -24,6 +24,7 @@
 #include <cblas.h>
 
 #include "internal.h"
+#include "threads.h"
 
 /* Target size of the im2col buffer: large enough for efficient GEMM panels,
  * small enough to stay in cache and not to dominate peak memory. */
@@ -185,7 +186,7 @@ void sx_conv_run(const sx_conv *c, const float *in, int in_nchw, int n, int h, i
             gemm_block(c, kk, 0, c->cout, b, ldb, 0, cols, out + j0, m, relu, accumulate);
             continue;
         }
-#pragma omp parallel
+#pragma omp parallel num_threads(sx_threads())
         {
             int tid = omp_get_thread_num(), nt = omp_get_num_threads();
             if (!pointwise) {

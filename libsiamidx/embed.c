@@ -11,10 +11,12 @@
  */
 #include <omp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
+#include "threads.h"
 
 #define DEFAULT_BATCH 16
 /* Raw tensors go through the network this many images at a time. */
@@ -34,8 +36,27 @@ void siamidx_embed_options_init(siamidx_embed_options *opt) {
  * (pooling) and the convolutions of callers that keep OpenBLAS single-threaded
  * (see conv.c for why the two never run at once there).
  */
+static _Atomic int library_threads; /* 0: never set */
+
+int sx_threads(void) {
+    int n = atomic_load_explicit(&library_threads, memory_order_relaxed);
+    return n > 0 ? n : omp_get_max_threads();
+}
+
+void sx_threads_set(int n) {
+    if (n <= 0) n = omp_get_num_procs();
+    atomic_store_explicit(&library_threads, n, memory_order_relaxed);
+}
+
+/*
+ * Process-wide: the library's OpenMP regions read the count from
+ * sx_threads() in whatever thread they run, and OpenBLAS's count (pthread
+ * build) is global. omp_set_num_threads() is kept for the calling thread's
+ * other OpenMP users (FAISS).
+ */
 void siamidx_set_threads(int threads) {
     if (threads <= 0) threads = omp_get_num_procs();
+    sx_threads_set(threads);
     openblas_set_num_threads(threads);
     omp_set_num_threads(threads);
 }

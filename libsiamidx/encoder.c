@@ -25,6 +25,7 @@
 #include <cblas.h>
 
 #include "internal.h"
+#include "threads.h"
 
 enum { BUF_X, BUF_T1, BUF_T2, BUF_O, N_BUFS };
 
@@ -72,7 +73,7 @@ size_t sx_output_dim(const siamidx_model *model, sx_encoder_output what, siamidx
 
 /* Max pooling 3x3, stride 2, padding 1; padding never wins (as -inf). */
 static void maxpool_3x3s2(const float *in, int planes, int h, int w, float *out, int ho, int wo) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for num_threads(sx_threads()) schedule(static)
     for (int p = 0; p < planes; p++) {
         const float *src = in + (size_t)p * h * w;
         float *dst = out + (size_t)p * ho * wo;
@@ -101,7 +102,7 @@ static void maxpool_3x3s2(const float *in, int planes, int h, int w, float *out,
  */
 static void pool_planes(const float *act, int channels, int n, size_t hw, siamidx_pool kind,
                         float gem_p, float *out, size_t ld, size_t off) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for num_threads(sx_threads()) schedule(static)
     for (int c = 0; c < channels; c++) {
         for (int i = 0; i < n; i++) {
             const float *v = act + ((size_t)c * n + i) * hw;

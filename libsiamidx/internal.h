@@ -209,6 +209,10 @@ void sx_image_free(sx_image *img);
  */
 siamidx_status sx_preprocess(const uint8_t *rgb, int width, int height, size_t stride,
                              const sx_preprocess_cfg *cfg, float *out_chw, siamidx_error *err);
+/* The same resampler, uint8 RGB (rows of `stride` bytes) to out_w x out_h
+ * packed uint8 RGB. */
+siamidx_status sx_resize_rgb(const uint8_t *rgb, int width, int height, size_t stride,
+                             int out_w, int out_h, uint8_t *out, siamidx_error *err);
 
 /* ---- conv.c ------------------------------------------------------------- */
 
@@ -622,6 +626,14 @@ void sx_tr_linear_backward(int n, int in, int out, const float *x, const float *
                            const float *dy, float *dw, float *db, float *dx);
 double sx_tr_softmax_ce(int n, int k, const float *logits, const int32_t *labels,
                         float smoothing, float *dlogits, int *correct);
+/* CosFace logits s * (cos - m [j == y]) on L2-normalised rows of x [n][in]
+ * and w [k][in] (labels NULL: no margin); ws keeps what backward needs. */
+size_t sx_tr_cosface_ws_floats(int n, int in, int k);
+void sx_tr_cosface_forward(int n, int in, int k, const float *x, const float *w,
+                           const int32_t *labels, float s, float m, float *ws, float *logits);
+/* dx (n x in) written, dw (k x in) accumulated; scratch: k * in floats. */
+void sx_tr_cosface_backward(int n, int in, int k, const float *ws, const float *dlogits, float s,
+                            float *dw, float *dx, float *scratch);
 double sx_tr_siamese_bce(int n, int dim, const float *feat, const int32_t *labels,
                          const float *w, float b, float scale, float *dfeat, float *dw,
                          float *db, int *correct);
@@ -654,7 +666,12 @@ typedef struct sx_tr_block {
     float *out; /* relu(u[last].y + shortcut) */
 } sx_tr_block;
 
-typedef enum sx_tr_objective { SX_TR_CLASSIFY = 0, SX_TR_SIAMESE, SX_TR_BOTH } sx_tr_objective;
+typedef enum sx_tr_objective {
+    SX_TR_CLASSIFY = 0, /* softmax cross-entropy over fc logits */
+    SX_TR_SIAMESE,      /* pair BCE only */
+    SX_TR_BOTH,         /* both */
+    SX_TR_COSFACE       /* cross-entropy over CosFace logits (fc.weight as class centres) */
+} sx_tr_objective;
 
 typedef struct sx_tr_config {
     char arch[16];   /* resnet18 | resnet34 | resnet50 */
@@ -665,6 +682,7 @@ typedef struct sx_tr_config {
     float siamese_weight; /* weight of the BCE term with SX_TR_BOTH */
     float label_smoothing;
     int freeze_through; /* -1 none, 0 stem, s: stem..layer s fixed */
+    float cos_margin, cos_scale; /* SX_TR_COSFACE: m and s */
 } sx_tr_config;
 
 typedef struct sx_tr_net {
@@ -684,6 +702,7 @@ typedef struct sx_tr_net {
     size_t fc_w, fc_b, siam_w, siam_b;
     float *xin, *feat, *dfeat, *logits, *dlogits;
     float *col, *g_a, *g_b, *s1, *s2, *s3;
+    float *cos_ws, *cos_scratch; /* SX_TR_COSFACE only */
     int last_n; /* batch size of the last forward */
     const int32_t *last_labels;
 } sx_tr_net;
@@ -732,8 +751,20 @@ float sx_tr_lr(int64_t step, int64_t total, int64_t warmup, float base_lr, float
  * stream, so a resumed run reproduces the interrupted one. */
 uint64_t sx_tr_hash(uint64_t seed, uint64_t a, uint64_t b, uint64_t c);
 
-/* Training data (train_data.c): a collection split per artist (every artist
- * in both sets), balanced sampling, decoded images cached in memory. */
+/* Training data (train_data.c): one or more collections joined, artists
+ * optionally excluded, split per artist (every artist in both sets),
+ * balanced sampling, decoded images cached at the training scale within a
+ * bound. */
+typedef struct sx_tr_data_cfg {
+    const char *const *collections; /* folders or CSVs, joined (sx_collection_load_many) */
+    int n_collections;
+    const char *exclude_artists; /* file: one artist per line, or NULL */
+    double val_fraction, balance;
+    uint64_t seed;
+    int scale;          /* images whose shorter side exceeds it are reduced to it (0: never) */
+    size_t cache_bytes; /* bound on the cached pixels; images beyond are decoded on demand */
+} sx_tr_data_cfg;
+
 typedef struct sx_tr_data {
     sx_collection coll;
     const char **artists; /* sorted; label = index */
@@ -744,12 +775,24 @@ typedef struct sx_tr_data {
     int *artist_first;    /* [n_artists + 1]: offsets into by_artist */
     int *by_artist;       /* training entries grouped by artist */
     double *cum;          /* cumulative sampling weights over train */
-    sx_image *cache;      /* decoded images, filled on first use */
+    int scale;            /* see sx_tr_data_cfg */
+    sx_image *cache;      /* per entry: at the training scale, filled on first use */
+    size_t cache_cap, cache_used; /* bytes of pixels */
+    int n_cached;
+    long long n_decodes;  /* image decodes so far (cached or not) */
+    char **excluded;      /* the --exclude-artists names (one block), n_excluded of them */
+    size_t n_excluded, n_excluded_images;
     char fingerprint[65]; /* SHA-256 of the sorted "path\tartist" lines */
 } sx_tr_data;
 
-siamidx_status sx_tr_data_open(const char *collection, double val_fraction, double balance,
-                               uint64_t seed, sx_tr_data *d, siamidx_error *err);
+siamidx_status sx_tr_data_open(const sx_tr_data_cfg *cfg, sx_tr_data *d, siamidx_error *err);
+/* Bytes an image of w x h takes in the cache at training scale `scale`, and
+ * that size (cw, ch may be NULL). */
+size_t sx_tr_cached_size(int w, int h, int scale, int *cw, int *ch);
+/* Entry e at the training scale: the cached copy (*owned NULL), or decoded now
+ * into *tmp (cached when the bound allows, else *owned = tmp, to free). */
+siamidx_status sx_tr_data_image(sx_tr_data *d, int e, sx_image *tmp, const sx_image **out,
+                                sx_image **owned, siamidx_error *err);
 void sx_tr_data_close(sx_tr_data *d);
 /* n_train entries for one epoch (deterministic in seed, epoch). */
 void sx_tr_data_epoch(const sx_tr_data *d, uint64_t seed, int epoch, int pairs, int *order);
@@ -760,6 +803,7 @@ typedef struct sx_tr_job {
     const int *entries;
     int n, input, augment;
     uint64_t key; /* crop/flip randomness */
+    const struct sx_tr_augment *processing; /* train_augment.h; NULL: none */
     float mean[3], std[3];
     float *x;        /* [n][3][input][input] */
     int32_t *labels; /* [n] */
@@ -779,7 +823,14 @@ typedef struct sx_tr_val {
 } sx_tr_val;
 
 typedef struct sx_tr_options {
-    const char *collection, *output;
+    const char *const *collections; /* trained on together (sx_collection_load_many) */
+    int n_collections;
+    const char *collection; /* how the metadata names them ("A + B") */
+    const char *output;
+    const char *exclude_artists; /* file of artists kept out of training, or NULL */
+    const struct sx_tr_augment *augment; /* processing augmentation (train_augment.h), or NULL */
+    size_t cache_bytes;     /* bound on the decoded-image cache */
+    float ema_decay;        /* EMA of the weights (0: off); the model is written from it */
     const char *init;       /* torchvision-named safetensors to start from, or NULL */
     const char *resume;     /* checkpoint to continue, or NULL */
     const char *checkpoint; /* where checkpoints go (NULL: OUTPUT.ckpt) */

@@ -275,3 +275,47 @@ siamidx_status sx_preprocess(const uint8_t *rgb, int width, int height, size_t s
     taps_free(&ty);
     return SIAMIDX_OK;
 }
+
+/*
+ * The same Pillow bilinear resampler, uint8 RGB to uint8 RGB at any size
+ * (the trainer's cache and augmentation): a horizontal pass into a
+ * height x out_w image, then the vertical pass, each rounded and clipped as
+ * Pillow does.
+ */
+siamidx_status sx_resize_rgb(const uint8_t *rgb, int width, int height, size_t stride,
+                             int out_w, int out_h, uint8_t *out, siamidx_error *err) {
+    if (!rgb || !out || width < 1 || height < 1 || out_w < 1 || out_h < 1 ||
+        stride < (size_t)width * 3)
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "resize: bad sizes (%dx%d to %dx%d)",
+                       width, height, out_w, out_h);
+    taps tx, ty;
+    siamidx_status s = taps_build(width, out_w, 0, out_w, &tx, err);
+    if (s != SIAMIDX_OK) return s;
+    if ((s = taps_build(height, out_h, 0, out_h, &ty, err)) != SIAMIDX_OK) {
+        taps_free(&tx);
+        return s;
+    }
+    const size_t row_len = (size_t)out_w * 3;
+    uint8_t *mid = malloc(row_len * (size_t)height);
+    if (!mid) {
+        taps_free(&tx);
+        taps_free(&ty);
+        return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "out of memory resizing a %dx%d image", width,
+                       height);
+    }
+    for (int y = 0; y < height; y++) resample_row(rgb + (size_t)y * stride, &tx, mid + y * row_len);
+    for (int r = 0; r < out_h; r++) {
+        const int32_t *k = ty.weight + ty.offset[r];
+        const uint8_t *src = mid + (size_t)ty.start[r] * row_len;
+        uint8_t *dst = out + (size_t)r * row_len;
+        for (size_t i = 0; i < row_len; i++) {
+            int32_t acc = 1 << (PRECISION_BITS - 1);
+            for (int y = 0; y < ty.count[r]; y++) acc += src[(size_t)y * row_len + i] * k[y];
+            dst[i] = clip8(acc);
+        }
+    }
+    free(mid);
+    taps_free(&tx);
+    taps_free(&ty);
+    return SIAMIDX_OK;
+}

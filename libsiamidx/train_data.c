@@ -1,13 +1,20 @@
 /*
- * train_data.c - what the encoder trains on: the collection split per
- * artist, balanced sampling, augmentation, and a producer thread that
- * prepares the next batch while the current one trains.
+ * train_data.c - what the encoder trains on: one or more collections joined
+ * (artists optionally excluded), the split per artist, balanced sampling,
+ * augmentation, and a producer thread that prepares the next batch while the
+ * current one trains.
  *
  * Augmentation keeps the painting's own scale (brushwork is the signal):
- * a random input x input crop and a horizontal flip, no colour changes.
+ * a random input x input crop and a horizontal flip, no colour changes;
+ * optionally the processing transforms of train_augment.c (off by default).
  * Only images smaller than the crop are enlarged (bilinear) to fit.
- * Decoded images are cached in memory (uint8 RGB), so every image is
- * decoded once per run.
+ *
+ * The cache: an image is decoded once and reduced to the training scale
+ * (shorter side at most `scale`, the --resize that inference applies, so
+ * training and inference see paintings at the same scale), and kept as
+ * uint8 RGB while the cache is under its bound (--cache-mb); beyond the
+ * bound images are decoded again whenever drawn. Cached or not, an image
+ * gives the same pixels, so the bound never changes what is trained.
  */
 #include <math.h>
 #include <pthread.h>
@@ -15,7 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "collection_many.h"
 #include "internal.h"
+#include "train_augment.h"
 
 static int cmp_str(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -120,16 +129,16 @@ static siamidx_status build_sampler(sx_tr_data *d, double balance, siamidx_error
     return SIAMIDX_OK;
 }
 
-siamidx_status sx_tr_data_open(const char *collection, double val_fraction, double balance,
-                               uint64_t seed, sx_tr_data *d, siamidx_error *err) {
-    memset(d, 0, sizeof *d);
-    siamidx_status s = sx_collection_load(collection, NULL, &d->coll, err);
-    if (s != SIAMIDX_OK) return s;
+/* --exclude-artists: drop the listed artists' images before anything else. */
+static siamidx_status exclude_artists(sx_tr_data *d, const char *path, siamidx_error *err) {
+    siamidx_status s = sx_artist_list_read(path, &d->excluded, &d->n_excluded, err);
+    if (s) return s;
+    return sx_collection_drop_artists(&d->coll, d->excluded, d->n_excluded,
+                                      &d->n_excluded_images, NULL, err);
+}
+
+static siamidx_status label_artists(sx_tr_data *d, const char *what, siamidx_error *err) {
     size_t n = d->coll.n_entries;
-    if (n < 4) {
-        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT,
-                       "train: %s has %zu usable images; training needs more", collection, n);
-    }
     const char **names = malloc(n * sizeof *names);
     d->label = malloc(n * sizeof *d->label);
     d->cache = calloc(n, sizeof *d->cache);
@@ -144,14 +153,32 @@ siamidx_status sx_tr_data_open(const char *collection, double val_fraction, doub
         if (i == 0 || strcmp(names[i], names[k - 1])) names[k++] = names[i];
     d->artists = (const char **)names;
     d->n_artists = k;
-    if (k < 2) {
+    if (k < 2)
         return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT,
-                       "train: %s has %d artist; training needs at least 2", collection, k);
-    }
+                       "train: %s has %d artist; training needs at least 2", what, k);
     for (size_t i = 0; i < n; i++) d->label[i] = artist_label(d, d->coll.entries[i].artist);
+    return SIAMIDX_OK;
+}
+
+siamidx_status sx_tr_data_open(const sx_tr_data_cfg *cfg, sx_tr_data *d, siamidx_error *err) {
+    memset(d, 0, sizeof *d);
+    d->scale = cfg->scale;
+    d->cache_cap = cfg->cache_bytes;
+    const char *what = cfg->n_collections == 1 ? cfg->collections[0] : "the collections";
+    siamidx_status s = sx_collection_load_many(cfg->collections, (size_t)cfg->n_collections,
+                                               NULL, &d->coll, err);
+    if (s != SIAMIDX_OK) return s;
+    if (cfg->exclude_artists && (s = exclude_artists(d, cfg->exclude_artists, err))) return s;
+    size_t n = d->coll.n_entries;
+    if (n < 4) {
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT,
+                       "train: %s %s %zu usable images; training needs more", what,
+                       cfg->n_collections == 1 ? "has" : "have", n);
+    }
+    if ((s = label_artists(d, what, err))) return s;
     data_fingerprint(d);
-    if ((s = split(d, val_fraction, seed, err))) return s;
-    return build_sampler(d, balance, err);
+    if ((s = split(d, cfg->val_fraction, cfg->seed, err))) return s;
+    return build_sampler(d, cfg->balance, err);
 }
 
 void sx_tr_data_close(sx_tr_data *d) {
@@ -166,8 +193,69 @@ void sx_tr_data_close(sx_tr_data *d) {
     free(d->artist_first);
     free(d->by_artist);
     free(d->cum);
+    free(d->excluded);
     sx_collection_free(&d->coll);
     memset(d, 0, sizeof *d);
+}
+
+/* ---- images at the training scale, cached within a bound ------------------ */
+
+/* torchvision's Resize(int) sizes: shorter side to scale, the other
+ * int(scale * longer / shorter); only ever a reduction. */
+size_t sx_tr_cached_size(int w, int h, int scale, int *cw, int *ch) {
+    int shorter = w < h ? w : h;
+    if (scale > 0 && shorter > scale) {
+        int other = (int)((int64_t)scale * (w < h ? h : w) / shorter);
+        if (w < h) w = scale, h = other;
+        else w = other, h = scale;
+    }
+    if (cw) *cw = w;
+    if (ch) *ch = h;
+    return (size_t)w * h * 3;
+}
+
+static siamidx_status load_scaled(const sx_tr_data *d, int e, sx_image *im, siamidx_error *err) {
+    siamidx_status s = sx_image_load(d->coll.entries[e].resolved, 0, im, err);
+    if (s) return s;
+    int w, h;
+    sx_tr_cached_size(im->width, im->height, d->scale, &w, &h);
+    if (w == im->width && h == im->height) return SIAMIDX_OK;
+    uint8_t *px = malloc((size_t)w * h * 3);
+    if (!px) s = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "train: out of memory");
+    if (!s) s = sx_resize_rgb(im->rgb, im->width, im->height, (size_t)im->width * 3, w, h, px, err);
+    sx_image_free(im);
+    if (s) {
+        free(px);
+        return s;
+    }
+    im->rgb = px;
+    im->width = w;
+    im->height = h;
+    return SIAMIDX_OK;
+}
+
+siamidx_status sx_tr_data_image(sx_tr_data *d, int e, sx_image *tmp, const sx_image **out,
+                                sx_image **owned, siamidx_error *err) {
+    *owned = NULL;
+    if (d->cache[e].rgb) {
+        *out = &d->cache[e];
+        return SIAMIDX_OK;
+    }
+    siamidx_status s = load_scaled(d, e, tmp, err);
+    if (s) return s;
+    d->n_decodes++;
+    size_t bytes = (size_t)tmp->width * tmp->height * 3;
+    if (d->cache_used + bytes <= d->cache_cap) {
+        d->cache[e] = *tmp;
+        memset(tmp, 0, sizeof *tmp);
+        d->cache_used += bytes;
+        d->n_cached++;
+        *out = &d->cache[e];
+    } else {
+        *out = tmp;
+        *owned = tmp;
+    }
+    return SIAMIDX_OK;
 }
 
 static double unit_rand(uint64_t seed, uint64_t a, uint64_t b, uint64_t c) {
@@ -256,26 +344,37 @@ static void crop_one(const sx_image *im, int s, int augment, uint64_t key, int s
     }
 }
 
+/* A black input keeps the batch shape; the trainer reports the failure. */
+static void fail_slot(sx_tr_job *job, int i, const siamidx_error *err) {
+    const size_t per = (size_t)3 * job->input * job->input;
+    if (!job->failed) snprintf(job->first_error, sizeof job->first_error, "%s", err->message);
+    job->failed++;
+    memset(job->x + i * per, 0, per * sizeof(float));
+}
+
 static void fill_batch(sx_tr_job *job) {
     sx_tr_data *d = job->data;
     const size_t per = (size_t)3 * job->input * job->input;
+    const int processing = job->augment && sx_tr_augment_active(job->processing);
     job->failed = 0;
     for (int i = 0; i < job->n; i++) {
         int e = job->entries[i];
-        sx_image *im = &d->cache[e];
-        if (!im->rgb) {
-            siamidx_error err;
-            if (sx_image_load(d->coll.entries[e].resolved, 0, im, &err) != SIAMIDX_OK) {
-                /* a black image keeps the batch shape; the trainer reports it */
-                if (!job->failed) snprintf(job->first_error, sizeof job->first_error, "%s", err.message);
-                job->failed++;
-                memset(job->x + i * per, 0, per * sizeof(float));
-                job->labels[i] = d->label[e];
-                continue;
-            }
-        }
-        crop_one(im, job->input, job->augment, job->key, i, job->mean, job->std, job->x + i * per);
+        siamidx_error err;
+        sx_image tmp = {0}, aug = {0}, *owned;
+        const sx_image *im;
         job->labels[i] = d->label[e];
+        if (sx_tr_data_image(d, e, &tmp, &im, &owned, &err) != SIAMIDX_OK) {
+            fail_slot(job, i, &err);
+            continue;
+        }
+        if (processing && sx_tr_augment_apply(job->processing, im, job->key, i, &aug, &err)) {
+            fail_slot(job, i, &err);
+        } else {
+            crop_one(aug.rgb ? &aug : im, job->input, job->augment, job->key, i, job->mean,
+                     job->std, job->x + i * per);
+        }
+        sx_image_free(&aug);
+        if (owned) sx_image_free(owned);
     }
 }
 

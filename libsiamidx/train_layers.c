@@ -15,6 +15,7 @@
 #include <cblas.h>
 
 #include "internal.h"
+#include "threads.h"
 
 /* ---- GEMM split over OpenMP threads ------------------------------------------ */
 
@@ -29,7 +30,7 @@ int openblas_get_num_threads(void);
  */
 static void gemm(int ta, int tb, int m, int n, int k, const float *a, int lda, const float *b,
                  int ldb, float beta, float *c, int ldc) {
-    int threads = omp_get_max_threads();
+    int threads = sx_threads();
     enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
     if (threads < 2 || openblas_get_num_threads() > 1 || (long)m * n * k < (1L << 18)) {
         cblas_sgemm(CblasRowMajor, TA, TB, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
@@ -66,7 +67,7 @@ static void gemm(int ta, int tb, int m, int n, int k, const float *a, int lda, c
  * that is added at the end.
  */
 static void gemm_nt_ksplit(int m, int n, int k, const float *a, const float *b, float *c) {
-    int threads = omp_get_max_threads();
+    int threads = sx_threads();
     if (threads < 2 || openblas_get_num_threads() > 1 || k < 256 * threads ||
         (long)m * n * k < (1L << 18)) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, k, b, k, 1.0f, c,
@@ -134,7 +135,7 @@ static void im2col(const sx_tr_conv *c, const float *in, int n, int h, int w, in
                    float *col) {
     const int k = c->k;
     const size_t m = (size_t)n * ho * wo;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for num_threads(sx_threads()) schedule(static)
     for (int row = 0; row < c->cin * k * k; row++) {
         int ci = row / (k * k), ky = row / k % k, kx = row % k;
         float *dst = col + (size_t)row * m;
@@ -169,7 +170,7 @@ static void col2im(const sx_tr_conv *c, const float *col, int n, int h, int w, i
                    float *din) {
     const int k = c->k;
     const size_t m = (size_t)n * ho * wo;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for num_threads(sx_threads()) schedule(static)
     for (int ci = 0; ci < c->cin; ci++) {
         float *dst_c = din + (size_t)ci * n * h * w;
         memset(dst_c, 0, sizeof(float) * n * h * w);
@@ -236,7 +237,7 @@ void sx_tr_conv_backward(const sx_tr_conv *c, const float *wt, const float *in,
 void sx_tr_bn_forward(int c, size_t m, const float *x, const float *gamma, const float *beta,
                       float *run_mean, float *run_var, float *mean, float *invstd, float *y,
                       int relu) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for num_threads(sx_threads()) schedule(static)
     for (int ch = 0; ch < c; ch++) {
         const float *xr = x + (size_t)ch * m;
         double s = 0.0, ss = 0.0;
@@ -269,7 +270,7 @@ void sx_tr_bn_forward(int c, size_t m, const float *x, const float *gamma, const
 void sx_tr_bn_forward_eval(int c, size_t m, const float *x, const float *gamma,
                            const float *beta, const float *run_mean, const float *run_var,
                            float *y, int relu) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for num_threads(sx_threads()) schedule(static)
     for (int ch = 0; ch < c; ch++) {
         float is = 1.0f / sqrtf(run_var[ch] + (float)SX_TR_BN_EPS);
         float a = gamma[ch] * is, b = beta[ch] - run_mean[ch] * a;
@@ -287,7 +288,7 @@ void sx_tr_bn_forward_eval(int c, size_t m, const float *x, const float *gamma,
 void sx_tr_bn_backward(int c, size_t m, const float *x, const float *dy, const float *gamma,
                        const float *mean, const float *invstd, float *dgamma, float *dbeta,
                        float *dx) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for num_threads(sx_threads()) schedule(static)
     for (int ch = 0; ch < c; ch++) {
         const float *xr = x + (size_t)ch * m, *dr = dy + (size_t)ch * m;
         const float mu = mean[ch], is = invstd[ch];
@@ -309,14 +310,14 @@ void sx_tr_bn_backward(int c, size_t m, const float *x, const float *dy, const f
 /* ---- ReLU: the forward is folded into BN or the residual add ------------ */
 
 void sx_tr_relu_forward(float *x, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for num_threads(sx_threads()) schedule(static)
     for (size_t i = 0; i < n; i++)
         if (x[i] < 0.0f) x[i] = 0.0f;
 }
 
 /* dy *= (y > 0), where y is the ReLU's output. */
 void sx_tr_relu_backward(float *dy, const float *y, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for num_threads(sx_threads()) schedule(static)
     for (size_t i = 0; i < n; i++)
         if (!(y[i] > 0.0f)) dy[i] = 0.0f;
 }
@@ -326,7 +327,7 @@ void sx_tr_relu_backward(float *dy, const float *y, size_t n) {
 /* out = a + b (+ ReLU). The backward of the add is the identity to both
  * inputs: the caller passes the same gradient on, masked by the ReLU. */
 void sx_tr_add_forward(const float *a, const float *b, float *out, size_t n, int relu) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for num_threads(sx_threads()) schedule(static)
     for (size_t i = 0; i < n; i++) {
         float v = a[i] + b[i];
         out[i] = relu && v < 0.0f ? 0.0f : v;
@@ -334,7 +335,7 @@ void sx_tr_add_forward(const float *a, const float *b, float *out, size_t n, int
 }
 
 void sx_tr_add_into(float *acc, const float *g, size_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for num_threads(sx_threads()) schedule(static)
     for (size_t i = 0; i < n; i++) acc[i] += g[i];
 }
 
@@ -343,7 +344,7 @@ void sx_tr_add_into(float *acc, const float *g, size_t n) {
 void sx_tr_maxpool_forward(int c, int n, int h, int w, int k, int stride, int pad,
                            const float *in, float *out, int32_t *argmax) {
     int ho = (h + 2 * pad - k) / stride + 1, wo = (w + 2 * pad - k) / stride + 1;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for num_threads(sx_threads()) schedule(static)
     for (int plane = 0; plane < c * n; plane++) {
         const float *src = in + (size_t)plane * h * w;
         float *dst = out + (size_t)plane * ho * wo;
@@ -373,7 +374,7 @@ void sx_tr_maxpool_forward(int c, int n, int h, int w, int k, int stride, int pa
 
 void sx_tr_maxpool_backward(int c, int n, int h, int w, int ho, int wo, const int32_t *argmax,
                             const float *dout, float *din) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for num_threads(sx_threads()) schedule(static)
     for (int plane = 0; plane < c * n; plane++) {
         float *d = din + (size_t)plane * h * w;
         memset(d, 0, sizeof(float) * h * w);
@@ -387,7 +388,7 @@ void sx_tr_maxpool_backward(int c, int n, int h, int w, int ho, int wo, const in
 /* ---- global average pool: [C][N*HW] -> [N][C] --------------------------- */
 
 void sx_tr_avgpool_forward(int c, int n, int hw, const float *in, float *out) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for num_threads(sx_threads()) schedule(static)
     for (int ch = 0; ch < c; ch++)
         for (int img = 0; img < n; img++) {
             const float *s = in + ((size_t)ch * n + img) * hw;
@@ -398,7 +399,7 @@ void sx_tr_avgpool_forward(int c, int n, int hw, const float *in, float *out) {
 }
 
 void sx_tr_avgpool_backward(int c, int n, int hw, const float *dout, float *din) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for num_threads(sx_threads()) schedule(static)
     for (int ch = 0; ch < c; ch++)
         for (int img = 0; img < n; img++) {
             float g = dout[(size_t)img * c + ch] / (float)hw;
@@ -496,4 +497,73 @@ double sx_tr_siamese_bce(int n, int dim, const float *feat, const int32_t *label
     }
     if (correct) *correct = right;
     return pairs ? loss * scale / pairs : 0.0;
+}
+
+/*
+ * CosFace (large margin cosine loss; Wang et al., CVPR 2018), the logits
+ * half: on L2-normalised features xh and L2-normalised class weights wh,
+ *     z[i][j] = s * (xh_i . wh_j - m * [j == y_i])
+ * which sx_tr_softmax_ce then turns into the loss. Training then shapes the
+ * space that verification uses (cosine of normalised embeddings) rather than
+ * a linear classifier's. labels NULL: no margin (validation logits).
+ * ws (sx_tr_cosface_ws_floats) keeps xh, wh and the inverse norms for
+ * backward.
+ */
+size_t sx_tr_cosface_ws_floats(int n, int in, int k) {
+    return (size_t)n * in + (size_t)k * in + (size_t)n + (size_t)k;
+}
+
+/* rows of v [rows][in] normalised into out; inv[r] = 1/|v_r| (0 for a zero row) */
+static void l2_rows(int rows, int in, const float *v, float *out, float *inv) {
+    for (int r = 0; r < rows; r++) {
+        const float *a = v + (size_t)r * in;
+        double ss = 0;
+        for (int j = 0; j < in; j++) ss += (double)a[j] * a[j];
+        float f = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
+        inv[r] = f;
+        for (int j = 0; j < in; j++) out[(size_t)r * in + j] = a[j] * f;
+    }
+}
+
+void sx_tr_cosface_forward(int n, int in, int k, const float *x, const float *w,
+                           const int32_t *labels, float s, float m, float *ws, float *logits) {
+    float *xh = ws, *wh = xh + (size_t)n * in, *inv_x = wh + (size_t)k * in, *inv_w = inv_x + n;
+    l2_rows(n, in, x, xh, inv_x);
+    l2_rows(k, in, w, wh, inv_w);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, k, in, s, xh, in, wh, in, 0.0f,
+                logits, k);
+    if (labels)
+        for (int i = 0; i < n; i++) logits[(size_t)i * k + labels[i]] -= s * m;
+}
+
+/* g (rows of dL/dvh) in place to dL/dv: inv * (g - (g . vh) vh), the
+ * normalisation's Jacobian; accumulate adds into dst instead. */
+static void l2_rows_backward(int rows, int in, const float *vh, const float *inv, float *g,
+                             float *dst) {
+    for (int r = 0; r < rows; r++) {
+        float *gr = g + (size_t)r * in;
+        const float *h = vh + (size_t)r * in;
+        double d = 0;
+        for (int j = 0; j < in; j++) d += (double)gr[j] * h[j];
+        float *o = dst ? dst + (size_t)r * in : gr;
+        for (int j = 0; j < in; j++) {
+            float v = inv[r] * (gr[j] - (float)d * h[j]);
+            o[j] = dst ? o[j] + v : v;
+        }
+    }
+}
+
+/* dlogits: dL/dz. dx (n x in) is written, dw (k x in) accumulates; scratch
+ * holds k * in floats. */
+void sx_tr_cosface_backward(int n, int in, int k, const float *ws, const float *dlogits, float s,
+                            float *dw, float *dx, float *scratch) {
+    const float *xh = ws, *wh = xh + (size_t)n * in, *inv_x = wh + (size_t)k * in;
+    const float *inv_w = inv_x + n;
+    /* dL/dxh = s * dz . wh ; dL/dwh = s * dz^T . xh */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, k, s, dlogits, k, wh, in, 0.0f,
+                dx, in);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, in, n, s, dlogits, k, xh, in, 0.0f,
+                scratch, in);
+    l2_rows_backward(n, in, xh, inv_x, dx, NULL);
+    l2_rows_backward(k, in, wh, inv_w, scratch, dw);
 }

@@ -224,6 +224,12 @@ siamidx_status sx_tr_net_new(const sx_tr_config *cfg, sx_tr_net **out, siamidx_e
     net->s1 = malloc(max_act * sizeof(float));
     net->s2 = malloc(max_act * sizeof(float));
     net->s3 = malloc(max_act * sizeof(float));
+    if (cfg->objective == SX_TR_COSFACE) {
+        net->cos_ws = malloc(sx_tr_cosface_ws_floats(n, net->feat_dim, cfg->n_classes) *
+                             sizeof(float));
+        net->cos_scratch = malloc((size_t)cfg->n_classes * net->feat_dim * sizeof(float));
+        ok = ok && net->cos_ws && net->cos_scratch;
+    }
     ok = ok && net->params && net->grads && net->bufs && net->pooled_map && net->argmax &&
          net->xin && net->feat && net->dfeat && net->logits && net->dlogits && net->col &&
          net->g_a && net->g_b && net->s1 && net->s2 && net->s3;
@@ -258,6 +264,8 @@ void sx_tr_net_free(sx_tr_net *net) {
     free(net->dfeat);
     free(net->logits);
     free(net->dlogits);
+    free(net->cos_ws);
+    free(net->cos_scratch);
     free(net->col);
     free(net->g_a);
     free(net->g_b);
@@ -388,14 +396,21 @@ void sx_tr_net_forward(sx_tr_net *net, const float *x, int n, const int32_t *lab
     memset(net->dfeat, 0, sizeof(float) * n * net->feat_dim);
     memset(net->dlogits, 0, sizeof(float) * n * cfg->n_classes);
     st->n = n;
-    if (cfg->objective != SX_TR_SIAMESE) {
+    if (cfg->objective == SX_TR_COSFACE) {
+        sx_tr_cosface_forward(n, net->feat_dim, cfg->n_classes, net->feat,
+                              net->params + net->fc_w, labels, cfg->cos_scale, cfg->cos_margin,
+                              net->cos_ws, net->logits);
+        st->ce = sx_tr_softmax_ce(n, cfg->n_classes, net->logits, labels, cfg->label_smoothing,
+                                  net->dlogits, &st->correct);
+        st->loss += st->ce;
+    } else if (cfg->objective != SX_TR_SIAMESE) {
         sx_tr_linear_forward(n, net->feat_dim, cfg->n_classes, net->feat, net->params + net->fc_w,
                              net->params + net->fc_b, net->logits);
         st->ce = sx_tr_softmax_ce(n, cfg->n_classes, net->logits, labels, cfg->label_smoothing,
                                   net->dlogits, &st->correct);
         st->loss += st->ce;
     }
-    if (cfg->objective != SX_TR_CLASSIFY) {
+    if (cfg->objective == SX_TR_SIAMESE || cfg->objective == SX_TR_BOTH) {
         float scale = cfg->objective == SX_TR_BOTH ? cfg->siamese_weight : 1.0f;
         double weighted = sx_tr_siamese_bce(n, net->feat_dim, net->feat, labels,
                                             net->params + net->siam_w, net->params[net->siam_b],
@@ -410,7 +425,11 @@ void sx_tr_net_forward(sx_tr_net *net, const float *x, int n, const int32_t *lab
 void sx_tr_net_eval(sx_tr_net *net, const float *x, int n, float *logits, float *feat) {
     features_forward(net, x, n, 0);
     if (feat) memcpy(feat, net->feat, sizeof(float) * n * net->feat_dim);
-    if (logits)
+    if (logits && net->cfg.objective == SX_TR_COSFACE) /* cosines (times s), no margin */
+        sx_tr_cosface_forward(n, net->feat_dim, net->cfg.n_classes, net->feat,
+                              net->params + net->fc_w, NULL, net->cfg.cos_scale, 0.0f,
+                              net->cos_ws, logits);
+    else if (logits)
         sx_tr_linear_forward(n, net->feat_dim, net->cfg.n_classes, net->feat,
                              net->params + net->fc_w, net->params + net->fc_b, logits);
 }
@@ -458,7 +477,11 @@ static void block_backward(sx_tr_net *net, sx_tr_block *b, const float *in, floa
 void sx_tr_net_backward(sx_tr_net *net) {
     const int n = net->last_n;
     const sx_tr_config *cfg = &net->cfg;
-    if (cfg->objective != SX_TR_SIAMESE) /* adds the classifier's share into dfeat */
+    if (cfg->objective == SX_TR_COSFACE)
+        sx_tr_cosface_backward(n, net->feat_dim, cfg->n_classes, net->cos_ws, net->dlogits,
+                               cfg->cos_scale, net->grads + net->fc_w, net->s1,
+                               net->cos_scratch);
+    else if (cfg->objective != SX_TR_SIAMESE) /* adds the classifier's share into dfeat */
         sx_tr_linear_backward(n, net->feat_dim, cfg->n_classes, net->feat,
                               net->params + net->fc_w, net->dlogits, net->grads + net->fc_w,
                               net->grads + net->fc_b, net->s1);

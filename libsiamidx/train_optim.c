@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "threads.h"
 
 siamidx_status sx_tr_adamw_new(sx_tr_adamw *opt, size_t n, siamidx_error *err) {
     memset(opt, 0, sizeof *opt);
@@ -41,13 +42,16 @@ void sx_tr_adamw_step(sx_tr_adamw *opt, sx_tr_net *net, float lr) {
     for (int ti = 0; ti < net->n_tensors; ti++) {
         const sx_tr_tensor *t = &net->tensors[ti];
         if (t->kind == SX_TR_BUFFER || t->stage <= net->cfg.freeze_through) continue;
-        if (net->cfg.objective == SX_TR_CLASSIFY && !strncmp(t->name, "siamese.", 8)) continue;
+        sx_tr_objective obj = net->cfg.objective;
+        if ((obj == SX_TR_CLASSIFY || obj == SX_TR_COSFACE) && !strncmp(t->name, "siamese.", 8))
+            continue;
+        if (obj == SX_TR_COSFACE && !strcmp(t->name, "fc.bias")) continue; /* unused */
         if (net->cfg.objective == SX_TR_SIAMESE && !strncmp(t->name, "fc.", 3)) continue;
         float decay = t->kind == SX_TR_DECAY ? 1.0f - lr * opt->weight_decay : 1.0f;
         float *p = net->params + t->off, *g = net->grads + t->off;
         float *m = opt->m + t->off, *v = opt->v + t->off;
         const float step = (float)(lr / bc1), rbc2 = (float)(1.0 / sqrt(bc2));
-#pragma omp parallel for schedule(static) if(t->numel > 65536)
+#pragma omp parallel for num_threads(sx_threads()) schedule(static) if(t->numel > 65536)
         for (size_t i = 0; i < t->numel; i++) {
             m[i] = b1 * m[i] + (1.0f - b1) * g[i];
             v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];

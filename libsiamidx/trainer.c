@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "internal.h"
+#include "train_augment.h"
 
 static const float IMAGENET_MEAN[3] = {0.485f, 0.456f, 0.406f};
 static const float IMAGENET_STD[3] = {0.229f, 0.224f, 0.225f};
@@ -63,6 +64,7 @@ typedef struct trainer {
     sx_tr_net *net;
     sx_tr_adamw opt;
     float *best_params, *best_bufs;
+    float *ema_params, *ema_bufs; /* --ema: exponential moving average, NULL when off */
     int epoch, step;       /* next to run */
     int64_t global_step;
     int steps_per_epoch;
@@ -101,6 +103,33 @@ static size_t collect_tensors(trainer *t, sx_tensor_out *out, const float *param
     return n;
 }
 
+static const char *objective_name(sx_tr_objective o) {
+    switch (o) {
+    case SX_TR_CLASSIFY: return "classify";
+    case SX_TR_SIAMESE: return "siamese";
+    case SX_TR_BOTH: return "both";
+    case SX_TR_COSFACE: return "cosface";
+    }
+    return "?";
+}
+
+/*
+ * What shapes the batches and the updates beyond the data and the network:
+ * recorded in the model, and compared on --resume so that a resumed run is
+ * the run it claims to continue (bit for bit).
+ */
+static void training_recipe(const trainer *t, char *out, size_t cap) {
+    const sx_tr_config *c = &t->net->cfg;
+    char aug[160];
+    sx_tr_augment_describe(t->o->augment, aug, sizeof aug);
+    int n = snprintf(out, cap, "objective %s", objective_name(c->objective));
+    if (c->objective == SX_TR_COSFACE && n > 0 && (size_t)n < cap)
+        n += snprintf(out + n, cap - n, " (margin %g, scale %g)", c->cos_margin, c->cos_scale);
+    if (n > 0 && (size_t)n < cap)
+        snprintf(out + n, cap - n, "; input %d; training scale %d; augment %s; ema %g", c->input,
+                 t->data.scale, aug, t->o->ema_decay);
+}
+
 static void add_common_meta(trainer *t, meta_list *m) {
     const sx_tr_options *o = t->o;
     const sx_tr_config *c = &t->net->cfg;
@@ -114,6 +143,20 @@ static void add_common_meta(trainer *t, meta_list *m) {
     meta_add(m, "training_images", "%d train, %d validation, %d artists", t->data.n_train,
              t->data.n_val, t->data.n_artists);
     meta_add(m, "training_seed", "%llu", (unsigned long long)o->seed);
+    char recipe[512];
+    training_recipe(t, recipe, sizeof recipe);
+    meta_add(m, "training_recipe", "%s", recipe);
+    if (t->data.n_excluded) {
+        size_t len = 1;
+        for (size_t i = 0; i < t->data.n_excluded; i++) len += strlen(t->data.excluded[i]) + 1;
+        char *names = calloc(1, len);
+        for (size_t i = 0; names && i < t->data.n_excluded; i++) {
+            strcat(names, t->data.excluded[i]);
+            if (i + 1 < t->data.n_excluded) strcat(names, "\n");
+        }
+        if (names) meta_add(m, "training_excluded_artists", "%s", names);
+        free(names);
+    }
     meta_add(m, "training_history", "%s", t->history ? t->history : "");
     meta_add(m, "training_seconds", "%.0f", t->train_seconds);
 }
@@ -186,9 +229,16 @@ static const char *ckpt_path(const sx_tr_options *o, char *buf, size_t cap) {
     return buf;
 }
 
+/*
+ * 2: the training recipe (objective, augmentation, EMA, scale) is recorded
+ * and must match on resume; EMA weights as ema.* tensors. Format 1 (no
+ * checkpoint_format key) is refused: it cannot say what recipe it ran.
+ */
+#define CHECKPOINT_FORMAT 2
+
 static siamidx_status write_checkpoint(trainer *t, siamidx_error *err) {
     sx_tr_net *net = t->net;
-    size_t cap = (size_t)net->n_tensors * 4;
+    size_t cap = (size_t)net->n_tensors * 5;
     sx_tensor_out *ts = calloc(cap, sizeof *ts);
     char (*names)[80] = calloc(cap, sizeof *names);
     if (!ts || !names) {
@@ -202,6 +252,14 @@ static siamidx_status write_checkpoint(trainer *t, siamidx_error *err) {
         ts[n + i].name = names[n + i];
     }
     n += nb;
+    if (t->ema_params) {
+        size_t ne = collect_tensors(t, ts + n, t->ema_params, t->ema_bufs, 1);
+        for (size_t i = 0; i < ne; i++) {
+            snprintf(names[n + i], sizeof names[0], "ema.%s", ts[n + i].name);
+            ts[n + i].name = names[n + i];
+        }
+        n += ne;
+    }
     for (int i = 0; i < net->n_tensors; i++) {
         const sx_tr_tensor *x = &net->tensors[i];
         if (x->kind == SX_TR_BUFFER) continue;
@@ -216,6 +274,7 @@ static siamidx_status write_checkpoint(trainer *t, siamidx_error *err) {
     }
     meta_list m = {0};
     add_common_meta(t, &m);
+    meta_add(&m, "checkpoint_format", "%d", CHECKPOINT_FORMAT);
     meta_add(&m, "checkpoint_epoch", "%d", t->epoch);
     meta_add(&m, "checkpoint_step", "%d", t->step);
     meta_add(&m, "checkpoint_global_step", "%lld", (long long)t->global_step);
@@ -261,17 +320,34 @@ static siamidx_status read_checkpoint(trainer *t, const char *path, siamidx_erro
         sx_safetensors_close(&st); /* after the message: its strings live in the map */
         return s;
     }
+    long long format = 0;
+    meta_int(&st, "checkpoint_format", &format);
+    const char *recipe = sx_safetensors_meta(&st, "training_recipe");
+    char mine[512];
+    training_recipe(t, mine, sizeof mine);
+    if (format != CHECKPOINT_FORMAT) {
+        s = sx_fail(err, SIAMIDX_ERR_MODEL_FORMAT,
+                    "%s: checkpoint format %lld, this siamidx resumes format %d only (older "
+                    "checkpoints do not record the training recipe); start the run again",
+                    path, format, CHECKPOINT_FORMAT);
+    } else if (!recipe || strcmp(recipe, mine)) {
+        s = sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT,
+                    "%s: checkpoint was made with another recipe (%s; this run: %s); resume "
+                    "with the same options", path, recipe ? recipe : "?", mine);
+    }
     char name[96];
     for (int i = 0; i < net->n_tensors && !s; i++) {
         const sx_tr_tensor *x = &net->tensors[i];
+        int buf = x->kind == SX_TR_BUFFER;
         struct {
             const char *fmt;
             float *dst;
-        } parts[4] = {{"%s", sx_tr_tensor_data(net, x)},
-                      {"best.%s", (x->kind == SX_TR_BUFFER ? t->best_bufs : t->best_params) + x->off},
-                      {"opt.m.%s", x->kind == SX_TR_BUFFER ? NULL : t->opt.m + x->off},
-                      {"opt.v.%s", x->kind == SX_TR_BUFFER ? NULL : t->opt.v + x->off}};
-        for (int k = 0; k < 4; k++) {
+        } parts[5] = {{"%s", sx_tr_tensor_data(net, x)},
+                      {"best.%s", (buf ? t->best_bufs : t->best_params) + x->off},
+                      {"opt.m.%s", buf ? NULL : t->opt.m + x->off},
+                      {"opt.v.%s", buf ? NULL : t->opt.v + x->off},
+                      {"ema.%s", !t->ema_params ? NULL : (buf ? t->ema_bufs : t->ema_params) + x->off}};
+        for (int k = 0; k < 5; k++) {
             if (!parts[k].dst) continue;
             snprintf(name, sizeof name, parts[k].fmt, x->name);
             const sx_tensor_info *info = sx_safetensors_find(&st, name);
@@ -386,6 +462,7 @@ static void job_setup(trainer *t, sx_tr_job *job, const int *order, int step, fl
     job->n = c->max_batch;
     job->input = c->input;
     job->augment = 1;
+    job->processing = t->o->augment;
     job->key = sx_tr_hash(t->o->seed, 0xBA7C, (uint64_t)t->epoch, (uint64_t)step);
     memcpy(job->mean, IMAGENET_MEAN, sizeof job->mean);
     memcpy(job->std, IMAGENET_STD, sizeof job->std);
@@ -393,11 +470,36 @@ static void job_setup(trainer *t, sx_tr_job *job, const int *order, int step, fl
     job->labels = labels;
 }
 
+/* ema = d * ema + (1 - d) * w, over the parameters and the BN statistics. */
+static void ema_update(trainer *t) {
+    if (!t->ema_params) return;
+    const float d = t->o->ema_decay, e = 1.0f - d;
+    const sx_tr_net *net = t->net;
+    for (size_t i = 0; i < net->n_params; i++)
+        t->ema_params[i] = d * t->ema_params[i] + e * net->params[i];
+    for (size_t i = 0; i < net->n_bufs; i++) t->ema_bufs[i] = d * t->ema_bufs[i] + e * net->bufs[i];
+}
+
+/* Puts the EMA weights in the network (or back): pointers swap, nothing copies. */
+static void ema_swap(trainer *t) {
+    if (!t->ema_params) return;
+    float *p = t->net->params, *b = t->net->bufs;
+    t->net->params = t->ema_params, t->net->bufs = t->ema_bufs;
+    t->ema_params = p, t->ema_bufs = b;
+}
+
+static void cache_report(const trainer *t) {
+    const sx_tr_data *d = &t->data;
+    fprintf(stderr, "train: image cache %d of %zu images, %.0f MiB of %.0f MiB; %lld decodes so far\n",
+            d->n_cached, d->coll.n_entries, d->cache_used / 1048576.0, d->cache_cap / 1048576.0,
+            d->n_decodes);
+}
+
 static siamidx_status run_epochs(trainer *t, siamidx_error *err) {
     const sx_tr_options *o = t->o;
     sx_tr_net *net = t->net;
     const int B = net->cfg.max_batch, S = net->cfg.input;
-    const int pairs = net->cfg.objective != SX_TR_CLASSIFY;
+    const int pairs = net->cfg.objective == SX_TR_SIAMESE || net->cfg.objective == SX_TR_BOTH;
     const int64_t total = (int64_t)o->epochs * t->steps_per_epoch;
     const int64_t warmup = (int64_t)(o->warmup_epochs * t->steps_per_epoch + 0.5);
     size_t per = (size_t)B * 3 * S * S;
@@ -415,14 +517,16 @@ static siamidx_status run_epochs(trainer *t, siamidx_error *err) {
         sx_tr_data_epoch(&t->data, o->seed, t->epoch, pairs, order);
         sx_tr_job jobs[2];
         int cur = 0;
-        double sum_loss = 0, seg_imgs = 0;
+        double sum_loss = 0, seg_imgs = 0, seg_wait = 0;
         int sum_correct = 0, sum_n = 0, sum_pc = 0, sum_pairs = 0;
         if (t->step < t->steps_per_epoch) {
             job_setup(t, &jobs[cur], order, t->step, xs[cur], ls[cur]);
             sx_tr_job_start(&jobs[cur]);
         }
         for (; t->step < t->steps_per_epoch; t->step++) {
-            sx_tr_job_wait(&jobs[cur]);
+            double w0 = now_s();
+            sx_tr_job_wait(&jobs[cur]); /* time waited: the producer is the bottleneck */
+            seg_wait += now_s() - w0;
             if (jobs[cur].failed && warned < 5) {
                 fprintf(stderr, "train: warning: %d image(s) failed to decode, trained as black: %s\n",
                         jobs[cur].failed, jobs[cur].first_error);
@@ -439,6 +543,7 @@ static siamidx_status run_epochs(trainer *t, siamidx_error *err) {
             sx_tr_net_backward(net);
             float lr = sx_tr_lr(t->global_step, total, warmup, o->lr, o->min_lr_ratio);
             sx_tr_adamw_step(&t->opt, net, lr);
+            ema_update(t);
             t->global_step++;
             run_steps++;
             sum_loss += st.loss * B, sum_n += B, sum_correct += st.correct;
@@ -454,11 +559,13 @@ static siamidx_status run_epochs(trainer *t, siamidx_error *err) {
                 fmt_duration(left, eta, sizeof eta);
                 if (pairs && sum_pairs)
                     snprintf(pair, sizeof pair, " pair-acc %.3f", (double)sum_pc / sum_pairs);
-                fprintf(stderr, "epoch %d/%d step %d/%d loss %.4f acc %.3f%s lr %.2e %.1f img/s ETA %s\n",
+                fprintf(stderr, "epoch %d/%d step %d/%d loss %.4f acc %.3f%s lr %.2e %.1f img/s "
+                        "(data wait %.0f%%) ETA %s\n",
                         t->epoch + 1, o->epochs, t->step + 1, t->steps_per_epoch,
-                        sum_loss / sum_n, (double)sum_correct / sum_n, pair, lr, ips, eta);
+                        sum_loss / sum_n, (double)sum_correct / sum_n, pair, lr, ips,
+                        100.0 * seg_wait / (now - t_seg), eta);
                 t_seg = now;
-                seg_imgs = 0;
+                seg_imgs = seg_wait = 0;
             }
             int stop = o->stop && *o->stop;
             if (o->max_steps && run_steps >= o->max_steps) stop = 2;
@@ -488,7 +595,12 @@ static siamidx_status run_epochs(trainer *t, siamidx_error *err) {
         /* end of epoch: validate, keep the best, checkpoint */
         sx_tr_val v = {0};
         double tv = now_s();
-        if ((s = validate(t, xs[0], ls[0], &v, err))) break;
+        ema_swap(t); /* validate (and keep) the averaged weights */
+        if ((s = validate(t, xs[0], ls[0], &v, err))) {
+            ema_swap(t);
+            break;
+        }
+        cache_report(t);
         t->train_seconds = secs_before + (now_s() - t_start);
         char line[512];
         snprintf(line, sizeof line,
@@ -506,6 +618,7 @@ static siamidx_status run_epochs(trainer *t, siamidx_error *err) {
             memcpy(t->best_params, net->params, net->n_params * sizeof(float));
             memcpy(t->best_bufs, net->bufs, net->n_bufs * sizeof(float));
         }
+        ema_swap(t);
         /* the model file always holds the best epoch so far */
         if (improved && (s = write_model(t, err))) break;
         t->step = t->steps_per_epoch; /* checkpoint points at the next epoch */
@@ -528,9 +641,22 @@ siamidx_status sx_train_encoder(const sx_tr_options *o, siamidx_error *err) {
     t.o = o;
     t.best_epoch = -1;
     t.best_score = -1;
-    siamidx_status s = sx_tr_data_open(o->collection, o->val_fraction, o->balance, o->seed,
-                                       &t.data, err);
-    if (s) return s;
+    sx_tr_data_cfg dc = {.collections = o->collections,
+                         .n_collections = o->n_collections,
+                         .exclude_artists = o->exclude_artists,
+                         .val_fraction = o->val_fraction,
+                         .balance = o->balance,
+                         .seed = o->seed,
+                         .scale = o->resize > o->net.input ? o->resize : o->net.input,
+                         .cache_bytes = o->cache_bytes};
+    siamidx_status s = sx_tr_data_open(&dc, &t.data, err);
+    if (s) {
+        sx_tr_data_close(&t.data);
+        return s;
+    }
+    if (t.data.n_excluded)
+        fprintf(stderr, "train: --exclude-artists: %zu artists listed, %zu images left out\n",
+                t.data.n_excluded, t.data.n_excluded_images);
     sx_tr_config cfg = o->net;
     cfg.n_classes = t.data.n_artists;
     t.steps_per_epoch = t.data.n_train / cfg.max_batch;
@@ -558,6 +684,16 @@ siamidx_status sx_train_encoder(const sx_tr_options *o, siamidx_error *err) {
     }
     memcpy(t.best_params, t.net->params, t.net->n_params * sizeof(float));
     memcpy(t.best_bufs, t.net->bufs, t.net->n_bufs * sizeof(float));
+    if (o->ema_decay > 0) {
+        t.ema_params = malloc(t.net->n_params * sizeof(float));
+        t.ema_bufs = malloc((t.net->n_bufs ? t.net->n_bufs : 1) * sizeof(float));
+        if (!t.ema_params || !t.ema_bufs) {
+            s = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "train: out of memory for --ema");
+            goto done;
+        }
+        memcpy(t.ema_params, t.net->params, t.net->n_params * sizeof(float));
+        memcpy(t.ema_bufs, t.net->bufs, t.net->n_bufs * sizeof(float));
+    }
     if (o->resume) {
         if ((s = read_checkpoint(&t, o->resume, err))) goto done;
         fprintf(stderr, "train: resuming %s at epoch %d step %d\n", o->resume, t.epoch + 1,
@@ -570,6 +706,8 @@ siamidx_status sx_train_encoder(const sx_tr_options *o, siamidx_error *err) {
             t.data.n_train, t.data.n_val, t.steps_per_epoch, t.data.fingerprint);
     s = run_epochs(&t, err);
 done:
+    free(t.ema_params);
+    free(t.ema_bufs);
     free(t.best_params);
     free(t.best_bufs);
     free(t.history);

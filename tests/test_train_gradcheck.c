@@ -255,6 +255,48 @@ static void check_heads(void) {
     free(dw), free(db), free(dx), free(dl), free(df), free(sw);
 }
 
+/* ---- CosFace logits + softmax cross-entropy --------------------------------- */
+
+typedef struct cos_ctx {
+    int n, in, k;
+    float *x, *w, *ws, *logits, *dlogits;
+    int32_t labels[6];
+    float s, m;
+} cos_ctx;
+
+static double cosface_loss(void *p) {
+    cos_ctx *c = p;
+    sx_tr_cosface_forward(c->n, c->in, c->k, c->x, c->w, c->labels, c->s, c->m, c->ws, c->logits);
+    return sx_tr_softmax_ce(c->n, c->k, c->logits, c->labels, 0.1f, c->dlogits, NULL);
+}
+
+static void check_cosface(void) {
+    cos_ctx c = {6, 5, 4, randv(30), randv(20), NULL, zeros(24), zeros(24),
+                 {0, 1, 2, 3, 1, 0}, 8.0f, 0.35f};
+    c.ws = zeros(sx_tr_cosface_ws_floats(c.n, c.in, c.k));
+    float *dx = zeros(30), *dw = zeros(20), *scratch = zeros(20);
+    cosface_loss(&c); /* dlogits and the kept normalisation for this x, w */
+    sx_tr_cosface_backward(c.n, c.in, c.k, c.ws, c.dlogits, c.s, dw, dx, scratch);
+    /* the margin is there: the label's logit is s*m below s*cos */
+    double cos00 = 0, nx = 0, nw = 0;
+    for (int j = 0; j < c.in; j++) {
+        cos00 += (double)c.x[j] * c.w[j];
+        nx += (double)c.x[j] * c.x[j];
+        nw += (double)c.w[j] * c.w[j];
+    }
+    cos00 /= sqrt(nx * nw);
+    CHECK_MSG(fabs(c.logits[0] - c.s * (cos00 - c.m)) < 1e-4, "logit %g, want %g", c.logits[0],
+              c.s * (cos00 - c.m));
+    gradcheck("cosface CE dX", c.x, 30, dx, cosface_loss, &c, 1e-2f, 1e-3);
+    gradcheck("cosface CE dW", c.w, 20, dw, cosface_loss, &c, 1e-2f, 1e-3);
+    /* scale invariance: the loss does not change when x or a class row is scaled */
+    double before = cosface_loss(&c);
+    for (int j = 0; j < c.in; j++) c.x[j] *= 3.0f, c.w[c.in + j] *= 0.25f;
+    CHECK_MSG(fabs(cosface_loss(&c) - before) < 1e-5, "loss changed with the norms");
+    free(c.x), free(c.w), free(c.ws), free(c.logits), free(c.dlogits);
+    free(dx), free(dw), free(scratch);
+}
+
 int main(void) {
     check_conv("3x3/2 pad 1", (sx_tr_conv){3, 4, 3, 2, 1}, 2, 7, 6);
     check_conv("3x3/1 pad 1", (sx_tr_conv){4, 3, 3, 1, 1}, 2, 5, 5);
@@ -266,5 +308,6 @@ int main(void) {
     check_relu_add();
     check_pools();
     check_heads();
+    check_cosface();
     CHECK_DONE();
 }

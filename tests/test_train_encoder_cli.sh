@@ -1,0 +1,68 @@
+#!/bin/bash
+# test_train_encoder_cli.sh - train-encoder's collection and training options
+# from the command line: two folders joined (an artist in both is one),
+# --exclude-artists (kept out of training and of the default head), a cache
+# bound of 0 (every image decoded on demand), --augment processing,
+# --objective cosface and --ema; what the model records; bad values refused.
+set -u
+BIN=${SIAMIDX_BIN:?SIAMIDX_BIN not set}
+SRC=${SIAMIDX_SOURCE:-$(dirname "$0")/..}
+T=$(mktemp -d "${SIAMIDX_TMP:-/tmp}/train_cli.XXXXXX" 2>/dev/null || mktemp -d)
+trap 'rm -rf "$T"' EXIT
+fails=0
+fail() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
+meta() { "$BIN" model-info "$1" | sed -n "s/^  $2=//p"; }
+
+# A: artist_0..2 with 8 images each; B: artist_0..3, 8 images each, other pictures
+python3 "$SRC/tools/make_test_bmps.py" "$T/a" 3 8
+python3 "$SRC/tools/make_test_bmps.py" "$T/b0" 4 16
+mkdir -p "$T/b"
+for a in 0 1 2 3; do
+    mkdir -p "$T/b/artist_$a"
+    for i in 8 9 10 11 12 13 14 15; do mv "$T/b0/artist_$a/img_$i.bmp" "$T/b/artist_$a/"; done
+done
+printf '# unseen in evaluation\nartist_3\n' >"$T/exclude.txt"
+
+help=$("$BIN" train-encoder --help) || fail "--help exit $?"
+for want in --exclude-artists --cache-mb --augment --aug-posterize --aug-downup --aug-jpeg \
+    --aug-squash cosface --margin --scale --ema "COLLECTION..."; do
+    [[ $help == *"$want"* ]] || fail "--help lacks $want"
+done
+
+M=$T/m.safetensors
+out=$("$BIN" train-encoder "$T/a" "$T/b" -o "$M" --exclude-artists "$T/exclude.txt" \
+      --cache-mb 0 --augment processing --objective cosface --ema 0.9 --width 0.0625 \
+      --input-size 32 --resize 32 --epochs 1 --batch 8 --threads 1 --head-val-fraction 0.5 \
+      --log-seconds 0 2>"$T/err") || fail "train-encoder exit $?: $(cat "$T/err")"
+grep -q "3 artists, " "$T/err" || fail "artists: $(cat "$T/err")"
+grep -q "8 images left out" "$T/err" || fail "exclusion: $(cat "$T/err")"
+grep -q "image cache 0 of 48 images" "$T/err" || fail "cache bound 0: $(cat "$T/err")"
+[[ $out == *"default head validation: AUC "* ]] || fail "default head: $out"
+[ "$(meta "$M" training_data)" = "$T/a + $T/b" ] || fail "training_data: $(meta "$M" training_data)"
+[ "$(meta "$M" training_excluded_artists)" = "artist_3" ] || fail "excluded artists not recorded"
+r=$(meta "$M" training_recipe)
+[[ $r == "objective cosface (margin 0.35, scale 30); input 32; training scale 32; augment squash 0.3, downup 0.3, posterize 0.3, jpeg 0.3; ema 0.9" ]] ||
+    fail "training_recipe: $r"
+[[ $(meta "$M" head.trained_on) == *"48 images of 3 artists"* ]] ||
+    fail "head.trained_on: $(meta "$M" head.trained_on)"
+ls "$T"/*.head-images.csv >/dev/null 2>&1 && fail "the head's image listing was left behind"
+
+# the same data in the other order is the same data
+"$BIN" train-encoder "$T/b" "$T/a" -o "$T/m2.safetensors" --exclude-artists "$T/exclude.txt" \
+    --width 0.0625 --input-size 32 --resize 32 --epochs 1 --batch 8 --threads 1 --no-head \
+    >/dev/null 2>&1 || fail "B A exit $?"
+[ "$(meta "$T/m2.safetensors" training_data_fingerprint)" = "$(meta "$M" training_data_fingerprint)" ] ||
+    fail "fingerprint depends on the order of the collections"
+
+for bad in "--aug-jpeg 2" "--augment colour" "--margin 1.5" "--ema 1" "--cache-mb -1" \
+    "--objective arcface"; do
+    # shellcheck disable=SC2086
+    err=$("$BIN" train-encoder "$T/a" -o "$T/bad.safetensors" $bad 2>&1); rc=$?
+    [ $rc -eq 2 ] || fail "$bad: exit $rc"
+    [[ $err == *"bad value"*"${bad%% *}"* ]] || fail "$bad: $err"
+done
+err=$("$BIN" train-encoder "$T/a" "$T/nope" -o "$T/bad.safetensors" --threads 1 2>&1); rc=$?
+[ $rc -eq 1 ] && [[ $err == *"$T/nope"* ]] || fail "missing collection: exit $rc: $err"
+
+[ $fails -eq 0 ] || { echo "$fails failure(s)" >&2; exit 1; }
+echo "ok"
