@@ -1,18 +1,13 @@
 /* cmd_train_encoder.c - `siamidx train-encoder`: train the ResNet encoder. */
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include <cblas.h>
-
+#include "siamidx_ext.h"
+#include "args.h"
 #include "cli.h"
-#include "internal.h"
-
-void openblas_set_num_threads(int n);
-void omp_set_num_threads(int n);
 
 /* Raised by SIGINT/SIGTERM; the trainer checkpoints after the current step. */
 static volatile int stop_requested;
@@ -83,22 +78,6 @@ static void usage(FILE *f) {
             "Ctrl-C or SIGTERM writes a resumable checkpoint, then exits with status 1.\n");
 }
 
-static int parse_float(const char *s, float *out) {
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || *end) return 0;
-    *out = (float)v;
-    return 1;
-}
-
-static int parse_int(const char *s, int lo, int hi, int *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || v < lo || v > hi) return 0;
-    *out = (int)v;
-    return 1;
-}
-
 static void head_progress(void *ctx, size_t done, size_t total) {
     (void)ctx;
     fprintf(stderr, "\rtrain-encoder: embedded %zu of %zu images for the head", done, total);
@@ -106,31 +85,29 @@ static void head_progress(void *ctx, size_t done, size_t total) {
 }
 
 /* The model's default head, trained on the best model's embeddings of the collection. */
-static int train_default_head(const sx_tr_options *o, float val_fraction) {
-    sx_train_opts ho;
-    sx_train_opts_init(&ho);
-    ho.seed = o->seed;
+static int train_default_head(const siamidx_encoder_training *t, double val_fraction) {
+    siamidx_train_options ho;
+    siamidx_train_options_init(&ho);
+    ho.seed = t->seed;
     ho.val_fraction = val_fraction;
-    sx_head *h;
+    siamidx_train_report r;
     size_t failed;
     siamidx_error err;
-    if (sx_model_train_head(o->output, o->collection, &ho, head_progress, NULL, &h, &failed,
-                            &err)) {
+    if (siamidx_model_train_head(t->output, t->collection, &ho, head_progress, NULL, &r, &failed,
+                                 &err)) {
         cli_error("train-encoder: default head: %s (here: --head-val-fraction); %s was "
                   "written without a default head: build an index with it and run `siamidx "
                   "train -i INDEX --save-to-model` to add one",
-                  err.message, o->output);
+                  err.message, t->output);
         return CLI_EXIT_FAILURE;
     }
-    const sx_head_report *r = &h->report;
     if (failed) fprintf(stderr, "train-encoder: %zu images could not be embedded\n", failed);
     printf("default head: %zu train, %zu validation, %zu test images; epochs %d (best %d)\n",
-           r->n_train, r->n_val, r->n_test, r->epochs_run, r->best_epoch);
+           r.n_train, r.n_val, r.n_test, r.epochs_run, r.best_epoch);
     printf("default head validation: AUC %.4f, accuracy %.4f at threshold %.3f, "
            "calibration error %.4f\n",
-           r->val_auc, r->val_acc, h->threshold, r->val_ece);
-    fprintf(stderr, "train-encoder: wrote the default head into %s\n", o->output);
-    siamidx_head_free(h);
+           r.val_auc, r.val_accuracy, r.threshold, r.val_ece);
+    fprintf(stderr, "train-encoder: wrote the default head into %s\n", t->output);
     return CLI_EXIT_OK;
 }
 
@@ -148,128 +125,57 @@ static char *join_command(int argc, char **argv) {
     return s;
 }
 
+static const char *const objectives[] = {"classify", "siamese", "both", NULL};
+
 int cmd_train_encoder(int argc, char **argv) {
-    enum {
-        O_ARCH = 256, O_WIDTH, O_INIT, O_FREEZE, O_OBJ, O_SIAMW, O_INPUT, O_RESIZE, O_EMBED, O_EPOCHS,
-        O_BATCH, O_LR, O_WD, O_WARMUP, O_LS, O_BALANCE, O_SEED, O_VAL, O_THREADS, O_RESUME,
-        O_CKPT, O_MAXSTEPS, O_LOGS, O_NOHEAD, O_HEADVAL
-    };
-    static const struct option longs[] = {
-        {"output", required_argument, 0, 'o'}, {"arch", required_argument, 0, O_ARCH},
-        {"width", required_argument, 0, O_WIDTH}, {"init", required_argument, 0, O_INIT},
-        {"freeze-through", required_argument, 0, O_FREEZE},
-        {"objective", required_argument, 0, O_OBJ},
-        {"siamese-weight", required_argument, 0, O_SIAMW},
-        {"input-size", required_argument, 0, O_INPUT}, {"resize", required_argument, 0, O_RESIZE},
-        {"embed-size", required_argument, 0, O_EMBED},
-        {"epochs", required_argument, 0, O_EPOCHS}, {"batch", required_argument, 0, O_BATCH},
-        {"lr", required_argument, 0, O_LR}, {"weight-decay", required_argument, 0, O_WD},
-        {"warmup-epochs", required_argument, 0, O_WARMUP},
-        {"label-smoothing", required_argument, 0, O_LS},
-        {"balance", required_argument, 0, O_BALANCE}, {"seed", required_argument, 0, O_SEED},
-        {"val-fraction", required_argument, 0, O_VAL},
-        {"threads", required_argument, 0, O_THREADS}, {"resume", required_argument, 0, O_RESUME},
-        {"checkpoint", required_argument, 0, O_CKPT},
-        {"max-steps", required_argument, 0, O_MAXSTEPS},
-        {"log-seconds", required_argument, 0, O_LOGS}, {"no-head", no_argument, 0, O_NOHEAD},
-        {"head-val-fraction", required_argument, 0, O_HEADVAL}, {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
     prefer_passive_wait(argv);
-    sx_tr_options o;
-    memset(&o, 0, sizeof o);
-    snprintf(o.net.arch, sizeof o.net.arch, "resnet18");
-    o.net.width = 1.0f;
-    o.net.input = 128;
-    o.net.max_batch = 32;
-    o.net.objective = SX_TR_CLASSIFY;
-    o.net.siamese_weight = 0.5f;
-    o.net.label_smoothing = 0.1f;
-    o.net.freeze_through = -1;
-    o.epochs = 10;
-    o.resize = 224;
-    o.lr = 2e-3f;
-    o.weight_decay = 0.05f;
-    o.warmup_epochs = 1.0f;
-    o.min_lr_ratio = 0.01f;
-    o.balance = 0.5f;
-    o.val_fraction = 0.1f;
-    o.log_seconds = 10;
-    o.seed = 1;
-    o.zero_residual = 1;
-    int threads = 2, c, with_head = 1;
-    float head_val = 0.2f;
-    char *command = join_command(argc, argv);
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "o:h", longs, NULL)) != -1) {
-        int ok = 1;
-        switch (c) {
-        case 'o': o.output = optarg; break;
-        case O_ARCH: snprintf(o.net.arch, sizeof o.net.arch, "%s", optarg); break;
-        case O_WIDTH: ok = parse_float(optarg, &o.net.width) && o.net.width > 0; break;
-        case O_INIT: o.init = optarg; break;
-        case O_FREEZE:
-            ok = parse_int(optarg, -1, 4, &o.net.freeze_through);
-            break;
-        case O_OBJ:
-            if (!strcmp(optarg, "classify")) o.net.objective = SX_TR_CLASSIFY;
-            else if (!strcmp(optarg, "siamese")) o.net.objective = SX_TR_SIAMESE;
-            else if (!strcmp(optarg, "both")) o.net.objective = SX_TR_BOTH;
-            else ok = 0;
-            break;
-        case O_SIAMW: ok = parse_float(optarg, &o.net.siamese_weight); break;
-        case O_INPUT: ok = parse_int(optarg, 32, 1024, &o.net.input); break;
-        case O_RESIZE: ok = parse_int(optarg, 16, 8192, &o.resize); break;
-        case O_EMBED: ok = parse_int(optarg, 16, 8192, &o.embed_size); break;
-        case O_EPOCHS: ok = parse_int(optarg, 1, 100000, &o.epochs); break;
-        case O_BATCH: ok = parse_int(optarg, 2, 4096, &o.net.max_batch); break;
-        case O_LR: ok = parse_float(optarg, &o.lr) && o.lr > 0; break;
-        case O_WD: ok = parse_float(optarg, &o.weight_decay) && o.weight_decay >= 0; break;
-        case O_WARMUP: ok = parse_float(optarg, &o.warmup_epochs) && o.warmup_epochs >= 0; break;
-        case O_LS:
-            ok = parse_float(optarg, &o.net.label_smoothing) && o.net.label_smoothing >= 0 &&
-                 o.net.label_smoothing < 1;
-            break;
-        case O_BALANCE: ok = parse_float(optarg, &o.balance) && o.balance >= 0; break;
-        case O_SEED: o.seed = strtoull(optarg, NULL, 10); break;
-        case O_VAL:
-            ok = parse_float(optarg, &o.val_fraction) && o.val_fraction > 0 &&
-                 o.val_fraction < 0.9f;
-            break;
-        case O_THREADS: ok = parse_int(optarg, 1, 256, &threads); break;
-        case O_RESUME: o.resume = optarg; break;
-        case O_CKPT: o.checkpoint = optarg; break;
-        case O_MAXSTEPS: ok = parse_int(optarg, 0, 1 << 30, &o.max_steps); break;
-        case O_LOGS: {
-            float v = 0;
-            ok = parse_float(optarg, &v) && v >= 0;
-            o.log_seconds = v;
-            break;
-        }
-        case O_NOHEAD: with_head = 0; break;
-        case O_HEADVAL:
-            ok = parse_float(optarg, &head_val) && head_val >= 0.01f && head_val <= 0.8f;
-            break;
-        case 'h': usage(stdout); free(command); return CLI_EXIT_OK;
-        default: usage(stderr); free(command); return CLI_EXIT_USAGE;
-        }
-        if (!ok) {
-            cli_error("train-encoder: bad value '%s' for --%s", optarg,
-                      c == 'o' ? "output" : longs[c - O_ARCH + 1].name);
-            free(command);
-            return CLI_EXIT_USAGE;
-        }
-    }
-    if (optind + 1 != argc || !o.output) {
+    siamidx_encoder_training t;
+    siamidx_encoder_training_init(&t);
+    const char *arch = NULL;
+    int no_head = 0, objective = (int)t.objective, first;
+    double head_val = 0.2, log_seconds = t.log_seconds;
+    const double inf = 1e300;
+    const cli_option opts[] = {
+        CLI_OPT("output", 'o', CLI_STRING, &t.output),
+        CLI_OPT("arch", 0, CLI_STRING, &arch),
+        CLI_NUM("width", 0, CLI_FLOAT, &t.width, 0, inf, CLI_OPEN_MIN),
+        CLI_OPT("init", 0, CLI_STRING, &t.init),
+        CLI_NUM("freeze-through", 0, CLI_INT, &t.freeze_through, -1, 4, 0),
+        CLI_CHOOSE("objective", 0, &objective, objectives),
+        CLI_NUM("siamese-weight", 0, CLI_FLOAT, &t.siamese_weight, -inf, inf, 0),
+        CLI_NUM("input-size", 0, CLI_INT, &t.input_size, 32, 1024, 0),
+        CLI_NUM("resize", 0, CLI_INT, &t.resize, 16, 8192, 0),
+        CLI_NUM("embed-size", 0, CLI_INT, &t.embed_size, 16, 8192, 0),
+        CLI_NUM("epochs", 0, CLI_INT, &t.epochs, 1, 100000, 0),
+        CLI_NUM("batch", 0, CLI_INT, &t.batch, 2, 4096, 0),
+        CLI_NUM("lr", 0, CLI_FLOAT, &t.lr, 0, inf, CLI_OPEN_MIN),
+        CLI_NUM("weight-decay", 0, CLI_FLOAT, &t.weight_decay, 0, inf, 0),
+        CLI_NUM("warmup-epochs", 0, CLI_FLOAT, &t.warmup_epochs, 0, inf, 0),
+        CLI_NUM("label-smoothing", 0, CLI_FLOAT, &t.label_smoothing, 0, 1, CLI_OPEN_MAX),
+        CLI_NUM("balance", 0, CLI_FLOAT, &t.balance, 0, inf, 0),
+        CLI_NUM("seed", 0, CLI_U64, &t.seed, 0, 0, 0),
+        CLI_NUM("val-fraction", 0, CLI_FLOAT, &t.val_fraction, 0, 0.9, CLI_OPEN_MIN | CLI_OPEN_MAX),
+        CLI_NUM("threads", 0, CLI_INT, &t.threads, 1, 256, 0),
+        CLI_OPT("resume", 0, CLI_STRING, &t.resume),
+        CLI_OPT("checkpoint", 0, CLI_STRING, &t.checkpoint),
+        CLI_NUM("max-steps", 0, CLI_INT, &t.max_steps, 0, 1 << 30, 0),
+        CLI_NUM("log-seconds", 0, CLI_DOUBLE, &log_seconds, 0, inf, 0),
+        CLI_OPT("no-head", 0, CLI_FLAG, &no_head),
+        CLI_NUM("head-val-fraction", 0, CLI_DOUBLE, &head_val, 0.01, 0.8, 0),
+        CLI_END};
+    int rc = cli_parse(argc, argv, opts, usage, &first);
+    if (rc >= 0) return rc;
+    if (first + 1 != argc || !t.output) {
         usage(stderr);
-        free(command);
         return CLI_EXIT_USAGE;
     }
-    o.collection = argv[optind];
-    o.command = command;
-    o.stop = &stop_requested;
-    /* one thread pool: OpenMP's; the GEMMs split their work over it */
-    openblas_set_num_threads(1);
-    omp_set_num_threads(threads);
+    if (arch) snprintf(t.arch, sizeof t.arch, "%s", arch);
+    t.objective = (siamidx_encoder_objective)objective;
+    t.log_seconds = log_seconds;
+    char *command = join_command(argc, argv);
+    t.collection = argv[first];
+    t.command = command;
+    t.stop = &stop_requested;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -277,13 +183,13 @@ int cmd_train_encoder(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     siamidx_error err;
-    siamidx_status s = sx_train_encoder(&o, &err);
+    siamidx_status s = siamidx_train_encoder(&t, &err);
     free(command);
-    if (s == SIAMIDX_ERR_INTERRUPTED && o.max_steps && !stop_requested) return CLI_EXIT_OK;
+    if (s == SIAMIDX_ERR_INTERRUPTED && t.max_steps && !stop_requested) return CLI_EXIT_OK;
     if (s != SIAMIDX_OK) {
         cli_error("train-encoder: %s", err.message);
         return CLI_EXIT_FAILURE;
     }
-    fprintf(stderr, "train-encoder: wrote %s\n", o.output);
-    return with_head ? train_default_head(&o, head_val) : CLI_EXIT_OK;
+    fprintf(stderr, "train-encoder: wrote %s\n", t.output);
+    return no_head ? CLI_EXIT_OK : train_default_head(&t, head_val);
 }

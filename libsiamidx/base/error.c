@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "internal.h"
+#include "base/error.h"
 
 static const char *const status_text[SIAMIDX_STATUS_COUNT] = {
     [SIAMIDX_OK] = "ok",

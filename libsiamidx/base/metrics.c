@@ -9,7 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "internal.h"
+#include "base/metrics.h"
 
 typedef struct {
     float score;

@@ -1,7 +1,11 @@
 /* sha256.c - SHA-256 (FIPS 180-4), for content hashes and model fingerprints. */
 #include <string.h>
 
-#include "internal.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "base/sha256.h"
 
 static const uint32_t K[64] = {
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -83,4 +87,23 @@ void sx_hex(const uint8_t *bytes, size_t n, char *out) {
         out[2 * i + 1] = digits[bytes[i] & 15];
     }
     out[2 * n] = 0;
+}
+
+int sx_sha256_file(const char *path, uint8_t digest[32]) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    sx_sha256 h;
+    sx_sha256_init(&h);
+    uint8_t buf[1 << 16];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
+        if (n > 0) sx_sha256_update(&h, buf, (size_t)n);
+    int saved = errno;
+    close(fd);
+    if (n < 0) {
+        errno = saved;
+        return -1;
+    }
+    sx_sha256_final(&h, digest);
+    return 0;
 }

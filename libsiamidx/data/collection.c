@@ -16,7 +16,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "siamidx_ext.h"
+#include "data/collection.h"
+#include "data/csv.h"
+#include "base/error.h"
+#include "base/path.h"
 
 #define MAX_DEPTH 64 /* directory nesting we follow; deeper is reported */
 
@@ -102,75 +106,6 @@ void sx_collection_free(sx_collection *c) {
 
 /* ---- paths ------------------------------------------------------------------- */
 
-static char *join(const char *dir, const char *name) {
-    size_t a = strlen(dir), b = strlen(name);
-    int slash = a > 0 && dir[a - 1] != '/';
-    char *p = malloc(a + slash + b + 1);
-    if (!p) return NULL;
-    memcpy(p, dir, a);
-    if (slash) p[a] = '/';
-    memcpy(p + a + slash, name, b + 1);
-    return p;
-}
-
-/*
- * `name` made absolute against `base` (itself absolute), with "." and ".."
- * removed lexically: symlinks are kept as the user named them.
- */
-static char *resolve(const char *base, const char *name) {
-    char *joined = name[0] == '/' ? strdup(name) : join(base, name);
-    if (!joined) return NULL;
-    char *out = malloc(strlen(joined) + 2);
-    if (!out) {
-        free(joined);
-        return NULL;
-    }
-    size_t len = 0;
-    for (char *p = joined; *p;) {
-        while (*p == '/')
-            p++;
-        char *end = p;
-        while (*end && *end != '/')
-            end++;
-        size_t n = (size_t)(end - p);
-        if (n == 0 || (n == 1 && p[0] == '.')) {
-            /* nothing */
-        } else if (n == 2 && p[0] == '.' && p[1] == '.') {
-            while (len > 0 && out[len - 1] != '/')
-                len--;
-            if (len > 0) len--; /* the slash; ".." of "/" is "/" */
-        } else {
-            out[len++] = '/';
-            memcpy(out + len, p, n);
-            len += n;
-        }
-        p = end;
-    }
-    if (len == 0) out[len++] = '/';
-    out[len] = 0;
-    free(joined);
-    return out;
-}
-
-/* `path` made absolute against the working directory. */
-static char *absolute(const char *path) {
-    if (path[0] == '/') return resolve("/", path);
-    char cwd[4096];
-    if (!getcwd(cwd, sizeof cwd)) return NULL;
-    return resolve(cwd, path);
-}
-
-static char *dir_of(const char *resolved_file) {
-    char *d = strdup(resolved_file);
-    if (!d) return NULL;
-    char *slash = strrchr(d, '/');
-    if (slash == d)
-        slash[1] = 0;
-    else if (slash)
-        *slash = 0;
-    return d;
-}
-
 /* ---- directory collections ---------------------------------------------------- */
 
 static int is_image_name(const char *name) {
@@ -196,8 +131,8 @@ static siamidx_status walk(walker *w, const char *abs, const char *rel, int dept
 static siamidx_status visit(walker *w, const char *abs, const char *rel, int depth,
                             const char *name, unsigned char d_type) {
     siamidx_status st = SIAMIDX_OK;
-    char *child_abs = join(abs, name);
-    char *child_rel = depth ? join(rel, name) : strdup(name);
+    char *child_abs = sx_path_join(abs, name);
+    char *child_rel = depth ? sx_path_join(rel, name) : strdup(name);
     if (!child_abs || !child_rel) {
         st = no_memory(w->ld->err);
         goto done;
@@ -298,7 +233,7 @@ static char *first_component(const char *rel) {
 
 static siamidx_status load_directory(loader *ld, const char *dir) {
     walker w = {.ld = ld};
-    char *top = absolute(dir);
+    char *top = sx_path_absolute(dir);
     if (!top) return no_memory(ld->err);
     siamidx_status st = walk(&w, top, "", 0);
     if (!st) qsort(w.found, w.n_found, sizeof *w.found, compare_str);
@@ -308,8 +243,8 @@ static siamidx_status load_directory(loader *ld, const char *dir) {
             st = no_memory(ld->err);
             break;
         }
-        e->path = join(dir, w.found[i]);
-        e->resolved = join(top, w.found[i]);
+        e->path = sx_path_join(dir, w.found[i]);
+        e->resolved = sx_path_join(top, w.found[i]);
         e->artist = first_component(w.found[i]);
         if (!e->path || !e->resolved || !e->artist) st = no_memory(ld->err);
     }
@@ -465,7 +400,7 @@ static siamidx_status csv_row(loader *ld, sx_csv *csv, const csv_layout *lay, ch
     if (!e) return no_memory(ld->err);
     e->line = line;
     e->path = strdup(file);
-    e->resolved = resolve(base, file);
+    e->resolved = sx_path_resolve(base, file);
     e->artist = strdup(artist);
     if (!e->path || !e->resolved || !e->artist) return no_memory(ld->err);
     char **opt[N_COLS] = {[COL_TITLE] = &e->title,
@@ -507,9 +442,9 @@ static siamidx_status collection_header(sx_csv *csv, csv_layout *lay, siamidx_er
 
 /* Where relative paths start: `root`, else the CSV's folder. */
 static char *csv_base(const char *path, const char *root) {
-    if (root) return absolute(root);
-    char *abs = absolute(path);
-    char *base = abs ? dir_of(abs) : NULL;
+    if (root) return sx_path_absolute(root);
+    char *abs = sx_path_absolute(path);
+    char *base = abs ? sx_path_dir(abs) : NULL;
     free(abs);
     return base;
 }
@@ -586,7 +521,7 @@ siamidx_status sx_collection_load(const char *collection, const char *root, sx_c
 
 /* ---- pairs CSVs ----------------------------------------------------------------- */
 
-struct sx_pairs_csv {
+struct siamidx_pairs_csv { /* sx_pairs_csv inside the library */
     sx_csv *csv;
     size_t n_fields;
     long col_index, col1, col2;
@@ -659,3 +594,22 @@ void sx_pairs_csv_close(sx_pairs_csv *p) {
     sx_csv_close(p->csv);
     free(p);
 }
+
+/* ---- siamidx_ext.h ------------------------------------------------------------------ */
+
+siamidx_status siamidx_pairs_csv_open(const char *path, siamidx_pairs_csv **out,
+                                      siamidx_error *err) {
+    if (!path || !out) return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "pairs CSV: NULL argument");
+    return sx_pairs_csv_open(path, out, err);
+}
+
+siamidx_status siamidx_pairs_csv_next(siamidx_pairs_csv *p, siamidx_pair_row *row, int *done,
+                                      siamidx_error *err) {
+    sx_pair_row r = {0};
+    siamidx_status s = sx_pairs_csv_next(p, &r, done, err);
+    *row = (siamidx_pair_row){.index = r.index, .image1 = r.image1, .image2 = r.image2,
+                              .line = r.line};
+    return s;
+}
+
+void siamidx_pairs_csv_close(siamidx_pairs_csv *p) { sx_pairs_csv_close(p); }

@@ -17,7 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "data/csv.h"
+#include "base/error.h"
 
 #define CSV_CHUNK 65536
 #define CSV_MAX_RECORD (1u << 20) /* bytes of field data in one record */

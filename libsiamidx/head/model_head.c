@@ -8,6 +8,11 @@
  * metadata key is kept, so the fingerprint (which skips head.*) and therefore
  * every index built with the model stay valid. "head.*" tensors and metadata
  * keys belong to the head and are replaced as a whole.
+ *
+ * Loading lives here too: a model file is an encoder (nn/, which knows
+ * nothing of heads) plus an optional default head, and this is the lowest
+ * layer that knows both. siamidx_model_load parses the file once and builds
+ * both from that one mapping, so they always come from the same bytes.
  */
 #include <math.h>
 #include <stdio.h>
@@ -15,7 +20,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "siamidx_ext.h"
+#include "base/error.h"
+#include "data/collection.h"
+#include "head/head.h"
+#include "head/head_train.h"
+#include "head/model_head.h"
+#include "nn/model.h"
+#include "nn/safetensors.h"
 
 static int is_head_name(const char *name) { return !strncmp(name, "head.", 5); }
 
@@ -301,5 +313,97 @@ done:
     free(e.ok);
     sx_collection_free(&c);
     siamidx_model_free(model);
+    return s;
+}
+
+/* ---- the public model API: encoder + default head --------------------------------- */
+
+siamidx_status siamidx_model_load(const char *path, siamidx_model **out, siamidx_error *err) {
+    if (!out || !path) return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "model path missing");
+    *out = NULL;
+    sx_safetensors st;
+    siamidx_status s = sx_safetensors_open(path, &st, err);
+    if (s) return s;
+    siamidx_model *m = NULL;
+    s = sx_model_load(&st, path, &m, err);
+    if (!s) s = sx_head_from_safetensors(&st, &m->head, err); /* head.*: optional */
+    sx_safetensors_close(&st);
+    if (s) {
+        siamidx_model_free(m);
+        return s;
+    }
+    *out = m;
+    return SIAMIDX_OK;
+}
+
+void siamidx_model_free(siamidx_model *model) {
+    if (!model) return;
+    siamidx_head_free(model->head);
+    model->head = NULL;
+    sx_model_free(model);
+}
+
+const siamidx_head *siamidx_model_head(const siamidx_model *model) {
+    return model ? model->head : NULL;
+}
+
+/* ---- siamidx_ext.h ------------------------------------------------------------------ */
+
+siamidx_status siamidx_model_write_head(const siamidx_model *model, const siamidx_head *head,
+                                        const char *trained_on, const char *out_path,
+                                        siamidx_error *err) {
+    return sx_model_write_head(model, head, trained_on, out_path, err);
+}
+
+void siamidx_train_options_init(siamidx_train_options *opt) {
+    sx_train_opts o;
+    sx_train_opts_init(&o);
+    memset(opt, 0, sizeof *opt);
+    opt->epochs = o.epochs;
+    opt->seed = o.seed;
+    opt->val_fraction = o.val_fraction;
+}
+
+/* The options of `siamidx train` (siamidx_train_options) as head training takes them. */
+void sx_train_opts_from_public(const siamidx_train_options *opt, sx_train_opts *o) {
+    sx_train_opts_init(o);
+    if (!opt) return;
+    if (opt->epochs > 0) o->epochs = opt->epochs;
+    if (opt->val_fraction > 0) o->val_fraction = opt->val_fraction;
+    o->seed = opt->seed;
+    o->holdout_artists = opt->holdout_artists;
+    o->verbose = opt->verbose;
+}
+
+void sx_train_report_from_head(const sx_head *h, size_t unseen_artists,
+                               siamidx_train_report *report) {
+    memset(report, 0, sizeof *report);
+    report->val_auc = h->report.val_auc;
+    report->val_accuracy = h->report.val_acc;
+    report->val_ece = h->report.val_ece;
+    report->threshold = h->threshold;
+    report->epochs_run = h->report.epochs_run;
+    report->best_epoch = h->report.best_epoch;
+    report->n_train = h->report.n_train;
+    report->n_val = h->report.n_val;
+    report->n_test = h->report.n_test;
+    report->n_unseen = h->report.n_unseen;
+    report->n_unseen_artists = unseen_artists;
+}
+
+siamidx_status siamidx_model_train_head(const char *model_path, const char *collection,
+                                        const siamidx_train_options *opt,
+                                        siamidx_progress_fn progress, void *progress_ctx,
+                                        siamidx_train_report *report, size_t *n_failed,
+                                        siamidx_error *err) {
+    if (!model_path || !collection)
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "model head: NULL argument");
+    sx_train_opts o;
+    sx_train_opts_from_public(opt, &o);
+    sx_head *h = NULL;
+    siamidx_status s = sx_model_train_head(model_path, collection, &o, progress, progress_ctx, &h,
+                                           n_failed, err);
+    if (!s && report) sx_train_report_from_head(h, (size_t)o.holdout_artists, report);
+    siamidx_head_free(h);
     return s;
 }

@@ -22,7 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "image/preprocess.h"
+#include "base/error.h"
 
 /*
  * Pillow's coefficients are computed with separate multiplies and adds; a fused

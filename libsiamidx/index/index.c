@@ -1,5 +1,8 @@
 /*
- * index.c - the public index API: open, build, add, remove, query, info, verify.
+ * index.c - the index: open, remove, search, info, verify, and what it holds
+ * (records, neighbours with their embeddings, named blobs). It returns
+ * neighbours and knows nothing of heads: answer/ scores them. Building from
+ * image files is build.c.
  *
  * The store (store.c) is the truth; the FAISS index (vindex.c) is brought to
  * the state of the read transaction a query runs in before it searches, and
@@ -18,11 +21,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "siamidx_ext.h"
+#include "base/error.h"
+#include "base/path.h"
+#include "base/sha256.h"
+#include "index/index.h"
+#include "store/lock.h"
+#include "store/store.h"
+#include "store/vindex.h"
 
-#define DEFAULT_BATCH 256
-#define SCORE_NEIGHBORS 20   /* neighbours the artist scores look at */
-#define SCORE_TEMPERATURE 0.05f
 
 struct siamidx_index {
     char *dir;
@@ -43,12 +50,9 @@ const char *siamidx_default_index_path(void) {
     return p && *p ? p : "siamidx.idx";
 }
 
-void siamidx_build_options_init(siamidx_build_options *opt) {
-    memset(opt, 0, sizeof *opt);
-    siamidx_embed_options_init(&opt->embed);
-}
-
 sx_store *sx_index_store(siamidx_index *idx) { return idx->st; }
+const sx_store_meta *sx_index_meta(const siamidx_index *idx) { return &idx->meta; }
+const char *sx_index_dir(const siamidx_index *idx) { return idx->dir; }
 
 /* ---- opening ---------------------------------------------------------------------- */
 
@@ -226,7 +230,7 @@ static siamidx_status write_items(sx_wtxn *w, void *ctx, siamidx_error *err) {
     return SIAMIDX_OK;
 }
 
-static siamidx_status writable(siamidx_index *idx, siamidx_error *err) {
+siamidx_status sx_index_writable(const siamidx_index *idx, siamidx_error *err) {
     if (idx->read_only)
         return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "index %s was opened read-only",
                        idx->dir);
@@ -238,383 +242,11 @@ static siamidx_status writable(siamidx_index *idx, siamidx_error *err) {
 
 siamidx_status sx_index_add_embeddings(siamidx_index *idx, const sx_index_item *items, size_t n,
                                        siamidx_error *err) {
-    siamidx_status s = writable(idx, err);
+    siamidx_status s = sx_index_writable(idx, err);
     if (s || n == 0) return s;
     items_ctx c = {.st = idx->st, .items = items, .n = n, .dim = idx->meta.dim};
     if ((s = sx_store_write(idx->st, write_items, &c, err))) return s;
     return sync_now(idx, err);
-}
-
-/* ---- building from files ------------------------------------------------------------- */
-
-/* What one image of a build needs. */
-typedef struct job {
-    const char *path, *resolved, *artist, *title, *style, *genre, *date;
-} job;
-
-typedef struct build_state {
-    siamidx_index *idx;
-    const siamidx_model *model;
-    const siamidx_build_options *opt;
-    siamidx_embed_options embed;
-    siamidx_build_report *rep;
-    size_t cap_failures;
-} build_state;
-
-static siamidx_status report_failure(build_state *b, const char *path, siamidx_status status,
-                                     const char *message) {
-    siamidx_build_report *r = b->rep;
-    if (r->n_failures == b->cap_failures) {
-        size_t cap = b->cap_failures ? b->cap_failures * 2 : 16;
-        siamidx_build_failure *p = realloc(r->failures, cap * sizeof *p);
-        if (!p) return SIAMIDX_ERR_NO_MEMORY;
-        r->failures = p;
-        b->cap_failures = cap;
-    }
-    siamidx_build_failure *f = &r->failures[r->n_failures];
-    f->path = strdup(path ? path : "");
-    f->message = strdup(message ? message : "");
-    f->status = status;
-    if (!f->path || !f->message) {
-        free(f->path);
-        free(f->message);
-        return SIAMIDX_ERR_NO_MEMORY;
-    }
-    r->n_failures++;
-    r->failed++;
-    return SIAMIDX_OK;
-}
-
-void siamidx_build_report_free(siamidx_build_report *r) {
-    if (!r) return;
-    for (size_t i = 0; i < r->n_failures; i++) {
-        free(r->failures[i].path);
-        free(r->failures[i].message);
-    }
-    free(r->failures);
-    memset(r, 0, sizeof *r);
-}
-
-static int hash_file(const char *path, uint8_t out[32]) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    sx_sha256 h;
-    sx_sha256_init(&h);
-    uint8_t buf[1 << 16];
-    ssize_t n;
-    while ((n = read(fd, buf, sizeof buf)) > 0) sx_sha256_update(&h, buf, (size_t)n);
-    close(fd);
-    if (n < 0) return -1;
-    sx_sha256_final(&h, out);
-    return 0;
-}
-
-static int same_text(const char *a, const char *b) { return !strcmp(a ? a : "", b ? b : ""); }
-
-/* The state of one image in a batch. */
-enum { PENDING_EMBED, PENDING_READY, PENDING_SKIP };
-
-typedef struct pending {
-    int state;
-    int share; /* >= 0: takes the embedding of item `share` of this batch */
-    sx_index_item item;
-} pending;
-
-/* Decides per image: unchanged, reusable (same content already stored), or to embed. */
-static siamidx_status triage(build_state *b, const job *jobs, size_t n, pending *p, float *emb,
-                             siamidx_error *err) {
-    sx_store *st = b->idx->st;
-    uint32_t dim = b->idx->meta.dim;
-    MDB_txn *txn;
-    siamidx_status s = sx_store_read_begin(st, &txn, err);
-    if (s) return s;
-    for (size_t i = 0; i < n && !s; i++) {
-        const job *j = &jobs[i];
-        pending *q = &p[i];
-        q->share = -1;
-        q->state = PENDING_SKIP;
-        q->item = (sx_index_item){.path = j->path, .resolved = j->resolved, .artist = j->artist,
-                                  .title = j->title, .style = j->style, .genre = j->genre,
-                                  .date = j->date, .embedding = emb + i * dim};
-        struct stat sb;
-        char msg[SIAMIDX_ERROR_MESSAGE_MAX];
-        int missing = stat(j->resolved, &sb) != 0;
-        if (missing || !S_ISREG(sb.st_mode)) {
-            snprintf(msg, sizeof msg, "%s: %s", j->path,
-                     missing ? strerror(errno) : "not a regular file");
-            if (report_failure(b, j->path, SIAMIDX_ERR_IO, msg)) s = SIAMIDX_ERR_NO_MEMORY;
-            continue;
-        }
-        q->item.size = (uint64_t)sb.st_size;
-        q->item.mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
-        int dup = 0;
-        for (size_t k = 0; k < i && !dup; k++)
-            dup = p[k].state != PENDING_SKIP && !strcmp(jobs[k].resolved, j->resolved);
-        if (dup) {
-            snprintf(msg, sizeof msg, "%s: listed twice", j->path);
-            if (report_failure(b, j->path, SIAMIDX_ERR_CSV, msg)) s = SIAMIDX_ERR_NO_MEMORY;
-            continue;
-        }
-        uint64_t id;
-        sx_record r;
-        siamidx_error e;
-        const char *artist = NULL;
-        if (sx_store_find_path(st, txn, j->resolved, &id, &e) == 0 &&
-            sx_store_get_record(st, txn, id, &r, &e) == 0 && r.dim == dim &&
-            r.size == q->item.size && r.mtime_ns == q->item.mtime_ns) {
-            sx_store_artist_name(st, txn, r.artist_id, &artist, NULL, &e);
-            /* The path as given may differ (CSV vs folder): same file, unchanged. */
-            if (artist && !strcmp(artist, j->artist) && same_text(r.title, j->title) && same_text(r.style, j->style) &&
-                same_text(r.genre, j->genre) && same_text(r.date, j->date)) {
-                b->rep->unchanged++;
-                continue;
-            }
-            /* Same file, new description: keep the embedding. */
-            memcpy(q->item.hash, r.hash, 32);
-            sx_record_embedding(&r, emb + i * dim);
-            q->state = PENDING_READY;
-            b->rep->reused++;
-            continue;
-        }
-        if (hash_file(j->resolved, q->item.hash)) {
-            snprintf(msg, sizeof msg, "%s: %s", j->path, strerror(errno));
-            if (report_failure(b, j->path, SIAMIDX_ERR_IO, msg)) s = SIAMIDX_ERR_NO_MEMORY;
-            continue;
-        }
-        if (sx_store_find_hash(st, txn, q->item.hash, &id, &e) == 0 &&
-            sx_store_get_record(st, txn, id, &r, &e) == 0 && r.dim == dim) {
-            sx_record_embedding(&r, emb + i * dim);
-            q->state = PENDING_READY;
-            b->rep->reused++;
-            continue;
-        }
-        q->state = PENDING_EMBED;
-        for (size_t k = 0; k < i; k++)
-            if (p[k].state == PENDING_EMBED && p[k].share < 0 &&
-                !memcmp(p[k].item.hash, q->item.hash, 32)) {
-                q->share = (int)k; /* an identical image earlier in this batch */
-                break;
-            }
-    }
-    sx_store_read_end(txn);
-    return s;
-}
-
-static siamidx_status embed_pending(build_state *b, pending *p, size_t n, float *emb,
-                                    siamidx_error *err) {
-    uint32_t dim = b->idx->meta.dim;
-    const char **paths = malloc((n + 1) * sizeof *paths);
-    size_t *which = malloc((n + 1) * sizeof *which);
-    float *out = malloc((n + 1) * dim * sizeof *out);
-    siamidx_status *status = malloc((n + 1) * sizeof *status);
-    siamidx_error *errors = calloc(n + 1, sizeof *errors); /* empty messages if unset */
-    siamidx_status s = SIAMIDX_OK;
-    if (!paths || !which || !out || !status || !errors) {
-        s = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "build: out of memory");
-        goto done;
-    }
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++)
-        if (p[i].state == PENDING_EMBED && p[i].share < 0) {
-            paths[m] = p[i].item.resolved;
-            which[m++] = i;
-        }
-    if (m) {
-        siamidx_status es = siamidx_embed_files(b->model, paths, m, &b->embed, out, status,
-                                                errors, err);
-        if (es != SIAMIDX_OK && es != SIAMIDX_ERR_IMAGE) {
-            s = es;
-            goto done;
-        }
-    }
-    for (size_t t = 0; t < m; t++) {
-        pending *q = &p[which[t]];
-        if (status[t] == SIAMIDX_OK) {
-            b->rep->embedded++;
-            memcpy(emb + which[t] * dim, out + t * dim, dim * sizeof *out);
-            q->state = PENDING_READY;
-        } else {
-            q->state = PENDING_SKIP;
-            if (report_failure(b, q->item.path, status[t], errors[t].message)) {
-                s = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "build: out of memory");
-                goto done;
-            }
-        }
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (p[i].state != PENDING_EMBED) continue;
-        pending *src = &p[p[i].share];
-        if (src->state == PENDING_READY) {
-            memcpy(emb + i * dim, emb + (size_t)p[i].share * dim, dim * sizeof *emb);
-            p[i].state = PENDING_READY;
-            b->rep->reused++;
-        } else {
-            p[i].state = PENDING_SKIP;
-            char msg[SIAMIDX_ERROR_MESSAGE_MAX];
-            snprintf(msg, sizeof msg, "%s: identical to %s, which failed", p[i].item.path,
-                     src->item.path);
-            report_failure(b, p[i].item.path, SIAMIDX_ERR_IMAGE, msg);
-        }
-    }
-done:
-    free(paths);
-    free(which);
-    free(out);
-    free(status);
-    free(errors);
-    return s;
-}
-
-static siamidx_status run_batch(build_state *b, const job *jobs, size_t n, siamidx_error *err) {
-    uint32_t dim = b->idx->meta.dim;
-    pending *p = calloc(n, sizeof *p);
-    float *emb = calloc(n * dim, sizeof *emb);
-    sx_index_item *items = malloc(n * sizeof *items);
-    siamidx_status s = SIAMIDX_OK;
-    if (!p || !emb || !items) s = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "build: out of memory");
-    if (!s) s = triage(b, jobs, n, p, emb, err);
-    if (!s) s = embed_pending(b, p, n, emb, err);
-    size_t m = 0;
-    for (size_t i = 0; !s && i < n; i++)
-        if (p[i].state == PENDING_READY) items[m++] = p[i].item;
-    if (!s && m) s = sx_index_add_embeddings(b->idx, items, m, err);
-    if (!s) b->rep->indexed += m;
-    free(p);
-    free(emb);
-    free(items);
-    return s;
-}
-
-static siamidx_status run_jobs(build_state *b, const job *jobs, size_t n, siamidx_error *err) {
-    size_t batch = b->opt && b->opt->batch > 0 ? (size_t)b->opt->batch : DEFAULT_BATCH;
-    size_t done0 = b->rep->total - n;
-    for (size_t i = 0; i < n; i += batch) {
-        size_t m = n - i < batch ? n - i : batch;
-        siamidx_status s = run_batch(b, jobs + i, m, err);
-        if (s) return s;
-        if (b->opt && b->opt->progress)
-            b->opt->progress(b->opt->progress_ctx, done0 + i + m, b->rep->total);
-    }
-    return b->rep->failed ? SIAMIDX_ERR_IMAGE : SIAMIDX_OK;
-}
-
-static siamidx_status start_build(siamidx_index *idx, const siamidx_model *model,
-                                  const siamidx_build_options *opt, siamidx_build_report *rep,
-                                  build_state *b, siamidx_error *err) {
-    memset(rep, 0, sizeof *rep);
-    *b = (build_state){.idx = idx, .model = model, .opt = opt, .rep = rep};
-    siamidx_status s = writable(idx, err);
-    if (s) return s;
-    if (!model) return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "build: no model");
-    if (strcmp(siamidx_model_fingerprint(model), idx->meta.fingerprint))
-        return sx_fail(err, SIAMIDX_ERR_MODEL_MISMATCH,
-                       "index %s was built with model %s, not with this model %s", idx->dir,
-                       idx->meta.fingerprint, siamidx_model_fingerprint(model));
-    if (opt) b->embed = opt->embed;
-    else siamidx_embed_options_init(&b->embed);
-    int pool = siamidx_pool_from_name(idx->meta.pool);
-    b->embed.pool = pool < 0 ? SIAMIDX_POOL_DEFAULT : (siamidx_pool)pool;
-    if (siamidx_model_dim(model, b->embed.pool) != idx->meta.dim)
-        return sx_fail(err, SIAMIDX_ERR_MODEL_MISMATCH, "index %s holds %u-dimensional embeddings",
-                       idx->dir, idx->meta.dim);
-    return SIAMIDX_OK;
-}
-
-siamidx_status siamidx_index_build(siamidx_index *idx, const siamidx_model *model,
-                                   const char *collection, const siamidx_build_options *opt,
-                                   siamidx_build_report *report, siamidx_error *err) {
-    siamidx_build_report local;
-    if (!report) report = &local;
-    build_state b;
-    siamidx_status s = start_build(idx, model, opt, report, &b, err);
-    if (s) return s;
-    sx_collection c;
-    if ((s = sx_collection_load(collection, opt ? opt->root : NULL, &c, err))) return s;
-    report->total = c.n_entries + c.n_issues;
-    for (size_t i = 0; i < c.n_issues && !s; i++)
-        if (report_failure(&b, c.issues[i].path, c.issues[i].status, c.issues[i].message))
-            s = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "build: out of memory");
-    job *jobs = calloc(c.n_entries + 1, sizeof *jobs);
-    if (!s && !jobs) s = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "build: out of memory");
-    for (size_t i = 0; !s && i < c.n_entries; i++) {
-        const sx_collection_entry *e = &c.entries[i];
-        jobs[i] = (job){e->path, e->resolved, e->artist, e->title, e->style, e->genre, e->date};
-    }
-    if (!s) {
-        report->total = c.n_entries + report->failed;
-        s = run_jobs(&b, jobs, c.n_entries, err);
-        if (s == SIAMIDX_ERR_IMAGE)
-            sx_fail(err, s, "%zu of %zu entries failed", report->failed, report->total);
-    }
-    free(jobs);
-    sx_collection_free(&c);
-    if (report == &local) siamidx_build_report_free(&local);
-    return s;
-}
-
-/* `path` made absolute against the working directory, "." and ".." removed
-   lexically (as collections resolve their entries). */
-static char *absolute_path(const char *path) {
-    char cwd[4096];
-    if (path[0] != '/' && !getcwd(cwd, sizeof cwd)) return NULL;
-    size_t n = strlen(path) + (path[0] == '/' ? 0 : strlen(cwd)) + 3;
-    char *joined = malloc(n), *out = malloc(n);
-    if (!joined || !out) {
-        free(joined);
-        free(out);
-        return NULL;
-    }
-    snprintf(joined, n, "%s/%s", path[0] == '/' ? "" : cwd, path);
-    size_t len = 0;
-    for (char *p = joined; *p;) {
-        while (*p == '/') p++;
-        char *end = p;
-        while (*end && *end != '/') end++;
-        size_t m = (size_t)(end - p);
-        if (m == 2 && p[0] == '.' && p[1] == '.') {
-            while (len > 0 && out[len - 1] != '/') len--;
-            if (len > 0) len--;
-        } else if (m > 0 && !(m == 1 && p[0] == '.')) {
-            out[len++] = '/';
-            memcpy(out + len, p, m);
-            len += m;
-        }
-        p = end;
-    }
-    if (len == 0) out[len++] = '/';
-    out[len] = 0;
-    free(joined);
-    return out;
-}
-
-siamidx_status siamidx_index_add(siamidx_index *idx, const siamidx_model *model,
-                                 const char *const *paths, size_t n, const char *artist,
-                                 const siamidx_build_options *opt, siamidx_build_report *report,
-                                 siamidx_error *err) {
-    siamidx_build_report local;
-    if (!report) report = &local;
-    build_state b;
-    siamidx_status s = start_build(idx, model, opt, report, &b, err);
-    if (s) return s;
-    if (!artist || !*artist)
-        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "add: no artist given");
-    job *jobs = calloc(n + 1, sizeof *jobs);
-    char **resolved = calloc(n + 1, sizeof *resolved);
-    if (!jobs || !resolved) s = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "add: out of memory");
-    for (size_t i = 0; !s && i < n; i++) {
-        if (!(resolved[i] = absolute_path(paths[i])))
-            s = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "add: out of memory");
-        jobs[i] = (job){.path = paths[i], .resolved = resolved[i], .artist = artist};
-    }
-    report->total = n;
-    if (!s) s = run_jobs(&b, jobs, n, err);
-    if (s == SIAMIDX_ERR_IMAGE)
-        sx_fail(err, s, "%zu of %zu images failed", report->failed, report->total);
-    for (size_t i = 0; resolved && i < n; i++) free(resolved[i]);
-    free(resolved);
-    free(jobs);
-    if (report == &local) siamidx_build_report_free(&local);
-    return s;
 }
 
 /* ---- removing ------------------------------------------------------------------------ */
@@ -631,7 +263,7 @@ static siamidx_status remove_paths(sx_wtxn *w, void *ctx, siamidx_error *err) {
     remove_ctx *c = ctx;
     c->removed = 0;
     for (size_t i = 0; i < c->n; i++) {
-        char *abs = absolute_path(c->paths[i]);
+        char *abs = sx_path_absolute(c->paths[i]);
         if (!abs) return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "remove: out of memory");
         uint64_t id;
         siamidx_error e;
@@ -688,19 +320,7 @@ siamidx_status siamidx_index_remove_artist(siamidx_index *idx, const char *artis
     return run_remove(idx, remove_artist, &c, removed, err);
 }
 
-/* ---- querying ------------------------------------------------------------------------ */
-
-void siamidx_query_result_free(siamidx_query_result *res) {
-    if (!res) return;
-    for (size_t i = 0; i < res->n_neighbors; i++) {
-        free(res->neighbors[i].path);
-        free(res->neighbors[i].artist);
-    }
-    for (size_t i = 0; i < res->n_artists; i++) free(res->artists[i].artist);
-    free(res->neighbors);
-    free(res->artists);
-    memset(res, 0, sizeof *res);
-}
+/* ---- searching ------------------------------------------------------------------------ */
 
 /* Searches under the lock after syncing to txn: the hits reflect exactly txn. */
 static siamidx_status search_in(siamidx_index *idx, MDB_txn *txn, const float *q, size_t n,
@@ -743,61 +363,23 @@ siamidx_status siamidx_index_search(siamidx_index *idx, const float *queries, si
     return s;
 }
 
-typedef struct tally {
-    const char *artist;
-    double weight;
-} tally;
-
-static int by_weight(const void *a, const void *b) {
-    double x = ((const tally *)a)->weight, y = ((const tally *)b)->weight;
-    return (x < y) - (x > y);
+static void neighbor_free(siamidx_neighbor *x) {
+    free(x->path);
+    free(x->artist);
 }
 
-/*
- * For now: a softmax over the neighbours' similarities (temperature 0.05),
- * summed per artist. The Siamese head replaces this with calibrated
- * probabilities.
- */
-siamidx_status sx_index_score_artists(siamidx_index *idx, MDB_txn *txn, const float *query,
-                                      siamidx_neighbor *nb, size_t n_nb, int k,
-                                      siamidx_query_result *res, siamidx_error *err) {
-    /* A trained head answers (answer.c); without one, similarities do. */
-    siamidx_status hs = sx_head_score_artists(idx, txn, query, nb, n_nb, k, res, err);
-    if (hs != SIAMIDX_ERR_NO_HEAD) return hs;
-    for (size_t i = 0; i < n_nb; i++) nb[i].probability = NAN;
-    tally *t = calloc(n_nb + 1, sizeof *t);
-    if (!t) return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "query: out of memory");
-    size_t n_t = 0;
-    double total = 0;
-    for (size_t i = 0; i < n_nb; i++) {
-        double w = exp((nb[i].similarity - nb[0].similarity) / SCORE_TEMPERATURE);
-        total += w;
-        size_t a = 0;
-        while (a < n_t && strcmp(t[a].artist, nb[i].artist)) a++;
-        if (a == n_t) t[n_t++].artist = nb[i].artist;
-        t[a].weight += w;
-    }
-    qsort(t, n_t, sizeof *t, by_weight);
-    if (n_t > (size_t)k) n_t = (size_t)k;
-    res->artists = calloc(n_t + 1, sizeof *res->artists);
-    siamidx_status s = res->artists ? SIAMIDX_OK
-                                    : sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "query: out of memory");
-    for (size_t i = 0; !s && i < n_t; i++) {
-        if (!(res->artists[i].artist = strdup(t[i].artist))) {
-            s = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "query: out of memory");
-            break;
-        }
-        res->artists[i].probability = (float)(t[i].weight / total);
-        res->n_artists++;
-    }
-    free(t);
-    return s;
+void sx_neighbors_free(sx_neighbors *n) {
+    for (size_t i = 0; n->nb && i < n->n; i++) neighbor_free(&n->nb[i]);
+    free(n->nb);
+    free(n->emb);
+    memset(n, 0, sizeof *n);
 }
 
+/* The hits that are committed records of txn, with their artists and embeddings. */
 static siamidx_status collect_neighbors(siamidx_index *idx, MDB_txn *txn, const int64_t *ids,
-                                        const float *sims, int kk, siamidx_neighbor *nb,
-                                        size_t *n, siamidx_error *err) {
-    *n = 0;
+                                        const float *sims, int kk, sx_neighbors *out,
+                                        siamidx_error *err) {
+    uint32_t dim = idx->meta.dim;
     for (int j = 0; j < kk; j++) {
         sx_record r;
         const char *artist;
@@ -805,69 +387,163 @@ static siamidx_status collect_neighbors(siamidx_index *idx, MDB_txn *txn, const 
         if (ids[j] < 0 || sx_store_get_record(idx->st, txn, (uint64_t)ids[j], &r, &e) ||
             sx_store_artist_name(idx->st, txn, r.artist_id, &artist, NULL, &e))
             continue;
-        siamidx_neighbor *x = &nb[(*n)++];
+        if (r.dim != dim)
+            return sx_fail(err, SIAMIDX_ERR_INDEX_CORRUPT,
+                           "record %lld has %u dimensions, the index %u", (long long)ids[j],
+                           r.dim, dim);
+        siamidx_neighbor *x = &out->nb[out->n];
         x->id = ids[j];
         x->similarity = sims[j];
+        x->probability = NAN; /* until a head scores the pair */
         x->path = strdup(r.path);
         x->artist = strdup(artist);
-        if (!x->path || !x->artist) return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "out of memory");
+        if (!x->path || !x->artist) {
+            neighbor_free(x);
+            return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "out of memory");
+        }
+        sx_record_embedding(&r, out->emb + out->n * dim);
+        out->n++;
     }
     return SIAMIDX_OK;
 }
 
-siamidx_status siamidx_index_query_embedding(siamidx_index *idx, const float *embedding, int k,
-                                             siamidx_query_result *res, siamidx_error *err) {
-    memset(res, 0, sizeof *res);
-    if (!idx || !embedding || k <= 0)
+siamidx_status sx_index_neighbors(siamidx_index *idx, const float *query, int k,
+                                  sx_neighbors *out, siamidx_error *err) {
+    memset(out, 0, sizeof *out);
+    if (!idx || !query || k <= 0)
         return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "query: bad arguments");
-    int kk = k > SCORE_NEIGHBORS ? k : SCORE_NEIGHBORS;
-    if ((size_t)kk < sx_attr_candidates((size_t)k)) kk = (int)sx_attr_candidates((size_t)k); /* head */
-    int64_t *ids = malloc((size_t)kk * sizeof *ids);
-    float *sims = malloc((size_t)kk * sizeof *sims);
-    siamidx_neighbor *nb = calloc((size_t)kk, sizeof *nb);
+    if (!idx->meta.dim) return sx_fail(err, SIAMIDX_ERR_NOT_FOUND, "index %s is empty", idx->dir);
+    out->dim = idx->meta.dim;
+    int64_t *ids = malloc((size_t)k * sizeof *ids);
+    float *sims = malloc((size_t)k * sizeof *sims);
+    out->nb = calloc((size_t)k, sizeof *out->nb);
+    out->emb = malloc((size_t)k * out->dim * sizeof *out->emb);
     MDB_txn *txn = NULL;
-    size_t n = 0;
-    siamidx_status s = ids && sims && nb ? SIAMIDX_OK
-                                         : sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "out of memory");
+    siamidx_status s = ids && sims && out->nb && out->emb
+                           ? SIAMIDX_OK
+                           : sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "out of memory");
     if (!s) s = sx_store_read_begin(idx->st, &txn, err);
-    if (!s) s = search_in(idx, txn, embedding, 1, kk, ids, sims, err);
-    if (!s) s = collect_neighbors(idx, txn, ids, sims, kk, nb, &n, err);
-    if (!s) s = sx_index_score_artists(idx, txn, embedding, nb, n, k, res, err);
+    if (!s) s = search_in(idx, txn, query, 1, k, ids, sims, err);
+    if (!s) s = collect_neighbors(idx, txn, ids, sims, k, out, err);
     sx_store_read_end(txn);
-    size_t keep = s ? 0 : n < (size_t)k ? n : (size_t)k;
-    for (size_t i = keep; i < n; i++) {
-        free(nb[i].path);
-        free(nb[i].artist);
-    }
-    res->neighbors = nb;
-    res->n_neighbors = keep;
     free(ids);
     free(sims);
-    if (s) siamidx_query_result_free(res);
+    if (s) sx_neighbors_free(out);
     return s;
 }
 
-siamidx_status siamidx_index_query(siamidx_index *idx, const siamidx_model *model,
-                                   const char *image, int k, siamidx_query_result *res,
-                                   siamidx_error *err) {
-    memset(res, 0, sizeof *res);
-    if (!idx || !model || !image)
-        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "query: bad arguments");
-    if (!idx->meta.dim) return sx_fail(err, SIAMIDX_ERR_NOT_FOUND, "index %s is empty", idx->dir);
-    if (strcmp(siamidx_model_fingerprint(model), idx->meta.fingerprint))
-        return sx_fail(err, SIAMIDX_ERR_MODEL_MISMATCH,
-                       "index %s was built with model %s, not with this model %s", idx->dir,
-                       idx->meta.fingerprint, siamidx_model_fingerprint(model));
-    siamidx_embed_options eo;
-    siamidx_embed_options_init(&eo);
-    int pool = siamidx_pool_from_name(idx->meta.pool);
-    eo.pool = pool < 0 ? SIAMIDX_POOL_DEFAULT : (siamidx_pool)pool;
-    float *e = malloc(idx->meta.dim * sizeof *e);
-    if (!e) return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "out of memory");
-    siamidx_status s = siamidx_embed_file(model, image, &eo, e, err);
-    if (!s) s = siamidx_index_query_embedding(idx, e, k, res, err);
-    free(e);
+/* ---- what the index holds: records, named blobs ------------------------------------------ */
+
+typedef struct foreach_ctx {
+    siamidx_index *idx;
+    MDB_txn *txn;
+    siamidx_record_fn fn;
+    void *ctx;
+    float *buf;
+    uint32_t cap;
+    siamidx_status status;
+    siamidx_error *err;
+} foreach_ctx;
+
+static int visit_record(void *ctx, const sx_record *r) {
+    foreach_ctx *c = ctx;
+    if (r->dim > c->cap) {
+        float *b = realloc(c->buf, (size_t)r->dim * sizeof *b);
+        if (!b) {
+            c->status = sx_fail(c->err, SIAMIDX_ERR_NO_MEMORY, "out of memory reading records");
+            return 1;
+        }
+        c->buf = b;
+        c->cap = r->dim;
+    }
+    const char *artist = NULL;
+    siamidx_error e;
+    siamidx_status s = sx_store_artist_name(c->idx->st, c->txn, r->artist_id, &artist, NULL, &e);
+    if (s) {
+        c->status = s;
+        if (c->err) *c->err = e;
+        return 1;
+    }
+    sx_record_embedding(r, c->buf);
+    siamidx_index_record v = {.id = r->id, .path = r->path, .resolved = r->resolved,
+                              .artist = artist, .artist_id = r->artist_id, .size = r->size,
+                              .mtime_ns = r->mtime_ns, .dim = r->dim, .embedding = c->buf};
+    memcpy(v.hash, r->hash, 32);
+    return c->fn(c->ctx, &v);
+}
+
+siamidx_status siamidx_index_foreach_record(siamidx_index *idx, siamidx_record_fn fn, void *ctx,
+                                            siamidx_error *err) {
+    if (!idx || !fn) return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "records: NULL argument");
+    foreach_ctx c = {.idx = idx, .fn = fn, .ctx = ctx, .err = err};
+    siamidx_status s = sx_store_read_begin(idx->st, &c.txn, err);
+    if (s) return s;
+    s = sx_store_foreach_record(idx->st, c.txn, visit_record, &c, err);
+    sx_store_read_end(c.txn);
+    free(c.buf);
+    return s ? s : c.status;
+}
+
+siamidx_status sx_index_blob_get(siamidx_index *idx, const char *name, void **data, size_t *len,
+                                 siamidx_error *err) {
+    *data = NULL;
+    *len = 0;
+    MDB_txn *txn;
+    siamidx_status s = sx_store_read_begin(idx->st, &txn, err);
+    if (s) return s;
+    const void *p;
+    size_t n;
+    s = sx_store_blob_get(idx->st, txn, name, &p, &n, err);
+    if (!s && !(*data = malloc(n ? n : 1)))
+        s = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "out of memory for blob %s", name);
+    if (!s) {
+        memcpy(*data, p, n); /* LMDB's memory lives only as long as the transaction */
+        *len = n;
+    }
+    sx_store_read_end(txn);
     return s;
+}
+
+typedef struct blob_ctx {
+    const char *name;
+    const void *data;
+    size_t len;
+} blob_ctx;
+
+static siamidx_status put_blob(sx_wtxn *w, void *ctx, siamidx_error *err) {
+    blob_ctx *b = ctx;
+    return sx_store_blob_put(w, b->name, b->data, b->len, err);
+}
+
+siamidx_status sx_index_blob_put(siamidx_index *idx, const char *name, const void *data,
+                                 size_t len, siamidx_error *err) {
+    if (idx->read_only)
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "index %s was opened read-only",
+                       idx->dir);
+    blob_ctx b = {name, data, len};
+    return sx_store_write(idx->st, put_blob, &b, err);
+}
+
+siamidx_status siamidx_index_cached_embedding(siamidx_index *idx, const char *path, float *out,
+                                              size_t dim, siamidx_error *err) {
+    if (!idx || !path || !out)
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "cached embedding: NULL argument");
+    uint8_t hash[32];
+    if (sx_sha256_file(path, hash))
+        return sx_fail(err, SIAMIDX_ERR_NOT_FOUND, "%s: not readable", path);
+    MDB_txn *txn;
+    siamidx_status st = sx_store_read_begin(idx->st, &txn, err);
+    if (st) return st;
+    uint64_t id;
+    sx_record r;
+    st = sx_store_find_hash(idx->st, txn, hash, &id, err);
+    if (!st) st = sx_store_get_record(idx->st, txn, id, &r, err);
+    if (!st && r.dim != dim)
+        st = sx_fail(err, SIAMIDX_ERR_MODEL_MISMATCH, "%s: indexed with %u dimensions, not %zu",
+                     path, r.dim, dim);
+    if (!st) sx_record_embedding(&r, out);
+    sx_store_read_end(txn);
+    return st;
 }
 
 /* ---- inspection ------------------------------------------------------------------------ */

@@ -23,7 +23,7 @@
 
 #include <cblas.h>
 
-#include "internal.h"
+#include "nn/conv.h"
 
 /* Target size of the im2col buffer: large enough for efficient GEMM panels,
  * small enough to stay in cache and not to dominate peak memory. */

@@ -14,7 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "nn/encoder.h"
+#include "nn/model.h"
+#include "image/image.h"
+#include "image/preprocess.h"
+#include "base/error.h"
 
 #define DEFAULT_BATCH 16
 /* Raw tensors go through the network this many images at a time. */

@@ -24,11 +24,15 @@
 
 #include <cblas.h>
 
-#include "internal.h"
+#include "siamidx_ext.h"
+#include "nn/encoder.h"
+#include "nn/model.h"
+#include "nn/conv.h"
+#include "base/error.h"
 
 enum { BUF_X, BUF_T1, BUF_T2, BUF_O, N_BUFS };
 
-struct sx_encoder {
+struct siamidx_encoder { /* sx_encoder inside the library */
     const siamidx_model *model;
     int max_batch, h, w;
     int planning; /* 1 while sx_encoder_new sizes the buffers */
@@ -310,4 +314,30 @@ siamidx_status sx_encoder_run(sx_encoder *enc, const float *x, int n, sx_encoder
         l2_normalise_rows(out, n, dim);
     }
     return SIAMIDX_OK;
+}
+
+/* ---- siamidx_ext.h: the encoder at a fixed batch ------------------------------------- */
+
+static sx_encoder_output encoder_output(siamidx_output output) {
+    return output == SIAMIDX_OUTPUT_LOGITS ? SX_OUT_LOGITS : SX_OUT_POOLED;
+}
+
+size_t siamidx_model_output_dim(const siamidx_model *model, siamidx_output output) {
+    return model ? sx_output_dim(model, encoder_output(output), SIAMIDX_POOL_DEFAULT) : 0;
+}
+
+siamidx_status siamidx_encoder_new(const siamidx_model *model, int max_batch, int h, int w,
+                                   siamidx_encoder **out, siamidx_error *err) {
+    if (!model || !out || max_batch < 1 || h < 1 || w < 1)
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "encoder: bad arguments");
+    return sx_encoder_new(model, max_batch, h, w, out, err);
+}
+
+void siamidx_encoder_free(siamidx_encoder *enc) { sx_encoder_free(enc); }
+
+siamidx_status siamidx_encoder_run(siamidx_encoder *enc, const float *x, int n,
+                                   siamidx_output output, float *out, siamidx_error *err) {
+    if (!enc || !x || !out || n < 1)
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "encoder: bad arguments");
+    return sx_encoder_run(enc, x, n, encoder_output(output), SIAMIDX_POOL_DEFAULT, out, err);
 }

@@ -17,7 +17,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "siamidx_ext.h"
+#include "nn/model.h"
+#include "nn/safetensors.h"
+#include "base/sha256.h"
+#include "base/error.h"
 
 #ifndef SIAMIDX_INSTALLED_MODEL
 #define SIAMIDX_INSTALLED_MODEL "/usr/local/share/siamidx/default.safetensors"
@@ -522,41 +526,34 @@ static siamidx_status build(siamidx_model *m, const sx_safetensors *st, const ch
     }
     free(L.used_tensor);
     if (!s) s = copy_meta(m, st, err);
-    if (!s) s = sx_head_from_safetensors(st, &m->head, err); /* head.*: optional (head.c) */
     if (!s) fingerprint(m, st);
     return s;
 }
 
-siamidx_status siamidx_model_load(const char *path, siamidx_model **out, siamidx_error *err) {
-    if (!out || !path) return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "model path missing");
+siamidx_status sx_model_load(const sx_safetensors *st, const char *path, siamidx_model **out,
+                             siamidx_error *err) {
     *out = NULL;
-    sx_safetensors st;
-    siamidx_status s = sx_safetensors_open(path, &st, err);
-    if (s) return s;
     siamidx_model *m = calloc(1, sizeof *m);
     if (!m || !(m->path = strdup(path))) {
         free(m);
-        sx_safetensors_close(&st);
         return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "out of memory");
     }
-    s = build(m, &st, path, err);
-    sx_safetensors_close(&st);
+    siamidx_status s = build(m, st, path, err);
     if (s) {
-        siamidx_model_free(m);
+        sx_model_free(m);
         return s;
     }
     *out = m;
     return SIAMIDX_OK;
 }
 
-void siamidx_model_free(siamidx_model *model) {
+void sx_model_free(siamidx_model *model) {
     if (!model) return;
     for (size_t i = 0; i < model->n_meta; i++) {
         free(model->meta[i].key);
         free(model->meta[i].value);
     }
     free(model->meta);
-    siamidx_head_free(model->head);
     free(model->blocks);
     free(model->weights);
     free(model->arch);
@@ -596,4 +593,30 @@ int siamidx_model_num_classes(const siamidx_model *model) { return model ? model
 
 const char *siamidx_model_fingerprint(const siamidx_model *model) {
     return model ? model->fingerprint : NULL;
+}
+
+/* ---- siamidx_ext.h ------------------------------------------------------------ */
+
+const char *siamidx_model_path(const siamidx_model *model) { return model ? model->path : NULL; }
+
+void siamidx_model_describe(const siamidx_model *m, siamidx_model_description *d) {
+    memset(d, 0, sizeof *d);
+    if (!m) return;
+    d->path = m->path;
+    d->arch = m->arch;
+    d->bottleneck = m->bottleneck;
+    d->n_stages = m->n_stages;
+    memcpy(d->stage_channels, m->stage_channels, sizeof d->stage_channels);
+    d->input_size = m->pre.input_size;
+    d->resize_size = m->pre.resize_size;
+    d->squash = m->pre.policy == SX_RESIZE_SQUASH;
+    memcpy(d->mean, m->pre.mean, sizeof d->mean);
+    memcpy(d->std, m->pre.std, sizeof d->std);
+    d->pool = m->pool;
+    d->gem_p = m->gem_p;
+    d->style_stages = m->style_stages;
+    d->embedding_dim = siamidx_model_dim(m, SIAMIDX_POOL_DEFAULT);
+    d->n_params = m->n_params;
+    d->n_classes = m->n_classes;
+    d->fingerprint = m->fingerprint;
 }

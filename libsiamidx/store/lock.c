@@ -15,7 +15,8 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "store/lock.h"
+#include "base/error.h"
 
 struct sx_lock {
     int fd;

@@ -24,7 +24,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "internal.h"
+#include "store/store.h"
+#include "base/sha256.h"
+#include "base/error.h"
 
 #define STORE_MAGIC "siamidx index"
 #define RECORD_MAGIC 0x31525853u /* "SXR1" */

@@ -32,7 +32,9 @@
 #include <faiss/c_api/index_factory_c.h>
 #include <faiss/c_api/index_io_c.h>
 
-#include "internal.h"
+#include "store/vindex.h"
+#include "store/store.h"
+#include "base/error.h"
 
 #define IVF_MIN_VECTORS 2000   /* fewer: IVF falls back to Flat */
 #define IVFPQ_MIN_VECTORS 10000 /* PQ's 256 centroids per sub-quantizer want ~39x that */

@@ -15,7 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "train/train_data.h"
+#include "train/train_net.h"
+#include "data/collection.h"
+#include "image/image.h"
+#include "base/sha256.h"
+#include "base/error.h"
 
 static int cmp_str(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);

@@ -14,7 +14,7 @@
 
 #include <cblas.h>
 
-#include "internal.h"
+#include "train/train_layers.h"
 
 /* ---- GEMM split over OpenMP threads ------------------------------------------ */
 

@@ -11,7 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "train/train_net.h"
+#include "train/train_layers.h"
+#include "nn/safetensors.h"
+#include "base/error.h"
 
 static int scaled(int base, float width) {
     int c = (int)(base * width + 0.5f);

@@ -9,7 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "train/train_optim.h"
+#include "base/error.h"
 
 siamidx_status sx_tr_adamw_new(sx_tr_adamw *opt, size_t n, siamidx_error *err) {
     memset(opt, 0, sizeof *opt);

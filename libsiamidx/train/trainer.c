@@ -14,7 +14,14 @@
 #include <string.h>
 #include <time.h>
 
-#include "internal.h"
+#include "train/trainer.h"
+#include "train/train_data.h"
+#include "train/train_net.h"
+#include "train/train_optim.h"
+#include "train/train_layers.h"
+#include "nn/safetensors.h"
+#include "base/metrics.h"
+#include "base/error.h"
 
 static const float IMAGENET_MEAN[3] = {0.485f, 0.456f, 0.406f};
 static const float IMAGENET_STD[3] = {0.229f, 0.224f, 0.225f};
