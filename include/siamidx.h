@@ -490,6 +490,8 @@ siamidx_status siamidx_index_train_head(siamidx_index *idx, const siamidx_train_
 siamidx_status siamidx_index_head(siamidx_index *idx, const siamidx_model *model,
                                   siamidx_head **out, siamidx_error *err);
 
+/* A metric that could not be measured (no pairs of both kinds, no queries) is NaN,
+   never 0; `siamidx eval --json` writes it as null. */
 typedef struct siamidx_pair_metrics {
     size_t n_pairs;  /* balanced same/different, artists balanced */
     double auc, accuracy /* at the head's threshold */, eer, tar_at_far1, ece;

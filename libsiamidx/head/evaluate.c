@@ -15,9 +15,20 @@
 #include "head/evaluate.h"
 #include "head/nearest.h"
 
+/* Metrics nothing measured are NaN (JSON null), never 0: 0 is a measurement. */
+static void pairs_unmeasured(sx_pair_eval *out) {
+    memset(out, 0, sizeof *out);
+    out->auc = out->accuracy = out->eer = out->tar_at_far1 = out->ece = NAN;
+}
+
+static void attribution_unmeasured(sx_attr_eval *out) {
+    memset(out, 0, sizeof *out);
+    out->top1 = out->top3 = out->balanced = out->unknown_first = out->mean_top_prob = NAN;
+}
+
 static siamidx_status eval_pairs(const sx_head *h, const sx_train_data *d, const uint8_t *roles,
                                  int role, uint64_t seed, sx_pair_eval *out, siamidx_error *err) {
-    memset(out, 0, sizeof *out);
+    pairs_unmeasured(out); /* stays so when the images allow no same/different pairs */
     size_t *rows = malloc((d->n + 1) * sizeof *rows);
     if (!rows) return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "evaluation: out of memory");
     size_t nr = sx_rows_with_role(roles, d->n, 1u << role, rows);
@@ -59,7 +70,7 @@ static siamidx_status eval_pairs(const sx_head *h, const sx_train_data *d, const
 static siamidx_status eval_attribution(const sx_head *h, const sx_train_data *d,
                                        const uint8_t *roles, int role, sx_attr_eval *out,
                                        siamidx_error *err) {
-    memset(out, 0, sizeof *out);
+    attribution_unmeasured(out); /* stays so without queries or gallery */
     size_t *rows = malloc((2 * d->n + 1) * sizeof *rows);
     if (!rows) return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "evaluation: out of memory");
     size_t *qs = rows, *gal = rows + d->n;

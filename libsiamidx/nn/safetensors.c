@@ -16,7 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "nn/safetensors.h"
+#include "base/error.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors.c copies little-endian tensor data as is; port it for big-endian hosts"
@@ -488,6 +489,9 @@ static siamidx_status parse_header(sx_safetensors *st, const char *path, siamidx
     return check_tensors(st, path, err);
 }
 
+/* A byte a JSON header can start with (the parser then says what is wrong). */
+static int json_start(uint8_t c) { return c && strchr("{[ \t\r\n", c) != NULL; }
+
 siamidx_status sx_safetensors_open(const char *path, sx_safetensors *st, siamidx_error *err) {
     memset(st, 0, sizeof *st);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -501,7 +505,8 @@ siamidx_status sx_safetensors_open(const char *path, sx_safetensors *st, siamidx
     if (size < 8) {
         close(fd);
         return sx_fail(err, SIAMIDX_ERR_MODEL_FORMAT,
-                       "%s: file is %zu bytes, too short for a safetensors header", path, size);
+                       "%s: not a safetensors file (%zu bytes, too short for a safetensors header)",
+                       path, size);
     }
     void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
@@ -511,7 +516,16 @@ siamidx_status sx_safetensors_open(const char *path, sx_safetensors *st, siamidx
     st->map_size = size;
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = hlen << 8 | st->map[i];
-    if (hlen > size - 8 || hlen > SX_MAX_HEADER || hlen < 2) {
+    /* A safetensors file starts with the header's length (8 bytes, little
+       endian) and the JSON header: anything else (an image, a PyTorch
+       checkpoint, text) is another kind of file, not a damaged model. */
+    if (hlen > SX_MAX_HEADER || hlen < 2 || (size > 8 && !json_start(st->map[8]))) {
+        sx_safetensors_close(st);
+        return sx_fail(err, SIAMIDX_ERR_MODEL_FORMAT,
+                       "%s: not a safetensors file (no header length and JSON header at byte 0)",
+                       path);
+    }
+    if (hlen > size - 8) {
         sx_safetensors_close(st);
         return sx_fail(err, SIAMIDX_ERR_MODEL_FORMAT,
                        "%s: header length %llu at byte 0 does not fit a %zu-byte file", path,
