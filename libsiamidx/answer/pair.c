@@ -1,8 +1,8 @@
 /*
  * pair.c - is this pair of paintings by one artist: two embeddings (or two
  * images, embedded here) scored by a head. The caller names the head, or the
- * model's default head answers; `siamidx pair -i` passes the index's
- * (sx_answer_head: one rule with queries).
+ * model's default head answers; `siamidx pair -i` passes siamidx_index_head's
+ * (the index's head, else the model's: the rule queries follow, index_head.c).
  */
 #include <stdlib.h>
 
