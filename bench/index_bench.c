@@ -24,7 +24,7 @@
 #include <faiss/c_api/error_c.h>
 #include <faiss/c_api/index_factory_c.h>
 
-#include "internal.h"
+#include "index/index.h"
 
 #define DIM 512
 #define N_QUERIES 1000

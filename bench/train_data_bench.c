@@ -14,9 +14,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "internal.h"
-#include "threads.h"
-#include "train_augment.h"
+#include "base/threads.h"
+#include "train/train_net.h"
+#include "train/train_data.h"
+#include "train/train_layers.h"
+#include "train/train_augment.h"
+#include "base/error.h"
 
 void openblas_set_num_threads(int n);
 

@@ -2,17 +2,17 @@
  * cmd_embed.c - `siamidx embed`: one embedding per image, as TSV or NPY; or
  * the network's pooled features / logits for a preprocessed NPY tensor.
  */
-#include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "siamidx_ext.h" /* siamidx_encoder: --tensor runs exactly --batch images per pass */
+#include "args.h"
 #include "cli.h"
-#include "internal.h" /* sx_encoder: --tensor runs exactly --batch images per pass */
 #include "npy.h"
+#include "outfile.h"
 
 typedef struct embed_args {
     const char *model, *out, *tensor;
@@ -46,123 +46,38 @@ static void embed_usage(FILE *f) {
             (unsigned long long)SIAMIDX_DEFAULT_MAX_PIXELS);
 }
 
-static int parse_int(const char *s, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return -1;
-    *out = v;
-    return 0;
-}
+static const char *const pools[] = {"default", "avg", "max", "gem", "style", NULL};
+static const char *const formats[] = {"tsv", "npy", NULL};
+static const char *const outputs[] = {"pooled", "logits", NULL};
 
 /* Returns -1 to continue, else an exit code. */
 static int parse_args(int argc, char **argv, embed_args *a, int *first_image) {
-    enum { OPT_POOL = 256, OPT_FORMAT, OPT_THREADS, OPT_BATCH, OPT_MAXPIX, OPT_TENSOR, OPT_OUTPUT,
-           OPT_TIME };
-    static const struct option longs[] = {
-        {"model", required_argument, NULL, 'm'},    {"out", required_argument, NULL, 'o'},
-        {"pool", required_argument, NULL, OPT_POOL}, {"format", required_argument, NULL, OPT_FORMAT},
-        {"threads", required_argument, NULL, OPT_THREADS},
-        {"batch", required_argument, NULL, OPT_BATCH},
-        {"max-pixels", required_argument, NULL, OPT_MAXPIX},
-        {"tensor", required_argument, NULL, OPT_TENSOR},
-        {"output", required_argument, NULL, OPT_OUTPUT},
-        {"time", no_argument, NULL, OPT_TIME},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
     memset(a, 0, sizeof *a);
-    optind = 1;
-    opterr = 0;
-    int c;
-    long v;
-    while ((c = getopt_long(argc, argv, ":m:o:h", longs, NULL)) != -1) {
-        switch (c) {
-        case 'm': a->model = optarg; break;
-        case 'o': a->out = optarg; break;
-        case 'h': embed_usage(stdout); return CLI_EXIT_OK;
-        case OPT_POOL: {
-            int p = siamidx_pool_from_name(optarg);
-            if (p < 0) return cli_error("unknown pooling '%s' (avg, max, gem, style)", optarg), 2;
-            a->pool = (siamidx_pool)p;
-            break;
-        }
-        case OPT_FORMAT:
-            if (strcmp(optarg, "tsv") && strcmp(optarg, "npy"))
-                return cli_error("unknown format '%s' (tsv or npy)", optarg), CLI_EXIT_USAGE;
-            a->npy = !strcmp(optarg, "npy");
-            break;
-        case OPT_THREADS:
-            if (parse_int(optarg, 0, 1024, &v)) return cli_error("bad --threads '%s'", optarg), 2;
-            a->threads = (int)v;
-            break;
-        case OPT_BATCH:
-            if (parse_int(optarg, 1, 4096, &v)) return cli_error("bad --batch '%s'", optarg), 2;
-            a->batch = (int)v;
-            break;
-        case OPT_MAXPIX: {
-            char *end;
-            errno = 0;
-            unsigned long long n = strtoull(optarg, &end, 10);
-            if (errno || end == optarg || *end || n == 0 || optarg[0] == '-')
-                return cli_error("bad --max-pixels '%s'", optarg), CLI_EXIT_USAGE;
-            a->max_pixels = n;
-            break;
-        }
-        case OPT_TENSOR: a->tensor = optarg; break;
-        case OPT_TIME: a->time = 1; break;
-        case OPT_OUTPUT:
-            if (strcmp(optarg, "pooled") && strcmp(optarg, "logits"))
-                return cli_error("unknown --output '%s' (pooled or logits)", optarg), 2;
-            a->logits = !strcmp(optarg, "logits");
-            break;
-        case ':':
-            cli_error("option '%s' needs a value (see siamidx embed --help)", argv[optind - 1]);
-            return CLI_EXIT_USAGE;
-        default:
-            cli_error("unknown option '%s' (see siamidx embed --help)", argv[optind - 1]);
-            return CLI_EXIT_USAGE;
-        }
-    }
-    *first_image = optind;
-    if (a->tensor && optind < argc) {
-        cli_error("--tensor takes no image arguments");
+    int pool = 0; /* indices of pools[] are siamidx_pool values */
+    const cli_option opts[] = {
+        CLI_OPT("model", 'm', CLI_STRING, &a->model),
+        CLI_OPT("out", 'o', CLI_STRING, &a->out),
+        CLI_CHOOSE("pool", 0, &pool, pools),
+        CLI_CHOOSE("format", 0, &a->npy, formats),
+        CLI_NUM("threads", 0, CLI_INT, &a->threads, 0, 1024, 0),
+        CLI_NUM("batch", 0, CLI_INT, &a->batch, 1, 4096, 0),
+        CLI_NUM("max-pixels", 0, CLI_U64, &a->max_pixels, 1, 0, 0),
+        CLI_OPT("tensor", 0, CLI_STRING, &a->tensor),
+        CLI_CHOOSE("output", 0, &a->logits, outputs),
+        CLI_OPT("time", 0, CLI_FLAG, &a->time),
+        CLI_END};
+    int rc = cli_parse(argc, argv, opts, embed_usage, first_image);
+    if (rc >= 0) return rc;
+    a->pool = (siamidx_pool)pool;
+    if (a->tensor && *first_image < argc) {
+        cli_error("embed: --tensor takes no image arguments");
         return CLI_EXIT_USAGE;
     }
-    if (!a->tensor && optind >= argc) {
-        cli_error("no images given (see siamidx embed --help)");
+    if (!a->tensor && *first_image >= argc) {
+        cli_error("embed: no images given (see siamidx embed --help)");
         return CLI_EXIT_USAGE;
     }
     return -1;
-}
-
-/* ---- output files: written beside the target, renamed into place when complete ---- */
-
-typedef struct out_file {
-    FILE *f;
-    const char *path; /* NULL: standard output */
-    char tmp[4096];
-} out_file;
-
-static int out_open(out_file *o, const char *path) {
-    o->path = path && strcmp(path, "-") ? path : NULL;
-    if (!o->path) {
-        o->f = stdout;
-        return 0;
-    }
-    snprintf(o->tmp, sizeof o->tmp, "%s.tmp.%ld", path, (long)getpid());
-    o->f = fopen(o->tmp, "wb");
-    if (!o->f) cli_error("%s: %s", o->tmp, strerror(errno));
-    return o->f ? 0 : -1;
-}
-
-static int out_close(out_file *o, int ok) {
-    if (!o->path) return fflush(stdout) == 0 && ok ? 0 : -1;
-    int rc = (fclose(o->f) == 0 && ok) ? 0 : -1;
-    if (rc == 0 && rename(o->tmp, o->path) != 0) rc = -1;
-    if (rc != 0) {
-        cli_error("%s: cannot write: %s", o->path, strerror(errno));
-        remove(o->tmp);
-    }
-    return rc;
 }
 
 /* ---- images ------------------------------------------------------------------------ */
@@ -219,8 +134,8 @@ static int embed_images(const embed_args *a, siamidx_model *model, char **paths,
         cli_error("none of the %zu images could be embedded", n);
         goto done;
     }
-    out_file o;
-    if (out_open(&o, a->out) != 0) goto done;
+    cli_outfile o;
+    if (cli_outfile_open(&o, a->out) != 0) goto done;
     int ok;
     if (a->npy) {
         int64_t shape[2] = {(int64_t)n, (int64_t)dim};
@@ -229,7 +144,8 @@ static int embed_images(const embed_args *a, siamidx_model *model, char **paths,
     } else {
         ok = write_tsv(o.f, paths, n, v, dim, status) == 0;
     }
-    if (out_close(&o, ok) != 0) goto done;
+    if (!ok) cli_error("%s: write failed", a->out ? a->out : "standard output");
+    if (cli_outfile_close(&o, ok) != 0) goto done;
     code = failed ? CLI_EXIT_PARTIAL : CLI_EXIT_OK;
 done:
     free(v);
@@ -255,7 +171,7 @@ static int embed_tensor(const embed_args *a, siamidx_model *model) {
     }
     int code = CLI_EXIT_FAILURE;
     float *out = NULL;
-    sx_encoder *enc = NULL;
+    siamidx_encoder *enc = NULL;
     if (x.ndim != 4 || x.shape[1] != 3 || x.shape[0] < 1 || x.shape[2] < 1 || x.shape[3] < 1 ||
         x.shape[0] > 1000000 || x.shape[2] > 65536 || x.shape[3] > 65536) {
         cli_error("%s: expected a float32 [N, 3, H, W] tensor, got %d dimensions%s", a->tensor,
@@ -265,15 +181,15 @@ static int embed_tensor(const embed_args *a, siamidx_model *model) {
     int n = (int)x.shape[0], h = (int)x.shape[2], w = (int)x.shape[3];
     int batch = a->batch ? a->batch : 16;
     if (batch > n) batch = n;
-    sx_encoder_output what = a->logits ? SX_OUT_LOGITS : SX_OUT_POOLED;
-    size_t dim = sx_output_dim(model, what, SIAMIDX_POOL_DEFAULT);
+    siamidx_output what = a->logits ? SIAMIDX_OUTPUT_LOGITS : SIAMIDX_OUTPUT_POOLED;
+    size_t dim = siamidx_model_output_dim(model, what);
     if (dim == 0) {
-        cli_error("%s: the model has no fc layer: no logits", model->path);
+        cli_error("%s: the model has no fc layer: no logits", siamidx_model_path(model));
         goto done;
     }
     siamidx_error err;
     out = malloc((size_t)n * dim * sizeof *out);
-    if (!out || sx_encoder_new(model, batch, h, w, &enc, &err) != SIAMIDX_OK) {
+    if (!out || siamidx_encoder_new(model, batch, h, w, &enc, &err) != SIAMIDX_OK) {
         cli_error("%s", out ? err.message : "out of memory");
         goto done;
     }
@@ -283,8 +199,8 @@ static int embed_tensor(const embed_args *a, siamidx_model *model) {
     for (int i = 0; i < n; i += batch) {
         int m = n - i < batch ? n - i : batch;
         double t0 = seconds();
-        if (sx_encoder_run(enc, x.data + i * per, m, what, SIAMIDX_POOL_DEFAULT,
-                           out + (size_t)i * dim, &err) != SIAMIDX_OK) {
+        if (siamidx_encoder_run(enc, x.data + i * per, m, what, out + (size_t)i * dim, &err) !=
+            SIAMIDX_OK) {
             cli_error("%s", err.message);
             goto done;
         }
@@ -297,13 +213,14 @@ static int embed_tensor(const embed_args *a, siamidx_model *model) {
     if (a->time && timed)
         fprintf(stderr, "forward: batch %d: best %.4f s, mean %.4f s per batch over %d batches\n",
                 batch, best, total / timed, timed);
-    out_file o;
-    if (out_open(&o, a->out) != 0) goto done;
+    cli_outfile o;
+    if (cli_outfile_open(&o, a->out) != 0) goto done;
     int64_t shape[2] = {n, (int64_t)dim};
     int ok = npy_write_f32(o.f, out, 2, shape) == 0;
-    if (out_close(&o, ok) == 0) code = CLI_EXIT_OK;
+    if (!ok) cli_error("%s: write failed", a->out ? a->out : "standard output");
+    if (cli_outfile_close(&o, ok) == 0) code = CLI_EXIT_OK;
 done:
-    sx_encoder_free(enc);
+    siamidx_encoder_free(enc);
     free(out);
     free(x.data);
     return code;

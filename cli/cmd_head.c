@@ -6,49 +6,15 @@
  * Every answer comes from the same library calls a program would make.
  */
 #include <errno.h>
-#include <getopt.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "siamidx_ext.h" /* pairs CSV reader, cached embeddings, heads into models */
+#include "args.h"
 #include "cli.h"
-#include "internal.h" /* pairs CSV reader */
-
-static int parse_long(const char *s, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return -1;
-    *out = v;
-    return 0;
-}
-
-static int parse_double(const char *s, double lo, double hi, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi)) return -1;
-    *out = v;
-    return 0;
-}
-
-static void json_string(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c < 0x20) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
-    }
-    fputc('"', f);
-}
-
-/* JSON has no NaN: a metric that could not be measured is null. */
-static void json_num(const char *key, double v, int comma) {
-    if (isfinite(v)) printf("\"%s\":%.6g%s", key, v, comma ? "," : "");
-    else printf("\"%s\":null%s", key, comma ? "," : "");
-}
+#include "json.h"
+#include "outfile.h"
 
 static int open_index(const char *dir, const siamidx_model *model, int writer,
                       siamidx_index **idx) {
@@ -106,58 +72,32 @@ static siamidx_status save_head_to_model(siamidx_index *idx, const char *dir,
                  (unsigned long long)info.images, (unsigned long long)info.n_artists,
                  (unsigned long long)info.generation, (unsigned long long)o->seed);
         siamidx_index_info_free(&info);
-        st = sx_model_write_head(model, head, trained_on, out, err);
+        st = siamidx_model_write_head(model, head, trained_on, out, err);
     }
     siamidx_head_free(head);
     return st;
 }
 
 int cmd_train(int argc, char **argv) {
-    enum { O_EPOCHS = 256, O_SEED, O_VAL, O_HOLD, O_JSON, O_SAVE };
-    static const struct option longs[] = {
-        {"index", required_argument, NULL, 'i'},   {"epochs", required_argument, NULL, O_EPOCHS},
-        {"seed", required_argument, NULL, O_SEED}, {"val-fraction", required_argument, NULL, O_VAL},
-        {"holdout-artists", required_argument, NULL, O_HOLD},
-        {"save-to-model", required_argument, NULL, O_SAVE},
-        {"model", required_argument, NULL, 'm'},
-        {"json", no_argument, NULL, O_JSON},       {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
     siamidx_train_options o;
     siamidx_train_options_init(&o);
     const char *index = NULL, *model_path = NULL, *save_to = NULL;
-    int json = 0, c;
-    long l;
-    double d;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "i:m:vh", longs, NULL)) != -1) {
-        switch (c) {
-        case 'i': index = optarg; break;
-        case 'm': model_path = optarg; break;
-        case O_SAVE: save_to = optarg; break;
-        case 'v': o.verbose = 1; break;
-        case O_JSON: json = 1; break;
-        case O_EPOCHS:
-            if (parse_long(optarg, 1, 100000, &l)) goto bad;
-            o.epochs = (int)l;
-            break;
-        case O_SEED:
-            if (parse_long(optarg, 0, 0x7fffffffL, &l)) goto bad;
-            o.seed = (uint64_t)l;
-            break;
-        case O_VAL:
-            if (parse_double(optarg, 0.01, 0.8, &d)) goto bad;
-            o.val_fraction = d;
-            break;
-        case O_HOLD:
-            if (parse_long(optarg, 0, 1000000, &l)) goto bad;
-            o.holdout_artists = (int)l;
-            break;
-        case 'h': train_usage(stdout); return CLI_EXIT_OK;
-        default: train_usage(stderr); return CLI_EXIT_USAGE;
-        }
-    }
-    if (optind != argc) {
-        cli_error("train: unexpected argument '%s'", argv[optind]);
+    int json = 0, first;
+    const cli_option opts[] = {
+        CLI_OPT("index", 'i', CLI_STRING, &index),
+        CLI_NUM("epochs", 0, CLI_INT, &o.epochs, 1, 100000, 0),
+        CLI_NUM("seed", 0, CLI_U64, &o.seed, 0, 0x7fffffff, 0),
+        CLI_NUM("val-fraction", 0, CLI_DOUBLE, &o.val_fraction, 0.01, 0.8, 0),
+        CLI_NUM("holdout-artists", 0, CLI_INT, &o.holdout_artists, 0, 1000000, 0),
+        CLI_OPT("save-to-model", 0, CLI_STRING, &save_to),
+        CLI_OPT("model", 'm', CLI_STRING, &model_path),
+        CLI_OPT("json", 0, CLI_FLAG, &json),
+        CLI_OPT("verbose", 'v', CLI_FLAG, &o.verbose),
+        CLI_END};
+    int rc = cli_parse(argc, argv, opts, train_usage, &first);
+    if (rc >= 0) return rc;
+    if (first != argc) {
+        cli_error("train: unexpected argument '%s'", argv[first]);
         return CLI_EXIT_USAGE;
     }
     if (model_path && !save_to) {
@@ -185,21 +125,38 @@ int cmd_train(int argc, char **argv) {
         return CLI_EXIT_FAILURE;
     }
     if (json) {
-        printf("{");
-        json_num("val_auc", r.val_auc, 1);
-        json_num("val_accuracy", r.val_accuracy, 1);
-        json_num("val_ece", r.val_ece, 1);
-        json_num("threshold", r.threshold, 1);
-        printf("\"epochs_run\":%d,\"best_epoch\":%d,\"seed\":%llu,", r.epochs_run, r.best_epoch,
-               (unsigned long long)o.seed);
-        printf("\"images\":{\"train\":%zu,\"val\":%zu,\"test\":%zu,\"unseen\":%zu},"
-               "\"unseen_artists\":%zu",
-               r.n_train, r.n_val, r.n_test, r.n_unseen, r.n_unseen_artists);
-        if (save_to) {
-            printf(",\"saved_to_model\":");
-            json_string(stdout, save_to);
+        cli_json j;
+        cli_json_init(&j, stdout, 0);
+        cli_json_object(&j);
+        const char *keys[] = {"val_auc", "val_accuracy", "val_ece", "threshold"};
+        const double values[] = {r.val_auc, r.val_accuracy, r.val_ece, r.threshold};
+        for (int k = 0; k < 4; k++) {
+            cli_json_key(&j, keys[k]);
+            cli_json_number(&j, values[k], "%.6g");
         }
-        printf("}\n");
+        cli_json_key(&j, "epochs_run");
+        cli_json_int(&j, r.epochs_run);
+        cli_json_key(&j, "best_epoch");
+        cli_json_int(&j, r.best_epoch);
+        cli_json_key(&j, "seed");
+        cli_json_uint(&j, o.seed);
+        cli_json_key(&j, "images");
+        cli_json_object(&j);
+        const char *roles[] = {"train", "val", "test", "unseen"};
+        const size_t counts[] = {r.n_train, r.n_val, r.n_test, r.n_unseen};
+        for (int k = 0; k < 4; k++) {
+            cli_json_key(&j, roles[k]);
+            cli_json_uint(&j, counts[k]);
+        }
+        cli_json_end(&j);
+        cli_json_key(&j, "unseen_artists");
+        cli_json_uint(&j, r.n_unseen_artists);
+        if (save_to) {
+            cli_json_key(&j, "saved_to_model");
+            cli_json_string(&j, save_to);
+        }
+        cli_json_end(&j);
+        cli_json_finish(&j);
     } else {
         printf("images: %zu train, %zu validation, %zu test, %zu of %zu held-out artists\n",
                r.n_train, r.n_val, r.n_test, r.n_unseen, r.n_unseen_artists);
@@ -210,9 +167,6 @@ int cmd_train(int argc, char **argv) {
         if (save_to) printf("head written into the model file %s as its default head\n", save_to);
     }
     return CLI_EXIT_OK;
-bad:
-    cli_error("train: bad value '%s' for %s", optarg, argv[optind - 1]);
-    return CLI_EXIT_USAGE;
 }
 
 /* ---- eval ------------------------------------------------------------------- */
@@ -231,47 +185,44 @@ static void print_pairs_text(const char *what, const siamidx_pair_metrics *m) {
            what, m->n_pairs, m->auc, m->accuracy, m->eer, m->tar_at_far1, m->ece);
 }
 
-static void print_pairs_json(const char *what, const siamidx_pair_metrics *m) {
-    printf("\"%s\":{\"pairs\":%zu,", what, m->n_pairs);
-    json_num("auc", m->auc, 1);
-    json_num("accuracy", m->accuracy, 1);
-    json_num("eer", m->eer, 1);
-    json_num("tar_at_far1", m->tar_at_far1, 1);
-    json_num("ece", m->ece, 0);
-    printf("}");
+/* Metrics that could not be measured (NaN: no pairs, no queries, one class only) are null. */
+static void print_pairs_json(cli_json *j, const char *what, const siamidx_pair_metrics *m) {
+    cli_json_key(j, what);
+    cli_json_object(j);
+    cli_json_key(j, "pairs");
+    cli_json_uint(j, m->n_pairs);
+    const char *keys[] = {"auc", "accuracy", "eer", "tar_at_far1", "ece"};
+    const double values[] = {m->auc, m->accuracy, m->eer, m->tar_at_far1, m->ece};
+    for (int k = 0; k < 5; k++) {
+        cli_json_key(j, keys[k]);
+        cli_json_number(j, values[k], "%.6g");
+    }
+    cli_json_end(j);
 }
 
-static void print_attr_json(const char *what, const siamidx_attribution_metrics *a) {
-    printf("\"%s\":{\"queries\":%zu,", what, a->n_queries);
-    json_num("top1", a->top1, 1);
-    json_num("top3", a->top3, 1);
-    json_num("balanced", a->balanced, 1);
-    json_num("unknown_first", a->unknown_first, 1);
-    json_num("mean_top_probability", a->mean_top_prob, 0);
-    printf("}");
+static void print_attr_json(cli_json *j, const char *what, const siamidx_attribution_metrics *a) {
+    cli_json_key(j, what);
+    cli_json_object(j);
+    cli_json_key(j, "queries");
+    cli_json_uint(j, a->n_queries);
+    const char *keys[] = {"top1", "top3", "balanced", "unknown_first", "mean_top_probability"};
+    const double values[] = {a->top1, a->top3, a->balanced, a->unknown_first, a->mean_top_prob};
+    for (int k = 0; k < 5; k++) {
+        cli_json_key(j, keys[k]);
+        cli_json_number(j, values[k], "%.6g");
+    }
+    cli_json_end(j);
 }
 
 int cmd_eval(int argc, char **argv) {
-    static const struct option longs[] = {{"index", required_argument, NULL, 'i'},
-                                          {"json", no_argument, NULL, 'j'},
-                                          {"help", no_argument, NULL, 'h'},
-                                          {NULL, 0, NULL, 0}};
     const char *index = NULL;
-    int json = 0, c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "i:h", longs, NULL)) != -1) {
-        if (c == 'i') index = optarg;
-        else if (c == 'j') json = 1;
-        else if (c == 'h') {
-            eval_usage(stdout);
-            return CLI_EXIT_OK;
-        } else {
-            eval_usage(stderr);
-            return CLI_EXIT_USAGE;
-        }
-    }
-    if (optind != argc) {
-        cli_error("eval: unexpected argument '%s'", argv[optind]);
+    int json = 0, first;
+    const cli_option opts[] = {CLI_OPT("index", 'i', CLI_STRING, &index),
+                               CLI_OPT("json", 0, CLI_FLAG, &json), CLI_END};
+    int rc = cli_parse(argc, argv, opts, eval_usage, &first);
+    if (rc >= 0) return rc;
+    if (first != argc) {
+        cli_error("eval: unexpected argument '%s'", argv[first]);
         return CLI_EXIT_USAGE;
     }
     siamidx_index *idx;
@@ -285,17 +236,19 @@ int cmd_eval(int argc, char **argv) {
         return CLI_EXIT_FAILURE;
     }
     if (json) {
-        printf("{\"threshold\":%.6g,", r.threshold);
-        print_pairs_json("seen_pairs", &r.seen);
-        printf(",");
-        print_attr_json("seen_attribution", &r.seen_attr);
+        cli_json j;
+        cli_json_init(&j, stdout, 0);
+        cli_json_object(&j);
+        cli_json_key(&j, "threshold");
+        cli_json_number(&j, r.threshold, "%.6g");
+        print_pairs_json(&j, "seen_pairs", &r.seen);
+        print_attr_json(&j, "seen_attribution", &r.seen_attr);
         if (r.has_unseen) {
-            printf(",");
-            print_pairs_json("unseen_pairs", &r.unseen);
-            printf(",");
-            print_attr_json("unseen_attribution", &r.unseen_attr);
+            print_pairs_json(&j, "unseen_pairs", &r.unseen);
+            print_attr_json(&j, "unseen_attribution", &r.unseen_attr);
         }
-        printf("}\n");
+        cli_json_end(&j);
+        cli_json_finish(&j);
         return CLI_EXIT_OK;
     }
     printf("threshold %.3f\n", r.threshold);
@@ -330,7 +283,8 @@ static void pair_usage(FILE *f) {
 typedef struct pair_ctx {
     siamidx_model *model;
     siamidx_index *idx;
-    siamidx_head *head;
+    siamidx_head *head;        /* the index's (owned), or NULL: the model's */
+    siamidx_head_source source; /* which answers */
 } pair_ctx;
 
 static void pair_ctx_free(pair_ctx *p) {
@@ -339,6 +293,11 @@ static void pair_ctx_free(pair_ctx *p) {
     siamidx_model_free(p->model);
 }
 
+static const siamidx_head *pair_head(const pair_ctx *p) {
+    return p->head ? p->head : siamidx_model_head(p->model);
+}
+
+/* One rule, as for queries: the index's head, else the model's default head. */
 static int pair_setup(const char *model_path, const char *index, pair_ctx *p) {
     memset(p, 0, sizeof *p);
     siamidx_error err;
@@ -347,36 +306,58 @@ static int pair_setup(const char *model_path, const char *index, pair_ctx *p) {
         siamidx_index_options o;
         siamidx_index_options_init(&o);
         o.read_only = 1;
-        if (siamidx_index_open(index, p->model, &o, &p->idx, &err) ||
-            siamidx_index_head(p->idx, p->model, &p->head, &err)) {
+        if (siamidx_index_open(index, p->model, &o, &p->idx, &err)) {
             cli_error("%s", err.message);
             return -1;
         }
-    } else if (!siamidx_model_head(p->model)) {
+        siamidx_status st = siamidx_index_head(p->idx, NULL, &p->head, &err);
+        if (st == SIAMIDX_OK) {
+            p->source = SIAMIDX_HEAD_INDEX;
+            return 0;
+        }
+        if (st != SIAMIDX_ERR_NO_HEAD) {
+            cli_error("%s", err.message);
+            return -1;
+        }
+    }
+    if (!siamidx_model_head(p->model)) {
         cli_error("no trained head: run `siamidx train` on an index and pass it with -i "
-                  "(the model %s carries no default head)", model_path ? model_path : "");
+                  "(the model %s carries no default head)", siamidx_model_path(p->model));
         return -1;
     }
+    p->source = SIAMIDX_HEAD_MODEL;
     return 0;
 }
 
 static int pair_single(pair_ctx *p, const char *a, const char *b, int json) {
     siamidx_pair_result r;
     siamidx_error err;
-    if (siamidx_pair_files(p->model, p->head, a, b, NULL, &r, &err)) {
+    if (siamidx_pair_files(p->model, pair_head(p), a, b, NULL, &r, &err)) {
         cli_error("%s", err.message);
         return CLI_EXIT_FAILURE;
     }
     if (json) {
-        printf("{\"a\":");
-        json_string(stdout, a);
-        printf(",\"b\":");
-        json_string(stdout, b);
-        printf(",\"probability\":%.6f,\"same_artist\":%s,\"threshold\":%.6f}\n", r.probability,
-               r.same_artist ? "true" : "false", r.threshold);
+        cli_json j;
+        cli_json_init(&j, stdout, 0);
+        cli_json_object(&j);
+        cli_json_key(&j, "a");
+        cli_json_string(&j, a);
+        cli_json_key(&j, "b");
+        cli_json_string(&j, b);
+        cli_json_key(&j, "probability");
+        cli_json_number(&j, r.probability, "%.6f");
+        cli_json_key(&j, "same_artist");
+        cli_json_bool(&j, r.same_artist);
+        cli_json_key(&j, "threshold");
+        cli_json_number(&j, r.threshold, "%.6f");
+        cli_json_key(&j, "head"); /* "index" or "model" */
+        cli_json_string(&j, siamidx_head_source_name(p->source));
+        cli_json_end(&j);
+        cli_json_finish(&j);
     } else {
-        printf("P(same artist) = %.4f: %s (threshold %.3f)\n", r.probability,
-               r.same_artist ? "same artist" : "different artists", r.threshold);
+        printf("P(same artist) = %.4f: %s (threshold %.3f, head: %s)\n", r.probability,
+               r.same_artist ? "same artist" : "different artists", r.threshold,
+               siamidx_head_source_name(p->source));
     }
     return CLI_EXIT_OK;
 }
@@ -458,17 +439,17 @@ static char *dir_of(const char *path) {
 
 /* Pass 1: every distinct image named by a well-formed row. Returns rows refused. */
 static int collect_images(const char *csv, const char *root, image_set *set, size_t *bad_rows) {
-    sx_pairs_csv *p;
+    siamidx_pairs_csv *p;
     siamidx_error err;
-    if (sx_pairs_csv_open(csv, &p, &err)) {
+    if (siamidx_pairs_csv_open(csv, &p, &err)) {
         cli_error("%s", err.message);
         return -1;
     }
     char buf[8192];
     for (;;) {
-        sx_pair_row row;
+        siamidx_pair_row row;
         int done;
-        siamidx_status st = sx_pairs_csv_next(p, &row, &done, &err);
+        siamidx_status st = siamidx_pairs_csv_next(p, &row, &done, &err);
         if (st == SIAMIDX_ERR_CSV) {
             cli_error("%s", err.message);
             (*bad_rows)++;
@@ -476,7 +457,7 @@ static int collect_images(const char *csv, const char *root, image_set *set, siz
         }
         if (st) {
             cli_error("%s", err.message);
-            sx_pairs_csv_close(p);
+            siamidx_pairs_csv_close(p);
             return -1;
         }
         if (done) break;
@@ -486,11 +467,11 @@ static int collect_images(const char *csv, const char *root, image_set *set, siz
         size_t b = image_set_put(set, buf);
         if (a == (size_t)-1 || b == (size_t)-1) {
             cli_error("%s: out of memory", csv);
-            sx_pairs_csv_close(p);
+            siamidx_pairs_csv_close(p);
             return -1;
         }
     }
-    sx_pairs_csv_close(p);
+    siamidx_pairs_csv_close(p);
     return 0;
 }
 
@@ -513,7 +494,7 @@ static int embed_set(pair_ctx *p, const image_set *set, size_t dim, float *emb, 
     }
     for (size_t i = 0; i < set->n; i++) {
         siamidx_error e;
-        ok[i] = p->idx && !sx_index_cached_embedding(p->idx, set->paths[i], emb + i * dim, dim, &e);
+        ok[i] = p->idx && !siamidx_index_cached_embedding(p->idx, set->paths[i], emb + i * dim, dim, &e);
         if (!ok[i]) todo[n_todo++] = i;
     }
     int rc = 0;
@@ -542,9 +523,9 @@ static int embed_set(pair_ctx *p, const image_set *set, size_t dim, float *emb, 
 /* Pass 2: answer every row whose two images embedded. Returns rows left out, -1 on failure. */
 static long write_answers(pair_ctx *p, const char *csv, const char *root, const image_set *set,
                           const float *emb, const uint8_t *ok, size_t dim, FILE *out) {
-    sx_pairs_csv *pc;
+    siamidx_pairs_csv *pc;
     siamidx_error err;
-    if (sx_pairs_csv_open(csv, &pc, &err)) {
+    if (siamidx_pairs_csv_open(csv, &pc, &err)) {
         cli_error("%s", err.message);
         return -1;
     }
@@ -552,13 +533,13 @@ static long write_answers(pair_ctx *p, const char *csv, const char *root, const 
     long skipped = 0;
     char buf[8192];
     for (;;) {
-        sx_pair_row row;
+        siamidx_pair_row row;
         int done;
-        siamidx_status st = sx_pairs_csv_next(pc, &row, &done, &err);
+        siamidx_status st = siamidx_pairs_csv_next(pc, &row, &done, &err);
         if (st == SIAMIDX_ERR_CSV) continue; /* reported in pass 1 */
         if (st) {
             cli_error("%s", err.message);
-            sx_pairs_csv_close(pc);
+            siamidx_pairs_csv_close(pc);
             return -1;
         }
         if (done) break;
@@ -573,18 +554,19 @@ static long write_answers(pair_ctx *p, const char *csv, const char *root, const 
             continue;
         }
         siamidx_pair_result r;
-        if (siamidx_pair_embeddings(p->head ? p->head : siamidx_model_head(p->model),
-                                    emb + a * dim, emb + b * dim, dim, &r, &err)) {
+        if (siamidx_pair_embeddings(pair_head(p), emb + a * dim, emb + b * dim, dim, &r, &err)) {
             cli_error("%s", err.message);
-            sx_pairs_csv_close(pc);
+            siamidx_pairs_csv_close(pc);
             return -1;
         }
         fprintf(out, "%s,%.6f\n", row.index, r.probability);
     }
-    sx_pairs_csv_close(pc);
+    siamidx_pairs_csv_close(pc);
     return skipped;
 }
 
+/* The answers go to out_path atomically (outfile.h): a failed or interrupted
+   run leaves the previous file as it was, never a part of the new one. */
 static int pair_batch(pair_ctx *p, const char *csv, const char *root, const char *out_path) {
     image_set set = {0};
     size_t bad_rows = 0;
@@ -593,7 +575,6 @@ static int pair_batch(pair_ctx *p, const char *csv, const char *root, const char
     int rc = CLI_EXIT_FAILURE;
     float *emb = NULL;
     uint8_t *ok = NULL;
-    FILE *out = NULL;
     if (collect_images(csv, root, &set, &bad_rows)) goto done;
     size_t dim = siamidx_model_dim(p->model, SIAMIDX_POOL_DEFAULT);
     emb = calloc(set.n * dim + 1, sizeof *emb);
@@ -603,21 +584,12 @@ static int pair_batch(pair_ctx *p, const char *csv, const char *root, const char
         goto done;
     }
     if (embed_set(p, &set, dim, emb, ok)) goto done;
-    out = out_path ? fopen(out_path, "w") : stdout;
-    if (!out) {
-        cli_error("%s: cannot write: %s", out_path, strerror(errno));
-        goto done;
-    }
-    long skipped = write_answers(p, csv, root, &set, emb, ok, dim, out);
-    if (out != stdout && fclose(out) != 0) {
-        cli_error("%s: write failed: %s", out_path, strerror(errno));
-        skipped = -1;
-    }
-    out = NULL;
-    if (skipped < 0) goto done;
+    cli_outfile out;
+    if (cli_outfile_open(&out, out_path)) goto done;
+    long skipped = write_answers(p, csv, root, &set, emb, ok, dim, out.f);
+    if (cli_outfile_close(&out, skipped >= 0) != 0) goto done;
     rc = skipped || bad_rows ? CLI_EXIT_PARTIAL : CLI_EXIT_OK;
 done:
-    if (out && out != stdout) fclose(out);
     free(emb);
     free(ok);
     free(root_buf);
@@ -626,28 +598,16 @@ done:
 }
 
 int cmd_pair(int argc, char **argv) {
-    enum { O_BATCH = 256, O_ROOT, O_JSON };
-    static const struct option longs[] = {
-        {"index", required_argument, NULL, 'i'}, {"model", required_argument, NULL, 'm'},
-        {"out", required_argument, NULL, 'o'},   {"batch", required_argument, NULL, O_BATCH},
-        {"root", required_argument, NULL, O_ROOT}, {"json", no_argument, NULL, O_JSON},
-        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
     const char *index = NULL, *model = NULL, *out = NULL, *batch = NULL, *root = NULL;
-    int json = 0, c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "i:m:o:h", longs, NULL)) != -1) {
-        switch (c) {
-        case 'i': index = optarg; break;
-        case 'm': model = optarg; break;
-        case 'o': out = optarg; break;
-        case O_BATCH: batch = optarg; break;
-        case O_ROOT: root = optarg; break;
-        case O_JSON: json = 1; break;
-        case 'h': pair_usage(stdout); return CLI_EXIT_OK;
-        default: pair_usage(stderr); return CLI_EXIT_USAGE;
-        }
-    }
-    int n_images = argc - optind;
+    int json = 0, first;
+    const cli_option opts[] = {
+        CLI_OPT("index", 'i', CLI_STRING, &index), CLI_OPT("model", 'm', CLI_STRING, &model),
+        CLI_OPT("out", 'o', CLI_STRING, &out),     CLI_OPT("batch", 0, CLI_STRING, &batch),
+        CLI_OPT("root", 0, CLI_STRING, &root),     CLI_OPT("json", 0, CLI_FLAG, &json),
+        CLI_END};
+    int rc = cli_parse(argc, argv, opts, pair_usage, &first);
+    if (rc >= 0) return rc;
+    int n_images = argc - first;
     if (batch ? n_images != 0 : n_images != 2) {
         cli_error(batch ? "pair: --batch takes no image arguments"
                         : "pair: give two images (or --batch PAIRS.csv)");
@@ -659,10 +619,10 @@ int cmd_pair(int argc, char **argv) {
         return CLI_EXIT_USAGE;
     }
     pair_ctx p;
-    int rc = CLI_EXIT_FAILURE;
+    rc = CLI_EXIT_FAILURE;
     if (pair_setup(model, index, &p) == 0)
         rc = batch ? pair_batch(&p, batch, root, out)
-                   : pair_single(&p, argv[optind], argv[optind + 1], json);
+                   : pair_single(&p, argv[first], argv[first + 1], json);
     pair_ctx_free(&p);
     return rc;
 }

@@ -2,34 +2,21 @@
  * cmd_index.c - the index subcommands: build, add, query, info, remove,
  * verify (and a hidden `dump` for comparing two indexes in tests).
  */
-#include <errno.h>
-#include <getopt.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "siamidx_ext.h" /* dump: the index's records */
+#include "args.h"
 #include "cli.h"
-#include "internal.h" /* dump: the store's records; sx_utf8_check */
+#include "json.h"
 
 typedef struct index_args {
     const char *index, *model, *type, *root, *artist;
     int batch, threads, quiet, wait, json, k;
 } index_args;
-
-enum { OPT_TYPE = 256, OPT_ROOT, OPT_BATCH, OPT_THREADS, OPT_QUIET, OPT_WAIT, OPT_JSON,
-       OPT_ARTIST };
-
-static const struct option long_options[] = {
-    {"index", required_argument, NULL, 'i'},      {"model", required_argument, NULL, 'm'},
-    {"index-type", required_argument, NULL, OPT_TYPE},
-    {"root", required_argument, NULL, OPT_ROOT},  {"batch", required_argument, NULL, OPT_BATCH},
-    {"threads", required_argument, NULL, OPT_THREADS},
-    {"quiet", no_argument, NULL, OPT_QUIET},      {"wait", no_argument, NULL, OPT_WAIT},
-    {"json", no_argument, NULL, OPT_JSON},        {"artist", required_argument, NULL, OPT_ARTIST},
-    {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0}};
 
 static const char *const usage_text =
     "usage: siamidx build COLLECTION [-i INDEX] [-m MODEL] [--index-type flat|hnsw|ivf|ivfpq]\n"
@@ -49,51 +36,28 @@ static const char *const usage_text =
     "--wait. Readers (query, info, verify) see the last committed state.\n"
     "exit status: 0 success, 1 failure, 2 usage error, 3 some inputs failed\n";
 
-static int parse_int(const char *s, long lo, long hi, int *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return -1;
-    *out = (int)v;
-    return 0;
-}
+static void index_usage(FILE *f) { fputs(usage_text, f); }
 
 /* Returns -1 to go on, else an exit code; operands are argv[*first..argc). */
 static int parse(int argc, char **argv, index_args *a, int *first) {
     memset(a, 0, sizeof *a);
     a->k = 5;
-    optind = 1;
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, ":i:m:k:h", long_options, NULL)) != -1) {
-        switch (c) {
-        case 'i': a->index = optarg; break;
-        case 'm': a->model = optarg; break;
-        case 'k':
-            if (parse_int(optarg, 1, 10000, &a->k))
-                return cli_error("-k wants a number from 1 to 10000, not '%s'", optarg), 2;
-            break;
-        case OPT_TYPE: a->type = optarg; break;
-        case OPT_ROOT: a->root = optarg; break;
-        case OPT_BATCH:
-            if (parse_int(optarg, 1, 1 << 20, &a->batch))
-                return cli_error("--batch wants a positive number, not '%s'", optarg), 2;
-            break;
-        case OPT_THREADS:
-            if (parse_int(optarg, 0, 4096, &a->threads))
-                return cli_error("--threads wants a number, not '%s'", optarg), 2;
-            break;
-        case OPT_QUIET: a->quiet = 1; break;
-        case OPT_WAIT: a->wait = 1; break;
-        case OPT_JSON: a->json = 1; break;
-        case OPT_ARTIST: a->artist = optarg; break;
-        case 'h': fputs(usage_text, stdout); return CLI_EXIT_OK;
-        case ':': return cli_error("%s needs a value", argv[optind - 1]), CLI_EXIT_USAGE;
-        default: return cli_error("unknown option '%s' (see --help)", argv[optind - 1]), 2;
-        }
-    }
+    const cli_option opts[] = {
+        CLI_OPT("index", 'i', CLI_STRING, &a->index),
+        CLI_OPT("model", 'm', CLI_STRING, &a->model),
+        CLI_NUM("k", 'k', CLI_INT, &a->k, 1, 10000, 0),
+        CLI_OPT("index-type", 0, CLI_STRING, &a->type),
+        CLI_OPT("root", 0, CLI_STRING, &a->root),
+        CLI_NUM("batch", 0, CLI_INT, &a->batch, 1, 1 << 20, 0),
+        CLI_NUM("threads", 0, CLI_INT, &a->threads, 0, 4096, 0),
+        CLI_OPT("quiet", 0, CLI_FLAG, &a->quiet),
+        CLI_OPT("wait", 0, CLI_FLAG, &a->wait),
+        CLI_OPT("json", 0, CLI_FLAG, &a->json),
+        CLI_OPT("artist", 0, CLI_STRING, &a->artist),
+        CLI_END};
+    int rc = cli_parse(argc, argv, opts, index_usage, first);
+    if (rc >= 0) return rc;
     if (!a->index) a->index = siamidx_default_index_path();
-    *first = optind;
     return -1;
 }
 
@@ -116,31 +80,6 @@ static siamidx_index *open_index(const index_args *a, const siamidx_model *model
         return NULL;
     }
     return idx;
-}
-
-/* ---- JSON ---------------------------------------------------------------------------- */
-
-/* A JSON string; bytes that are not UTF-8 become U+FFFD so the output stays valid. */
-static void json_string(FILE *f, const char *s) {
-    fputc('"', f);
-    size_t n = strlen(s);
-    while (n) {
-        size_t ok = sx_utf8_check(s, n);
-        for (size_t i = 0; i < ok; i++) {
-            unsigned char ch = (unsigned char)s[i];
-            if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
-            else if (ch == '\n') fputs("\\n", f);
-            else if (ch == '\t') fputs("\\t", f);
-            else if (ch == '\r') fputs("\\r", f);
-            else if (ch < 0x20) fprintf(f, "\\u%04x", ch);
-            else fputc(ch, f);
-        }
-        if (ok == n) break;
-        fputs("\\ufffd", f);
-        s += ok + 1;
-        n -= ok + 1;
-    }
-    fputc('"', f);
 }
 
 /* ---- build / add ------------------------------------------------------------------------ */
@@ -243,6 +182,11 @@ static const char *pair_note(float p) {
 
 static void print_query(const char *image, const siamidx_query_result *r, int json) {
     if (!json) {
+        if (r->head == SIAMIDX_HEAD_NONE)
+            printf("head: none (similarity only: no trained head in the index or the model; "
+                   "the scores rank artists, they are not probabilities)\n");
+        else
+            printf("head: %s\n", siamidx_head_source_name(r->head));
         printf("artists:\n");
         for (size_t i = 0; i < r->n_artists; i++)
             printf("  %.4f  %s\n", r->artists[i].probability, r->artists[i].artist);
@@ -253,26 +197,47 @@ static void print_query(const char *image, const siamidx_query_result *r, int js
                    r->neighbors[i].path, pair_note(r->neighbors[i].probability));
         return;
     }
-    printf("{\"query\": ");
-    json_string(stdout, image);
-    printf(", \"artists\": [");
+    cli_json j;
+    cli_json_init(&j, stdout, 1);
+    cli_json_object(&j);
+    cli_json_key(&j, "query");
+    cli_json_string(&j, image);
+    /* "index", "model", or "none": artist scores from similarities only */
+    cli_json_key(&j, "head");
+    cli_json_string(&j, siamidx_head_source_name(r->head));
+    cli_json_key(&j, "artists");
+    cli_json_array(&j);
     for (size_t i = 0; i < r->n_artists; i++) {
-        printf("%s{\"artist\": ", i ? ", " : "");
-        json_string(stdout, r->artists[i].artist);
-        printf(", \"probability\": %.6f}", r->artists[i].probability);
+        cli_json_object(&j);
+        cli_json_key(&j, "artist");
+        cli_json_string(&j, r->artists[i].artist);
+        cli_json_key(&j, "probability");
+        cli_json_number(&j, r->artists[i].probability, "%.6f");
+        cli_json_end(&j);
     }
-    printf("], \"unknown\": %.6f, \"neighbors\": [", r->unknown);
+    cli_json_end(&j);
+    cli_json_key(&j, "unknown");
+    cli_json_number(&j, r->unknown, "%.6f");
+    cli_json_key(&j, "neighbors");
+    cli_json_array(&j);
     for (size_t i = 0; i < r->n_neighbors; i++) {
-        printf("%s{\"path\": ", i ? ", " : "");
-        json_string(stdout, r->neighbors[i].path);
-        printf(", \"artist\": ");
-        json_string(stdout, r->neighbors[i].artist);
-        printf(", \"similarity\": %.6f", r->neighbors[i].similarity);
-        if (r->neighbors[i].probability == r->neighbors[i].probability) /* not NaN: a head */
-            printf(", \"probability\": %.6f", r->neighbors[i].probability);
-        printf("}");
+        const siamidx_neighbor *n = &r->neighbors[i];
+        cli_json_object(&j);
+        cli_json_key(&j, "path");
+        cli_json_string(&j, n->path);
+        cli_json_key(&j, "artist");
+        cli_json_string(&j, n->artist);
+        cli_json_key(&j, "similarity");
+        cli_json_number(&j, n->similarity, "%.6f");
+        if (n->probability == n->probability) { /* not NaN: a head scored it */
+            cli_json_key(&j, "probability");
+            cli_json_number(&j, n->probability, "%.6f");
+        }
+        cli_json_end(&j);
     }
-    printf("]}\n");
+    cli_json_end(&j);
+    cli_json_end(&j);
+    cli_json_finish(&j);
 }
 
 int cmd_query(int argc, char **argv) {
@@ -315,27 +280,36 @@ static void print_info(const char *dir, const siamidx_index_info *n, int json) {
             printf("  %8llu  %s\n", (unsigned long long)n->artists[i].images, n->artists[i].name);
         return;
     }
-    printf("{\"index\": ");
-    json_string(stdout, dir);
-    printf(", \"images\": %llu, \"artists\": %llu, \"dim\": %u, \"fingerprint\": ",
-           (unsigned long long)n->images, (unsigned long long)n->n_artists, n->dim);
-    json_string(stdout, n->fingerprint);
-    printf(", \"arch\": ");
-    json_string(stdout, n->arch);
-    printf(", \"pool\": ");
-    json_string(stdout, n->pool);
-    printf(", \"index_type\": ");
-    json_string(stdout, n->index_type);
-    printf(", \"faiss\": ");
-    json_string(stdout, n->faiss);
-    printf(", \"generation\": %llu, \"bytes_on_disk\": %llu, \"artist_images\": {",
-           (unsigned long long)n->generation, (unsigned long long)n->bytes_on_disk);
-    for (size_t i = 0; i < n->n_artists; i++) {
-        printf("%s", i ? ", " : "");
-        json_string(stdout, n->artists[i].name);
-        printf(": %llu", (unsigned long long)n->artists[i].images);
+    cli_json j;
+    cli_json_init(&j, stdout, 1);
+    cli_json_object(&j);
+    cli_json_key(&j, "index");
+    cli_json_string(&j, dir);
+    cli_json_key(&j, "images");
+    cli_json_uint(&j, n->images);
+    cli_json_key(&j, "artists");
+    cli_json_uint(&j, n->n_artists);
+    cli_json_key(&j, "dim");
+    cli_json_uint(&j, n->dim);
+    const char *keys[] = {"fingerprint", "arch", "pool", "index_type", "faiss"};
+    const char *values[] = {n->fingerprint, n->arch, n->pool, n->index_type, n->faiss};
+    for (int k = 0; k < 5; k++) {
+        cli_json_key(&j, keys[k]);
+        cli_json_string(&j, values[k]);
     }
-    printf("}}\n");
+    cli_json_key(&j, "generation");
+    cli_json_uint(&j, n->generation);
+    cli_json_key(&j, "bytes_on_disk");
+    cli_json_uint(&j, n->bytes_on_disk);
+    cli_json_key(&j, "artist_images");
+    cli_json_object(&j);
+    for (size_t i = 0; i < n->n_artists; i++) {
+        cli_json_key(&j, n->artists[i].name);
+        cli_json_uint(&j, n->artists[i].images);
+    }
+    cli_json_end(&j);
+    cli_json_end(&j);
+    cli_json_finish(&j);
 }
 
 int cmd_info(int argc, char **argv) {
@@ -407,23 +381,17 @@ int cmd_verify(int argc, char **argv) {
 
 /* ---- dump (hidden): one line per record, for comparing indexes ------------------------------------ */
 
-typedef struct dump_ctx {
-    sx_store *st;
-    MDB_txn *txn;
-    float *buf;
-} dump_ctx;
-
-static int dump_record(void *ctx, const sx_record *r) {
-    dump_ctx *d = ctx;
-    const char *artist = "?";
-    uint64_t count;
-    siamidx_error e;
-    sx_store_artist_name(d->st, d->txn, r->artist_id, &artist, &count, &e);
+static int dump_record(void *ctx, const siamidx_index_record *r) {
+    (void)ctx;
+    static const char digits[] = "0123456789abcdef";
     char hash[65];
-    sx_hex(r->hash, 32, hash);
-    printf("%s\t%s\t%s\t%llu", r->resolved, artist, hash, (unsigned long long)r->size);
-    sx_record_embedding(r, d->buf);
-    for (uint32_t i = 0; i < r->dim; i++) printf("\t%.7g", d->buf[i]);
+    for (int i = 0; i < 32; i++) {
+        hash[2 * i] = digits[r->hash[i] >> 4];
+        hash[2 * i + 1] = digits[r->hash[i] & 15];
+    }
+    hash[64] = 0;
+    printf("%s\t%s\t%s\t%llu", r->resolved, r->artist, hash, (unsigned long long)r->size);
+    for (uint32_t i = 0; i < r->dim; i++) printf("\t%.7g", r->embedding[i]);
     putchar('\n');
     return 0;
 }
@@ -434,17 +402,9 @@ int cmd_dump(int argc, char **argv) {
     if (rc >= 0) return rc;
     siamidx_index *idx = open_index(&a, NULL, 1, 0);
     if (!idx) return CLI_EXIT_FAILURE;
-    dump_ctx d = {.st = sx_index_store(idx)};
     siamidx_error err;
-    siamidx_status s = sx_store_read_begin(d.st, &d.txn, &err);
-    sx_store_meta m;
-    if (!s) s = sx_store_get_meta(d.st, d.txn, &m, &err);
-    if (!s && !(d.buf = malloc((m.dim + 1) * sizeof *d.buf)))
-        s = sx_fail(&err, SIAMIDX_ERR_NO_MEMORY, "out of memory");
-    if (!s) s = sx_store_foreach_record(d.st, d.txn, dump_record, &d, &err);
+    siamidx_status s = siamidx_index_foreach_record(idx, dump_record, NULL, &err);
     if (s) cli_error("%s", err.message);
-    sx_store_read_end(d.txn);
-    free(d.buf);
     siamidx_index_close(idx);
     return exit_for(s);
 }

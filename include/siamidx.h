@@ -308,21 +308,39 @@ typedef struct siamidx_artist_score {
     float probability;
 } siamidx_artist_score;
 
+/* Which head answered a query. */
+typedef enum siamidx_head_source {
+    SIAMIDX_HEAD_NONE = 0, /* no head anywhere: similarity only (see siamidx_index_query) */
+    SIAMIDX_HEAD_INDEX,    /* the index's own trained head */
+    SIAMIDX_HEAD_MODEL     /* the model file's default head */
+} siamidx_head_source;
+
+/* "none", "index", "model". */
+const char *siamidx_head_source_name(siamidx_head_source source);
+
 typedef struct siamidx_query_result {
     siamidx_neighbor *neighbors; /* decreasing similarity */
     size_t n_neighbors;
     siamidx_artist_score *artists; /* decreasing probability, summing to <= 1 */
     size_t n_artists;
-    float unknown; /* P(an artist not in the index); with a trained head only, else 0 */
+    float unknown; /* P(an artist not in the index); with a head only, else 0 */
+    siamidx_head_source head; /* which head scored the artists */
 } siamidx_query_result;
 
 void siamidx_query_result_free(siamidx_query_result *res);
 
-/* The k nearest indexed paintings of an image and scores for their artists. */
+/*
+ * The k nearest indexed paintings of an image and scores for their artists.
+ * The head, by one rule for queries and pairs: the index's trained head if
+ * it has one, else the model's default head, else none. With no head the
+ * artist scores are a softmax over the neighbours' similarities
+ * (temperature 0.05) summed per artist -- a ranking, not a calibrated
+ * probability -- and res->head says SIAMIDX_HEAD_NONE.
+ */
 siamidx_status siamidx_index_query(siamidx_index *idx, const siamidx_model *model,
                                    const char *image, int k, siamidx_query_result *res,
                                    siamidx_error *err);
-/* The same for an embedding of the index's dimension. */
+/* The same for an embedding of the index's dimension (no model: the index's head, else none). */
 siamidx_status siamidx_index_query_embedding(siamidx_index *idx, const float *embedding, int k,
                                              siamidx_query_result *res, siamidx_error *err);
 /*
@@ -379,13 +397,14 @@ siamidx_status siamidx_index_verify(siamidx_index *idx, siamidx_problem_fn fn, v
  * docs/evaluation.md for why). `siamidx train` fits it on an index and
  * stores it there; a model file may carry a default head (tensors "head.*").
  * An index's own head takes precedence over the model's. With no head at
- * all, answers fail with SIAMIDX_ERR_NO_HEAD ("no trained head: run
- * `siamidx train`") rather than guessing.
+ * all, pair answers fail with SIAMIDX_ERR_NO_HEAD ("no trained head: run
+ * `siamidx train`") rather than guessing; a query still ranks artists by
+ * similarity and says so (siamidx_query_result.head).
  *
  * A head is immutable once loaded: any number of threads may score with it.
  *
- * Attribution is siamidx_index_query (above): with a trained head in the
- * index, the 10*k (at least 50) nearest paintings are scored pair by pair
+ * Attribution is siamidx_index_query (above): with a head (the index's, else
+ * the model's), the 10*k (at least 50) nearest paintings are scored pair by pair
  * (siamidx_neighbor.probability) and aggregated per artist against an
  * "unknown" alternative (siamidx_query_result.unknown), fitted on validation
  * queries with and without their artist indexed; artists + unknown <= 1.
@@ -473,6 +492,8 @@ siamidx_status siamidx_index_train_head(siamidx_index *idx, const siamidx_train_
 siamidx_status siamidx_index_head(siamidx_index *idx, const siamidx_model *model,
                                   siamidx_head **out, siamidx_error *err);
 
+/* A metric that could not be measured (no pairs of both kinds, no queries) is NaN,
+   never 0; `siamidx eval --json` writes it as null. */
 typedef struct siamidx_pair_metrics {
     size_t n_pairs;  /* balanced same/different, artists balanced */
     double auc, accuracy /* at the head's threshold */, eer, tar_at_far1, ece;

@@ -23,7 +23,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "internal.h"
+#include "nn/safetensors.h"
 
 #define FX_SEED 2024u
 

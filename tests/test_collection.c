@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "internal.h"
+#include "data/collection.h"
 
 static const char *data_dir;
 static char cwd[4096];

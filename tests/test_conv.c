@@ -14,7 +14,9 @@
 #include <stdlib.h>
 
 #include "check.h"
-#include "internal.h"
+#include "nn/conv.h"
+#include "nn/encoder.h"
+#include "nn/model.h"
 
 void openblas_set_num_threads(int);
 

@@ -5,7 +5,8 @@
 #include <sys/stat.h>
 
 #include "check.h"
-#include "internal.h"
+#include "data/collection.h"
+#include "data/csv.h"
 
 /* Reads all of `text` and renders it as "line:f1|f2;line:f1;..." with errors as "!line". */
 static void render(const char *text, size_t len, char *out, size_t cap) {

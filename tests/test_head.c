@@ -2,7 +2,14 @@
 #include <math.h>
 
 #include "check.h"
-#include "internal.h"
+#include "base/pairs.h"
+#include "nn/model.h"
+#include "head/attribution.h"
+#include "head/evaluate.h"
+#include "head/head.h"
+#include "head/head_train.h"
+#include "head/labelled.h"
+#include "head/split.h"
 
 enum { ARTISTS = 24, PER = 30, DIM = 32, N = ARTISTS * PER };
 

@@ -13,7 +13,7 @@
 
 #include "check.h"
 #include "image_fixture.h"
-#include "internal.h"
+#include "image/image.h"
 
 static char dir[1024];
 

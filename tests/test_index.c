@@ -8,7 +8,8 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "internal.h"
+#include "index/index.h"
+#include "store/vindex.h"
 
 #define DIM 32
 #define FP "f1f1f1f1"

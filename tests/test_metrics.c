@@ -2,7 +2,8 @@
 #include <math.h>
 
 #include "check.h"
-#include "internal.h"
+#include "base/metrics.h"
+#include "base/pairs.h"
 
 /* AUC as its definition: P(score_pos > score_neg) + 0.5 P(tie), over all pairs. */
 static double brute_auc(const float *s, const uint8_t *y, size_t n) {

@@ -6,7 +6,8 @@
 
 #include "check.h"
 #include "fixture_model.h"
-#include "internal.h"
+#include "nn/safetensors.h"
+#include "nn/model.h"
 
 static char tmp_model[512];
 

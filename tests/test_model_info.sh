@@ -31,5 +31,13 @@ err=$("$SIAMIDX_BIN" model-info "$T/cut.safetensors" 2>&1); code=$?
 expect "$err" "cut.safetensors" "truncated model"
 "$SIAMIDX_BIN" model-info --nonsense >/dev/null 2>&1; [ $? -eq 2 ] || fail "bad option not exit 2"
 
+# Not a safetensors file at all (text, an image): said so, exit 1.
+printf "just some text, no model\n" > "$T/text.safetensors"
+for f in "$T/text.safetensors" "$SIAMIDX_TEST_DATA/images/1x1.png"; do
+    err=$("$SIAMIDX_BIN" model-info "$f" 2>&1); code=$?
+    [ $code -eq 1 ] || fail "model-info $f: exit $code"
+    expect "$err" "not a safetensors file" "model-info $f"
+done
+
 rm -rf "$T"
 [ $failures -eq 0 ] && echo ok || { echo "$failures failure(s)"; exit 1; }

@@ -20,7 +20,7 @@ prob() { sed -n 's/.*"probability":\([0-9.eE+-]*\).*/\1/p'; }
 
 # JSON shape and values
 out=$("$BIN" pair "$A" "$B" -m "$M" --json) || fail "pair --json exit $?"
-re='^\{"a":"[^"]*photo_480x360\.jpg","b":"[^"]*grad_300x180\.png","probability":[0-9.]+,"same_artist":(true|false),"threshold":0\.5[0-9]*\}$'
+re='^\{"a":"[^"]*photo_480x360\.jpg","b":"[^"]*grad_300x180\.png","probability":[0-9.]+,"same_artist":(true|false),"threshold":0\.5[0-9]*,"head":"model"\}$'
 [[ $out =~ $re ]] || fail "JSON shape: $out"
 p_ab=$(echo "$out" | prob)
 awk -v p="$p_ab" 'BEGIN { exit !(p >= 0 && p <= 1) }' || fail "probability out of range: $p_ab"

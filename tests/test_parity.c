@@ -14,7 +14,10 @@
 
 #include "check.h"
 #include "fixture_model.h"
-#include "internal.h"
+#include "base/sha256.h"
+#include "nn/model.h"
+#include "image/image.h"
+#include "image/preprocess.h"
 
 /* The sha256 recorded for `arch` in fixtures.json (sorted keys: metadata, outputs, sha256). */
 static int recorded_sha256(const char *data_dir, const char *arch, char out[65]) {

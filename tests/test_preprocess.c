@@ -21,7 +21,8 @@
 
 #include "check.h"
 #include "image_fixture.h"
-#include "internal.h"
+#include "image/image.h"
+#include "image/preprocess.h"
 
 static char dir[1024];
 static const float mean[3] = {0.485f, 0.456f, 0.406f};

@@ -11,8 +11,9 @@
 #include <pthread.h>
 
 #include "check.h"
-#include "internal.h"
-#include "threads.h"
+#include "siamidx.h"
+#include "base/threads.h"
+#include "train/train_layers.h"
 
 int openblas_get_num_threads(void);
 

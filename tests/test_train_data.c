@@ -13,10 +13,15 @@
 #include <stdint.h>
 
 #include "check.h"
-#include "collection_many.h"
-#include "internal.h"
+#include "data/collection.h"
+#include "data/collection_many.h"
+#include "image/image.h"
+#include "image/preprocess.h"
+#include "train/train_data.h"
+#include "train/train_net.h"
+#include "train/train_augment.h"
+#include "base/error.h"
 #include "test_train_fixture.h"
-#include "train_augment.h"
 
 static const char *data_dir;
 static char csv_a[4096], csv_b[4096];

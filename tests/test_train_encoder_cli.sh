@@ -59,7 +59,7 @@ for bad in "--aug-jpeg 2" "--augment colour" "--margin 1.5" "--ema 1" "--cache-m
     # shellcheck disable=SC2086
     err=$("$BIN" train-encoder "$T/a" -o "$T/bad.safetensors" $bad 2>&1); rc=$?
     [ $rc -eq 2 ] || fail "$bad: exit $rc"
-    [[ $err == *"bad value"*"${bad%% *}"* ]] || fail "$bad: $err"
+    [[ $err == *"${bad%% *} wants"*"'${bad#* }'"* ]] || fail "$bad: $err"
 done
 err=$("$BIN" train-encoder "$T/a" "$T/nope" -o "$T/bad.safetensors" --threads 1 2>&1); rc=$?
 [ $rc -eq 1 ] && [[ $err == *"$T/nope"* ]] || fail "missing collection: exit $rc: $err"

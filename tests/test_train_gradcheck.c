@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "check.h"
-#include "internal.h"
+#include "train/train_layers.h"
 
 static uint64_t rng_state = 12345;
 

@@ -12,10 +12,14 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "internal.h"
+#include "base/threads.h"
+#include "nn/safetensors.h"
+#include "train/train_net.h"
+#include "train/train_data.h"
+#include "train/trainer.h"
+#include "train/train_augment.h"
+#include "base/error.h"
 #include "test_train_fixture.h"
-#include "threads.h"
-#include "train_augment.h"
 
 void openblas_set_num_threads(int n);
 

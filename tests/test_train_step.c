@@ -9,7 +9,8 @@
 #include <stdint.h>
 
 #include "check.h"
-#include "internal.h"
+#include "nn/safetensors.h"
+#include "train/train_net.h"
 
 #define N 4
 #define S 64

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """head_prototype.py - measure candidate Siamese heads before writing one in C.
 
-Research script for libsiamidx/head.c (see docs/evaluation.md). Two steps:
+Research script for libsiamidx/head/ (head.c, head_train.c) (see docs/evaluation.md). Two steps:
 
   features  frozen ImageNet ResNet-18 features (conv1..layer3, 256-d global
             average pool) for every painting of a collection, cached to a

@@ -2,7 +2,7 @@
 """make_head_fixture.py - a test model that carries a default Siamese head.
 
 Copies tests/data/model/tiny_resnet18.safetensors (random weights) and adds
-the tensors libsiamidx/head.c reads from a model file:
+the tensors libsiamidx/head/head.c reads from a model file:
   head.mean [D], head.std [D], head.w [D + 1] (features "sq,cos"),
   head.params [bias, platt_a, platt_b, threshold, attr_scale, attr_unknown]
 and the metadata key head.features. The weights are chosen by hand, not

@@ -1,0 +1,188 @@
+/*
+ * siamidx_ext.h - the extension API of libsiamidx: LESS STABLE than siamidx.h.
+ *
+ * What the `siamidx` command-line tool needs beyond the public contract --
+ * training the encoder, writing a head into a model file, the pairs CSV
+ * reader, the encoder at a fixed batch, a model's full description, the
+ * records of an index -- exported from the shared library so that any
+ * program can do what the tool does. The conventions of siamidx.h hold
+ * (status codes with messages, no global state, NULL-safe frees), but these
+ * declarations may change between minor versions: structures here can grow
+ * fields, and a function can be replaced by a public one in siamidx.h.
+ * Initialise option structures with their *_init function, never by hand.
+ */
+#ifndef SIAMIDX_EXT_H
+#define SIAMIDX_EXT_H
+
+#include "siamidx.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- models ---------------------------------------------------------------- */
+
+/* The path the model was loaded from. */
+const char *siamidx_model_path(const siamidx_model *model);
+
+typedef struct siamidx_model_description {
+    const char *path, *arch; /* live as long as the model */
+    int bottleneck;          /* Bottleneck blocks (resnet50/101/152) */
+    int n_stages;            /* 1..4 */
+    int stage_channels[4];
+    int input_size, resize_size;
+    int squash;              /* 1: resized to input x input; 0: shorter side + centre crop */
+    float mean[3], std[3];
+    siamidx_pool pool;       /* the default pooling */
+    float gem_p;
+    unsigned style_stages;   /* bit s-1: stage s feeds the style pooling */
+    size_t embedding_dim, n_params;
+    int n_classes;
+    const char *fingerprint;
+} siamidx_model_description;
+
+void siamidx_model_describe(const siamidx_model *model, siamidx_model_description *out);
+
+/* ---- the encoder at a fixed batch (embed --tensor) --------------------------------- */
+
+typedef struct siamidx_encoder siamidx_encoder;
+
+/* A workspace for up to max_batch preprocessed [3, h, w] inputs, allocated once. */
+siamidx_status siamidx_encoder_new(const siamidx_model *model, int max_batch, int h, int w,
+                                   siamidx_encoder **out, siamidx_error *err);
+void siamidx_encoder_free(siamidx_encoder *enc);
+/* x: [n, 3, h, w] with n <= max_batch; out: n * siamidx_model_output_dim floats. */
+siamidx_status siamidx_encoder_run(siamidx_encoder *enc, const float *x, int n,
+                                   siamidx_output output, float *out, siamidx_error *err);
+/* Floats per image of `output`; 0 for logits of a model without fc. */
+size_t siamidx_model_output_dim(const siamidx_model *model, siamidx_output output);
+
+/* ---- training the encoder (train-encoder) --------------------------------------- */
+
+typedef enum siamidx_encoder_objective {
+    SIAMIDX_OBJECTIVE_CLASSIFY = 0, /* artist classification (cross-entropy) */
+    SIAMIDX_OBJECTIVE_SIAMESE,      /* same-artist pairs (binary cross-entropy) */
+    SIAMIDX_OBJECTIVE_BOTH,
+    SIAMIDX_OBJECTIVE_COSFACE       /* normalised softmax with an additive cosine margin */
+} siamidx_encoder_objective;
+
+typedef struct siamidx_encoder_training {
+    const char *collection, *output; /* required: what to learn from, the model to write */
+    /* Several collections joined (an artist name in more than one is one artist); when
+       set, `collection` is only how the model's metadata names them ("A + B"). */
+    const char *const *collections;
+    int n_collections;
+    const char *exclude_artists; /* file of artists kept out of training, or NULL */
+    size_t cache_mb;        /* bound on decoded images kept in memory (training scale) */
+    /* Processing augmentation: the probability of each transform per sample (0: off). */
+    float aug_squash, aug_downup, aug_posterize, aug_jpeg;
+    float cos_margin, cos_scale; /* SIAMIDX_OBJECTIVE_COSFACE: m and s */
+    float ema_decay;        /* EMA of the weights (0: off); validation and the model use it */
+    const char *init;       /* torchvision-named safetensors to start from, or NULL */
+    const char *resume;     /* checkpoint to continue, or NULL */
+    const char *checkpoint; /* where checkpoints go (NULL: OUTPUT.ckpt) */
+    const char *command;    /* recorded in the model's metadata */
+    char arch[16];          /* resnet18 | resnet34 | resnet50 */
+    float width;            /* channel multiplier (1 = torchvision) */
+    int batch, input_size;  /* images per step, square training crop */
+    siamidx_encoder_objective objective;
+    float siamese_weight, label_smoothing;
+    int freeze_through;     /* -1 none, 0 stem, s: stem..layer s fixed */
+    int epochs, resize, embed_size; /* resize / embed_size: inference preprocessing recorded */
+    int max_steps;          /* stop after this many steps (0: no limit), with a checkpoint */
+    int zero_residual;
+    float lr, weight_decay, warmup_epochs, min_lr_ratio, balance, val_fraction;
+    double log_seconds;
+    int threads;            /* compute threads (process-wide, as siamidx_set_threads): one
+                               OpenMP pool that the GEMMs split their work over */
+    uint64_t seed;
+    const volatile int *stop; /* raised (e.g. by a signal handler): checkpoint and return */
+} siamidx_encoder_training;
+
+/* The defaults of `siamidx train-encoder`. */
+void siamidx_encoder_training_init(siamidx_encoder_training *t);
+/* Trains and writes t->output; SIAMIDX_ERR_INTERRUPTED after *stop or max_steps
+   (a resumable checkpoint is written). */
+siamidx_status siamidx_train_encoder(const siamidx_encoder_training *t, siamidx_error *err);
+
+/* ---- the model file's default head ------------------------------------------------ */
+
+/*
+ * Writes out_path: a copy of model's file with `head` as its default head;
+ * every other tensor and metadata key keeps its bytes, so the fingerprint
+ * stays. Atomic (temporary file, rename); out_path may be the model's own.
+ * trained_on is recorded in the head.trained_on metadata.
+ */
+siamidx_status siamidx_model_write_head(const siamidx_model *model, const siamidx_head *head,
+                                        const char *trained_on, const char *out_path,
+                                        siamidx_error *err);
+/*
+ * Embeds every image of `collection` (as `build` reads it) with the model
+ * file at model_path, trains a head on them (opt as siamidx_index_train_head)
+ * and writes it into that file as its default head. report and n_failed
+ * (images that could not be embedded, left out) may be NULL.
+ */
+siamidx_status siamidx_model_train_head(const char *model_path, const char *collection,
+                                        const siamidx_train_options *opt,
+                                        siamidx_progress_fn progress, void *progress_ctx,
+                                        siamidx_train_report *report, size_t *n_failed,
+                                        siamidx_error *err);
+/* The same over several collections joined, less the artists listed (one per line) in
+   exclude_artists (NULL: none): what train-encoder trained on. */
+siamidx_status siamidx_model_train_head_many(const char *model_path,
+                                             const char *const *collections, size_t n_collections,
+                                             const char *exclude_artists,
+                                             const siamidx_train_options *opt,
+                                             siamidx_progress_fn progress, void *progress_ctx,
+                                             siamidx_train_report *report, size_t *n_failed,
+                                             siamidx_error *err);
+
+/* ---- pairs CSV (pair --batch) ---------------------------------------------------- */
+
+/* A row of a pairs CSV (Kaggle's submission_info.csv: index,image1,image2). */
+typedef struct siamidx_pair_row {
+    const char *index; /* verbatim */
+    const char *image1, *image2;
+    long line;
+} siamidx_pair_row;
+
+typedef struct siamidx_pairs_csv siamidx_pairs_csv;
+
+/* A header naming index, image1 and image2 (any order); SIAMIDX_ERR_CSV names a missing one. */
+siamidx_status siamidx_pairs_csv_open(const char *path, siamidx_pairs_csv **out,
+                                      siamidx_error *err);
+/* The next row (strings valid until the next call); *done = 1 at the end. A bad row is
+   SIAMIDX_ERR_CSV naming the file and line, and reading may go on. */
+siamidx_status siamidx_pairs_csv_next(siamidx_pairs_csv *p, siamidx_pair_row *row, int *done,
+                                      siamidx_error *err);
+void siamidx_pairs_csv_close(siamidx_pairs_csv *p);
+
+/* ---- what an index holds ---------------------------------------------------------- */
+
+/* The stored embedding of an image whose bytes (SHA-256) the index holds, else
+   SIAMIDX_ERR_NOT_FOUND; SIAMIDX_ERR_MODEL_MISMATCH when it is not of `dim`. */
+siamidx_status siamidx_index_cached_embedding(siamidx_index *idx, const char *path, float *out,
+                                              size_t dim, siamidx_error *err);
+
+/* One record, valid during the callback only. */
+typedef struct siamidx_index_record {
+    uint64_t id;
+    const char *path, *resolved, *artist;
+    uint32_t artist_id;
+    uint8_t hash[32]; /* SHA-256 of the file's bytes */
+    uint64_t size;
+    int64_t mtime_ns;
+    uint32_t dim;
+    const float *embedding; /* dim floats */
+} siamidx_index_record;
+
+/* Every record in id order, in one read transaction; fn returns non-zero to stop. */
+typedef int (*siamidx_record_fn)(void *ctx, const siamidx_index_record *r);
+siamidx_status siamidx_index_foreach_record(siamidx_index *idx, siamidx_record_fn fn, void *ctx,
+                                            siamidx_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SIAMIDX_EXT_H */

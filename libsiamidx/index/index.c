@@ -1,0 +1,712 @@
+/*
+ * index.c - the index: open, remove, search, info, verify, and what it holds
+ * (records, neighbours with their embeddings, named blobs). It returns
+ * neighbours and knows nothing of heads: answer/ scores them. Building from
+ * image files is build.c.
+ *
+ * The store (store.c) is the truth; the FAISS index (vindex.c) is brought to
+ * the state of the read transaction a query runs in before it searches, and
+ * every hit is looked up in that same transaction, so a query only ever
+ * returns committed records. Writers hold the writer lock (lock.c) from open
+ * to close and write each batch in one transaction.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "siamidx_ext.h"
+#include "base/error.h"
+#include "base/path.h"
+#include "base/sha256.h"
+#include "index/index.h"
+#include "store/lock.h"
+#include "store/store.h"
+#include "store/vindex.h"
+
+
+struct siamidx_index {
+    char *dir;
+    sx_store *st;
+    sx_vindex *vi;
+    sx_lock *lock;
+    int read_only;
+    sx_store_meta meta; /* as of open (dim, fingerprint, pool never change after) */
+    pthread_mutex_t mu; /* guards vi: queries from many threads */
+};
+
+static const char *const index_types[] = {"flat", "hnsw", "ivf", "ivfpq"};
+
+void siamidx_index_options_init(siamidx_index_options *opt) { memset(opt, 0, sizeof *opt); }
+
+const char *siamidx_default_index_path(void) {
+    const char *p = getenv("SIAMIDX_INDEX");
+    return p && *p ? p : "siamidx.idx";
+}
+
+sx_store *sx_index_store(siamidx_index *idx) { return idx->st; }
+const sx_store_meta *sx_index_meta(const siamidx_index *idx) { return &idx->meta; }
+const char *sx_index_dir(const siamidx_index *idx) { return idx->dir; }
+
+/* ---- opening ---------------------------------------------------------------------- */
+
+static siamidx_status write_meta(sx_wtxn *w, void *ctx, siamidx_error *err) {
+    return sx_store_set_meta(w, ctx, err);
+}
+
+static siamidx_status check_type(const char *type, siamidx_error *err) {
+    for (size_t i = 0; i < sizeof index_types / sizeof index_types[0]; i++)
+        if (!strcmp(type, index_types[i])) return SIAMIDX_OK;
+    return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT,
+                   "unknown index type '%s' (flat, hnsw, ivf or ivfpq)", type);
+}
+
+/* Fills an empty index's description, or checks that the model matches it. */
+static siamidx_status adopt_model(siamidx_index *idx, const char *fingerprint, uint32_t dim,
+                                  const char *arch, const char *pool,
+                                  const siamidx_index_options *opt, siamidx_error *err) {
+    sx_store_meta *m = &idx->meta;
+    int fresh = m->dim == 0;
+    if (!fresh && fingerprint && strcmp(m->fingerprint, fingerprint))
+        return sx_fail(err, SIAMIDX_ERR_MODEL_MISMATCH,
+                       "index %s was built with model %s, not with this model %s", idx->dir,
+                       m->fingerprint, fingerprint);
+    if (!fresh && fingerprint && pool && *pool && *m->pool && strcmp(m->pool, pool))
+        return sx_fail(err, SIAMIDX_ERR_MODEL_MISMATCH,
+                       "index %s holds %s-pooled embeddings, not %s (model %s)", idx->dir,
+                       m->pool, pool, fingerprint);
+    if (!fresh && dim && dim != m->dim)
+        return sx_fail(err, SIAMIDX_ERR_MODEL_MISMATCH,
+                       "index %s holds %u-dimensional embeddings, not %u", idx->dir, m->dim, dim);
+    sx_store_meta want = *m;
+    if (fresh && fingerprint && dim) {
+        snprintf(want.fingerprint, sizeof want.fingerprint, "%s", fingerprint);
+        snprintf(want.arch, sizeof want.arch, "%s", arch ? arch : "");
+        snprintf(want.pool, sizeof want.pool, "%s", pool ? pool : "");
+        want.dim = dim;
+    }
+    if (opt->index_type) snprintf(want.index_type, sizeof want.index_type, "%s", opt->index_type);
+    if (!memcmp(&want, m, sizeof want)) return SIAMIDX_OK;
+    if (idx->read_only) return SIAMIDX_OK; /* nothing to record; queries use the stored meta */
+    siamidx_status s = sx_store_write(idx->st, write_meta, &want, err);
+    if (!s) *m = want;
+    return s;
+}
+
+/* Brings the FAISS index to the state of txn (caller holds idx->mu). */
+static siamidx_status sync_locked(siamidx_index *idx, MDB_txn *txn, siamidx_error *err) {
+    if (!idx->meta.dim) return SIAMIDX_OK;
+    return sx_vindex_sync(idx->vi, idx->st, txn, err);
+}
+
+static siamidx_status sync_now(siamidx_index *idx, siamidx_error *err) {
+    MDB_txn *txn;
+    siamidx_status s = sx_store_read_begin(idx->st, &txn, err);
+    if (s) return s;
+    pthread_mutex_lock(&idx->mu);
+    s = sync_locked(idx, txn, err);
+    pthread_mutex_unlock(&idx->mu);
+    sx_store_read_end(txn);
+    return s;
+}
+
+siamidx_status sx_index_open_raw(const char *dir, const char *fingerprint, uint32_t dim,
+                                 const char *arch, const char *pool,
+                                 const siamidx_index_options *opt, siamidx_index **out,
+                                 siamidx_error *err) {
+    *out = NULL;
+    siamidx_index_options defaults;
+    if (!opt) {
+        siamidx_index_options_init(&defaults);
+        opt = &defaults;
+    }
+    if (!dir || !*dir) dir = siamidx_default_index_path();
+    if (opt->index_type) {
+        siamidx_status s = check_type(opt->index_type, err);
+        if (s) return s;
+    }
+    siamidx_index *idx = calloc(1, sizeof *idx);
+    if (!idx || !(idx->dir = strdup(dir))) {
+        free(idx);
+        return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "out of memory");
+    }
+    pthread_mutex_init(&idx->mu, NULL);
+    idx->read_only = opt->read_only;
+    siamidx_status s = SIAMIDX_OK;
+    struct stat sb;
+    if (stat(dir, &sb) != 0) {
+        if (!opt->create || opt->read_only) {
+            s = sx_fail(err, SIAMIDX_ERR_NOT_FOUND, "%s: no such index", dir);
+            goto fail;
+        }
+        if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+            s = sx_fail(err, SIAMIDX_ERR_IO, "%s: cannot create: %s", dir, strerror(errno));
+            goto fail;
+        }
+    } else if (!S_ISDIR(sb.st_mode)) {
+        s = sx_fail(err, SIAMIDX_ERR_INDEX_CORRUPT, "%s: an index is a directory, this is not",
+                    dir);
+        goto fail;
+    }
+    if (!opt->read_only && (s = sx_lock_acquire(dir, opt->wait, &idx->lock, err))) goto fail;
+    if ((s = sx_store_open(dir, opt->read_only, opt->create, &idx->st, err))) goto fail;
+    MDB_txn *txn;
+    if ((s = sx_store_read_begin(idx->st, &txn, err))) goto fail;
+    s = sx_store_get_meta(idx->st, txn, &idx->meta, err);
+    sx_store_read_end(txn);
+    if (s) goto fail;
+    if ((s = adopt_model(idx, fingerprint, dim, arch, pool, opt, err))) goto fail;
+    if ((s = sx_vindex_load(dir, idx->meta.dim, &idx->vi, err))) goto fail;
+    if ((s = sync_now(idx, err))) goto fail;
+    *out = idx;
+    return SIAMIDX_OK;
+fail:
+    siamidx_index_close(idx);
+    return s;
+}
+
+siamidx_status siamidx_index_open(const char *dir, const siamidx_model *model,
+                                  const siamidx_index_options *opt, siamidx_index **out,
+                                  siamidx_error *err) {
+    if (!out) return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "index_open: no output handle");
+    if (!model) return sx_index_open_raw(dir, NULL, 0, NULL, NULL, opt, out, err);
+    siamidx_pool pool = siamidx_model_default_pool(model);
+    return sx_index_open_raw(dir, siamidx_model_fingerprint(model),
+                             (uint32_t)siamidx_model_dim(model, pool), siamidx_model_arch(model),
+                             siamidx_pool_name(pool), opt, out, err);
+}
+
+void siamidx_index_close(siamidx_index *idx) {
+    if (!idx) return;
+    if (idx->lock && idx->st && idx->vi) {
+        /* Save the derived index so the next open starts from it; a failure here
+           only costs the next open a catch-up. */
+        siamidx_error e;
+        uint64_t gen = sx_vindex_generation(idx->vi);
+        if (sx_vindex_disk_generation(idx->dir) != gen && sx_vindex_save(idx->vi, idx->dir, &e) == 0)
+            sx_store_prune_changes(idx->st, gen, &e);
+    }
+    sx_vindex_free(idx->vi);
+    sx_store_close(idx->st);
+    sx_lock_release(idx->lock);
+    pthread_mutex_destroy(&idx->mu);
+    free(idx->dir);
+    free(idx);
+}
+
+/* ---- writing records ------------------------------------------------------------------- */
+
+typedef struct items_ctx {
+    sx_store *st;
+    const sx_index_item *items;
+    size_t n;
+    uint32_t dim;
+} items_ctx;
+
+/* One transaction: each item replaces whatever record its path had. */
+static siamidx_status write_items(sx_wtxn *w, void *ctx, siamidx_error *err) {
+    items_ctx *c = ctx;
+    MDB_txn *txn = sx_wtxn_txn(w);
+    for (size_t i = 0; i < c->n; i++) {
+        const sx_index_item *it = &c->items[i];
+        uint64_t old;
+        siamidx_status s = sx_store_find_path(c->st, txn, it->resolved, &old, err);
+        if (s == SIAMIDX_OK) s = sx_store_delete_record(w, old, err);
+        else if (s == SIAMIDX_ERR_NOT_FOUND) s = SIAMIDX_OK;
+        if (s) return s;
+        sx_record r = {.size = it->size, .mtime_ns = it->mtime_ns, .path = it->path,
+                       .resolved = it->resolved, .title = it->title, .style = it->style,
+                       .genre = it->genre, .date = it->date, .dim = c->dim,
+                       .embedding = it->embedding};
+        memcpy(r.hash, it->hash, 32);
+        if ((s = sx_store_put_record(w, &r, it->artist, err))) return s;
+    }
+    return SIAMIDX_OK;
+}
+
+siamidx_status sx_index_writable(const siamidx_index *idx, siamidx_error *err) {
+    if (idx->read_only)
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "index %s was opened read-only",
+                       idx->dir);
+    if (!idx->meta.dim)
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT,
+                       "index %s has no model yet: open it with one to add images", idx->dir);
+    return SIAMIDX_OK;
+}
+
+siamidx_status sx_index_add_embeddings(siamidx_index *idx, const sx_index_item *items, size_t n,
+                                       siamidx_error *err) {
+    siamidx_status s = sx_index_writable(idx, err);
+    if (s || n == 0) return s;
+    items_ctx c = {.st = idx->st, .items = items, .n = n, .dim = idx->meta.dim};
+    if ((s = sx_store_write(idx->st, write_items, &c, err))) return s;
+    return sync_now(idx, err);
+}
+
+/* ---- removing ------------------------------------------------------------------------ */
+
+typedef struct remove_ctx {
+    sx_store *st;
+    const char *const *paths;
+    size_t n;
+    const char *artist;
+    size_t removed;
+} remove_ctx;
+
+static siamidx_status remove_paths(sx_wtxn *w, void *ctx, siamidx_error *err) {
+    remove_ctx *c = ctx;
+    c->removed = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        char *abs = sx_path_absolute(c->paths[i]);
+        if (!abs) return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "remove: out of memory");
+        uint64_t id;
+        siamidx_error e;
+        siamidx_status s = sx_store_find_path(c->st, sx_wtxn_txn(w), abs, &id, &e);
+        free(abs);
+        if (s == SIAMIDX_ERR_NOT_FOUND) continue;
+        if (!s) s = sx_store_delete_record(w, id, err);
+        else if (err) *err = e;
+        if (s) return s;
+        c->removed++;
+    }
+    return SIAMIDX_OK;
+}
+
+static siamidx_status remove_artist(sx_wtxn *w, void *ctx, siamidx_error *err) {
+    remove_ctx *c = ctx;
+    MDB_txn *txn = sx_wtxn_txn(w);
+    uint32_t aid;
+    c->removed = 0;
+    siamidx_status s = sx_store_artist_id(c->st, txn, c->artist, &aid, err);
+    if (s) return s;
+    uint64_t *ids;
+    size_t n;
+    if ((s = sx_store_artist_records(c->st, txn, aid, &ids, &n, err))) return s;
+    for (size_t i = 0; i < n && !s; i++) s = sx_store_delete_record(w, ids[i], err);
+    free(ids);
+    if (!s) c->removed = n;
+    return s;
+}
+
+static siamidx_status run_remove(siamidx_index *idx, sx_write_fn fn, remove_ctx *c,
+                                 size_t *removed, siamidx_error *err) {
+    if (idx->read_only)
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "index %s was opened read-only",
+                       idx->dir);
+    c->st = idx->st;
+    siamidx_status s = sx_store_write(idx->st, fn, c, err);
+    if (!s) s = sync_now(idx, err);
+    if (removed) *removed = c->removed;
+    if (!s && c->removed == 0) s = sx_fail(err, SIAMIDX_ERR_NOT_FOUND, "nothing matched in %s",
+                                          idx->dir);
+    return s;
+}
+
+siamidx_status siamidx_index_remove(siamidx_index *idx, const char *const *paths, size_t n,
+                                    size_t *removed, siamidx_error *err) {
+    remove_ctx c = {.paths = paths, .n = n};
+    return run_remove(idx, remove_paths, &c, removed, err);
+}
+
+siamidx_status siamidx_index_remove_artist(siamidx_index *idx, const char *artist,
+                                           size_t *removed, siamidx_error *err) {
+    remove_ctx c = {.artist = artist};
+    return run_remove(idx, remove_artist, &c, removed, err);
+}
+
+/* ---- searching ------------------------------------------------------------------------ */
+
+/* Searches under the lock after syncing to txn: the hits reflect exactly txn. */
+static siamidx_status search_in(siamidx_index *idx, MDB_txn *txn, const float *q, size_t n,
+                                int k, int64_t *ids, float *sims, siamidx_error *err) {
+    if (!idx->meta.dim)
+        return sx_fail(err, SIAMIDX_ERR_NOT_FOUND, "index %s is empty", idx->dir);
+    pthread_mutex_lock(&idx->mu);
+    siamidx_status s = sync_locked(idx, txn, err);
+    if (!s) s = sx_vindex_search(idx->vi, q, n, k, ids, sims, err);
+    pthread_mutex_unlock(&idx->mu);
+    return s;
+}
+
+siamidx_status siamidx_index_search(siamidx_index *idx, const float *queries, size_t n, int k,
+                                    int64_t *ids, float *sims, siamidx_error *err) {
+    if (!idx || !queries || !ids || !sims || k <= 0)
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "search: bad arguments");
+    MDB_txn *txn;
+    siamidx_status s = sx_store_read_begin(idx->st, &txn, err);
+    if (s) return s;
+    s = search_in(idx, txn, queries, n, k, ids, sims, err);
+    /* Only committed records leave: drop any hit the transaction does not hold. */
+    for (size_t i = 0; !s && i < n; i++) {
+        int64_t *row = ids + i * (size_t)k;
+        float *srow = sims + i * (size_t)k;
+        int m = 0;
+        for (int j = 0; j < k; j++) {
+            sx_record r;
+            siamidx_error e;
+            if (row[j] < 0 || sx_store_get_record(idx->st, txn, (uint64_t)row[j], &r, &e)) continue;
+            row[m] = row[j];
+            srow[m++] = srow[j];
+        }
+        for (; m < k; m++) {
+            row[m] = -1;
+            srow[m] = 0;
+        }
+    }
+    sx_store_read_end(txn);
+    return s;
+}
+
+static void neighbor_free(siamidx_neighbor *x) {
+    free(x->path);
+    free(x->artist);
+}
+
+void sx_neighbors_free(sx_neighbors *n) {
+    for (size_t i = 0; n->nb && i < n->n; i++) neighbor_free(&n->nb[i]);
+    free(n->nb);
+    free(n->emb);
+    memset(n, 0, sizeof *n);
+}
+
+/* The hits that are committed records of txn, with their artists and embeddings. */
+static siamidx_status collect_neighbors(siamidx_index *idx, MDB_txn *txn, const int64_t *ids,
+                                        const float *sims, int kk, sx_neighbors *out,
+                                        siamidx_error *err) {
+    uint32_t dim = idx->meta.dim;
+    for (int j = 0; j < kk; j++) {
+        sx_record r;
+        const char *artist;
+        siamidx_error e;
+        if (ids[j] < 0 || sx_store_get_record(idx->st, txn, (uint64_t)ids[j], &r, &e) ||
+            sx_store_artist_name(idx->st, txn, r.artist_id, &artist, NULL, &e))
+            continue;
+        if (r.dim != dim)
+            return sx_fail(err, SIAMIDX_ERR_INDEX_CORRUPT,
+                           "record %lld has %u dimensions, the index %u", (long long)ids[j],
+                           r.dim, dim);
+        siamidx_neighbor *x = &out->nb[out->n];
+        x->id = ids[j];
+        x->similarity = sims[j];
+        x->probability = NAN; /* until a head scores the pair */
+        x->path = strdup(r.path);
+        x->artist = strdup(artist);
+        if (!x->path || !x->artist) {
+            neighbor_free(x);
+            return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "out of memory");
+        }
+        sx_record_embedding(&r, out->emb + out->n * dim);
+        out->n++;
+    }
+    return SIAMIDX_OK;
+}
+
+siamidx_status sx_index_neighbors(siamidx_index *idx, const float *query, int k,
+                                  sx_neighbors *out, siamidx_error *err) {
+    memset(out, 0, sizeof *out);
+    if (!idx || !query || k <= 0)
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "query: bad arguments");
+    if (!idx->meta.dim) return sx_fail(err, SIAMIDX_ERR_NOT_FOUND, "index %s is empty", idx->dir);
+    out->dim = idx->meta.dim;
+    int64_t *ids = malloc((size_t)k * sizeof *ids);
+    float *sims = malloc((size_t)k * sizeof *sims);
+    out->nb = calloc((size_t)k, sizeof *out->nb);
+    out->emb = malloc((size_t)k * out->dim * sizeof *out->emb);
+    MDB_txn *txn = NULL;
+    siamidx_status s = ids && sims && out->nb && out->emb
+                           ? SIAMIDX_OK
+                           : sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "out of memory");
+    if (!s) s = sx_store_read_begin(idx->st, &txn, err);
+    if (!s) s = search_in(idx, txn, query, 1, k, ids, sims, err);
+    if (!s) s = collect_neighbors(idx, txn, ids, sims, k, out, err);
+    sx_store_read_end(txn);
+    free(ids);
+    free(sims);
+    if (s) sx_neighbors_free(out);
+    return s;
+}
+
+/* ---- what the index holds: records, named blobs ------------------------------------------ */
+
+typedef struct foreach_ctx {
+    siamidx_index *idx;
+    MDB_txn *txn;
+    siamidx_record_fn fn;
+    void *ctx;
+    float *buf;
+    uint32_t cap;
+    siamidx_status status;
+    siamidx_error *err;
+} foreach_ctx;
+
+static int visit_record(void *ctx, const sx_record *r) {
+    foreach_ctx *c = ctx;
+    if (r->dim > c->cap) {
+        float *b = realloc(c->buf, (size_t)r->dim * sizeof *b);
+        if (!b) {
+            c->status = sx_fail(c->err, SIAMIDX_ERR_NO_MEMORY, "out of memory reading records");
+            return 1;
+        }
+        c->buf = b;
+        c->cap = r->dim;
+    }
+    const char *artist = NULL;
+    siamidx_error e;
+    siamidx_status s = sx_store_artist_name(c->idx->st, c->txn, r->artist_id, &artist, NULL, &e);
+    if (s) {
+        c->status = s;
+        if (c->err) *c->err = e;
+        return 1;
+    }
+    sx_record_embedding(r, c->buf);
+    siamidx_index_record v = {.id = r->id, .path = r->path, .resolved = r->resolved,
+                              .artist = artist, .artist_id = r->artist_id, .size = r->size,
+                              .mtime_ns = r->mtime_ns, .dim = r->dim, .embedding = c->buf};
+    memcpy(v.hash, r->hash, 32);
+    return c->fn(c->ctx, &v);
+}
+
+siamidx_status siamidx_index_foreach_record(siamidx_index *idx, siamidx_record_fn fn, void *ctx,
+                                            siamidx_error *err) {
+    if (!idx || !fn) return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "records: NULL argument");
+    foreach_ctx c = {.idx = idx, .fn = fn, .ctx = ctx, .err = err};
+    siamidx_status s = sx_store_read_begin(idx->st, &c.txn, err);
+    if (s) return s;
+    s = sx_store_foreach_record(idx->st, c.txn, visit_record, &c, err);
+    sx_store_read_end(c.txn);
+    free(c.buf);
+    return s ? s : c.status;
+}
+
+siamidx_status sx_index_blob_get(siamidx_index *idx, const char *name, void **data, size_t *len,
+                                 siamidx_error *err) {
+    *data = NULL;
+    *len = 0;
+    MDB_txn *txn;
+    siamidx_status s = sx_store_read_begin(idx->st, &txn, err);
+    if (s) return s;
+    const void *p;
+    size_t n;
+    s = sx_store_blob_get(idx->st, txn, name, &p, &n, err);
+    if (!s && !(*data = malloc(n ? n : 1)))
+        s = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "out of memory for blob %s", name);
+    if (!s) {
+        memcpy(*data, p, n); /* LMDB's memory lives only as long as the transaction */
+        *len = n;
+    }
+    sx_store_read_end(txn);
+    return s;
+}
+
+typedef struct blob_ctx {
+    const char *name;
+    const void *data;
+    size_t len;
+} blob_ctx;
+
+static siamidx_status put_blob(sx_wtxn *w, void *ctx, siamidx_error *err) {
+    blob_ctx *b = ctx;
+    return sx_store_blob_put(w, b->name, b->data, b->len, err);
+}
+
+siamidx_status sx_index_blob_put(siamidx_index *idx, const char *name, const void *data,
+                                 size_t len, siamidx_error *err) {
+    if (idx->read_only)
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "index %s was opened read-only",
+                       idx->dir);
+    blob_ctx b = {name, data, len};
+    return sx_store_write(idx->st, put_blob, &b, err);
+}
+
+siamidx_status siamidx_index_cached_embedding(siamidx_index *idx, const char *path, float *out,
+                                              size_t dim, siamidx_error *err) {
+    if (!idx || !path || !out)
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "cached embedding: NULL argument");
+    uint8_t hash[32];
+    if (sx_sha256_file(path, hash))
+        return sx_fail(err, SIAMIDX_ERR_NOT_FOUND, "%s: not readable", path);
+    MDB_txn *txn;
+    siamidx_status st = sx_store_read_begin(idx->st, &txn, err);
+    if (st) return st;
+    uint64_t id;
+    sx_record r;
+    st = sx_store_find_hash(idx->st, txn, hash, &id, err);
+    if (!st) st = sx_store_get_record(idx->st, txn, id, &r, err);
+    if (!st && r.dim != dim)
+        st = sx_fail(err, SIAMIDX_ERR_MODEL_MISMATCH, "%s: indexed with %u dimensions, not %zu",
+                     path, r.dim, dim);
+    if (!st) sx_record_embedding(&r, out);
+    sx_store_read_end(txn);
+    return st;
+}
+
+/* ---- inspection ------------------------------------------------------------------------ */
+
+static uint64_t dir_bytes(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    uint64_t total = 0;
+    struct dirent *e;
+    char path[4096];
+    while ((e = readdir(d))) {
+        struct stat sb;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) total += (uint64_t)sb.st_blocks * 512;
+    }
+    closedir(d);
+    return total;
+}
+
+typedef struct artist_list {
+    siamidx_artist_info *a;
+    size_t n, cap;
+    int failed;
+} artist_list;
+
+static int take_artist(void *ctx, uint32_t id, const char *name, uint64_t count) {
+    (void)id;
+    artist_list *l = ctx;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        siamidx_artist_info *p = realloc(l->a, cap * sizeof *p);
+        if (!p) return l->failed = 1;
+        l->a = p;
+        l->cap = cap;
+    }
+    if (!(l->a[l->n].name = strdup(name))) return l->failed = 1;
+    l->a[l->n++].images = count;
+    return 0;
+}
+
+static int by_name(const void *a, const void *b) {
+    return strcmp(((const siamidx_artist_info *)a)->name, ((const siamidx_artist_info *)b)->name);
+}
+
+siamidx_status siamidx_index_info_get(siamidx_index *idx, siamidx_index_info *info,
+                                      siamidx_error *err) {
+    memset(info, 0, sizeof *info);
+    MDB_txn *txn;
+    siamidx_status s = sx_store_read_begin(idx->st, &txn, err);
+    if (s) return s;
+    sx_store_meta m = {0};
+    artist_list l = {0};
+    s = sx_store_get_meta(idx->st, txn, &m, err);
+    if (!s) s = sx_store_foreach_artist(idx->st, txn, take_artist, &l, err);
+    if (!s && l.failed) s = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "info: out of memory");
+    if (!s) {
+        info->images = sx_store_count(idx->st, txn);
+        pthread_mutex_lock(&idx->mu);
+        s = sync_locked(idx, txn, err);
+        snprintf(info->faiss, sizeof info->faiss, "%s", sx_vindex_description(idx->vi));
+        pthread_mutex_unlock(&idx->mu);
+    }
+    sx_store_read_end(txn);
+    if (l.a) qsort(l.a, l.n, sizeof *l.a, by_name);
+    info->artists = l.a;
+    info->n_artists = l.n;
+    info->dim = m.dim;
+    info->generation = m.generation;
+    memcpy(info->fingerprint, m.fingerprint, sizeof info->fingerprint);
+    memcpy(info->arch, m.arch, sizeof info->arch);
+    memcpy(info->pool, m.pool, sizeof info->pool);
+    memcpy(info->index_type, m.index_type, sizeof info->index_type);
+    info->bytes_on_disk = dir_bytes(idx->dir);
+    if (s) siamidx_index_info_free(info);
+    return s;
+}
+
+void siamidx_index_info_free(siamidx_index_info *info) {
+    if (!info) return;
+    for (size_t i = 0; i < info->n_artists; i++) free(info->artists[i].name);
+    free(info->artists);
+    info->artists = NULL;
+    info->n_artists = 0;
+}
+
+/* ---- verification ----------------------------------------------------------------------- */
+
+typedef struct vcheck {
+    siamidx_index *idx;
+    sx_problems report;
+    int64_t *ids;
+    size_t n_ids;
+    int compare_vectors;
+    float *buf;
+} vcheck;
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static int check_vector(void *ctx, const sx_record *r) {
+    vcheck *v = ctx;
+    int64_t id = (int64_t)r->id;
+    if (!bsearch(&id, v->ids, v->n_ids, sizeof id, cmp_i64)) {
+        sx_problem(&v->report, "record %lld (%s) is missing from the FAISS index", (long long)id, r->path);
+        return 0;
+    }
+    if (!v->compare_vectors || r->dim != v->idx->meta.dim) return 0;
+    float *want = v->buf, *have = v->buf + r->dim;
+    sx_record_embedding(r, want);
+    if (sx_vindex_reconstruct(v->idx->vi, id, have)) {
+        sx_problem(&v->report, "record %lld (%s): FAISS cannot return its vector", (long long)id, r->path);
+        return 0;
+    }
+    if (memcmp(want, have, r->dim * sizeof *want))
+        sx_problem(&v->report, "record %lld (%s): FAISS vector differs from the stored embedding",
+                 (long long)id, r->path);
+    return 0;
+}
+
+siamidx_status siamidx_index_verify(siamidx_index *idx, siamidx_problem_fn fn, void *ctx,
+                                    size_t *n_problems, siamidx_error *err) {
+    vcheck v = {.idx = idx, .report = {fn, ctx, 0}};
+    sx_store_meta m = {0};
+    size_t store_problems = 0;
+    /* Read before the transaction: a snapshot is only written after its commit. */
+    uint64_t disk = sx_vindex_disk_generation(idx->dir);
+    MDB_txn *txn;
+    siamidx_status s = sx_store_read_begin(idx->st, &txn, err);
+    if (s) return s;
+    s = sx_store_verify(idx->st, txn, fn, ctx, &store_problems, err);
+    if (!s) s = sx_store_get_meta(idx->st, txn, &m, err);
+    /* The snapshot on disk must load and must not claim a future generation. */
+    if (!s && disk > m.generation)
+        sx_problem(&v.report, "FAISS snapshot is of generation %llu, the store only of %llu",
+                 (unsigned long long)disk, (unsigned long long)m.generation);
+    if (!s && disk && m.dim) {
+        sx_vindex *fresh = NULL;
+        if (sx_vindex_load(idx->dir, m.dim, &fresh, err) == 0 &&
+            sx_vindex_generation(fresh) < disk) /* newer: a writer saved meanwhile */
+            sx_problem(&v.report, "FAISS snapshot of generation %llu does not load",
+                     (unsigned long long)disk);
+        sx_vindex_free(fresh);
+    }
+    if (!s && m.dim) {
+        pthread_mutex_lock(&idx->mu);
+        s = sync_locked(idx, txn, err);
+        if (!s) s = sx_vindex_ids(idx->vi, &v.ids, &v.n_ids, err);
+        uint64_t records = sx_store_count(idx->st, txn);
+        if (!s && v.n_ids != records)
+            sx_problem(&v.report, "FAISS holds %zu vectors, the store %llu records", v.n_ids,
+                     (unsigned long long)records);
+        const char *desc = sx_vindex_description(idx->vi);
+        v.compare_vectors = !strcmp(desc, "Flat") || !strncmp(desc, "HNSW", 4);
+        v.buf = malloc(2 * m.dim * sizeof *v.buf);
+        if (!s && !v.buf) s = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "verify: out of memory");
+        if (!s) s = sx_store_foreach_record(idx->st, txn, check_vector, &v, err);
+        pthread_mutex_unlock(&idx->mu);
+    }
+    sx_store_read_end(txn);
+    free(v.ids);
+    free(v.buf);
+    if (n_problems) *n_problems = store_problems + v.report.count;
+    return s;
+}

@@ -1,0 +1,70 @@
+/*
+ * index/index.h - the index: the LMDB store and the FAISS index kept in step.
+ *
+ * It returns neighbours and records and keeps named blobs; it knows nothing
+ * of heads (answer/ combines an index with a head). build.c, the other file
+ * of this layer, reaches the store through sx_index_store.
+ */
+#ifndef SX_INDEX_INDEX_H
+#define SX_INDEX_INDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "siamidx.h"
+#include "siamidx_ext.h"
+#include "store/store.h"
+
+/* Opens an index for embeddings of `dim` from the model of `fingerprint`
+   (NULL: any; then dim/arch/pool may be 0/NULL) -- lets tests and benches
+   work with precomputed embeddings. */
+siamidx_status sx_index_open_raw(const char *dir, const char *fingerprint, uint32_t dim,
+                                 const char *arch, const char *pool,
+                                 const siamidx_index_options *opt, siamidx_index **out,
+                                 siamidx_error *err);
+
+/* What the index was opened as (dim, fingerprint and pool never change after). */
+const sx_store_meta *sx_index_meta(const siamidx_index *idx);
+const char *sx_index_dir(const siamidx_index *idx);
+/* SIAMIDX_ERR_INVALID_ARGUMENT when read-only or without a model yet. */
+siamidx_status sx_index_writable(const siamidx_index *idx, siamidx_error *err);
+/* The store, for this layer's build.c. Layers above use the functions here. */
+sx_store *sx_index_store(siamidx_index *idx);
+
+/* An image with its precomputed embedding, for sx_index_add_embeddings. */
+typedef struct sx_index_item {
+    const char *path, *resolved, *artist;
+    const char *title, *style, *genre, *date; /* may be NULL */
+    uint64_t size;
+    int64_t mtime_ns;
+    uint8_t hash[32];
+    const float *embedding; /* dim floats */
+} sx_index_item;
+
+/* Adds items in one write transaction (an item whose resolved path is already
+   indexed replaces that record). */
+siamidx_status sx_index_add_embeddings(siamidx_index *idx, const sx_index_item *items, size_t n,
+                                       siamidx_error *err);
+
+/* The neighbours of one query, read in one transaction: committed records
+   only, decreasing similarity, probability NaN; emb holds their stored
+   embeddings (n * dim floats). */
+typedef struct sx_neighbors {
+    siamidx_neighbor *nb;
+    size_t n;
+    float *emb;
+    uint32_t dim;
+} sx_neighbors;
+
+siamidx_status sx_index_neighbors(siamidx_index *idx, const float *query, int k,
+                                  sx_neighbors *out, siamidx_error *err);
+void sx_neighbors_free(sx_neighbors *n);
+
+/* Named blobs (a trained head, ...): a malloc'd copy; NOT_FOUND when absent. */
+siamidx_status sx_index_blob_get(siamidx_index *idx, const char *name, void **data, size_t *len,
+                                 siamidx_error *err);
+/* Stores a blob in one write transaction (writers only). */
+siamidx_status sx_index_blob_put(siamidx_index *idx, const char *name, const void *data,
+                                 size_t len, siamidx_error *err);
+
+#endif /* SX_INDEX_INDEX_H */

@@ -1,0 +1,36 @@
+/* nn/conv.h - convolution as GEMM (im2col + OpenBLAS sgemm). */
+#ifndef SX_NN_CONV_H
+#define SX_NN_CONV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+
+/* A convolution with BatchNorm folded in: y = W * x + b. */
+typedef struct sx_conv {
+    int cin, cout, k, stride, pad; /* square kernels only (ResNets use 7, 3, 1) */
+    float *w;                      /* [cout][cin * k * k] */
+    float *b;                      /* [cout] */
+} sx_conv;
+
+/*
+ * Activations inside the encoder are laid out C x (N*H*W) ("CNHW"), so that a
+ * whole batch goes through one GEMM per convolution:
+ *   out[cout, N*Ho*Wo] = W[cout, cin*k*k] x col[cin*k*k, N*Ho*Wo]  (+ bias, relu)
+ * A 1x1 stride-1 convolution needs no im2col at all.
+ *
+ * `col` must hold sx_conv_col_floats() floats (0 for 1x1 stride-1).
+ */
+size_t sx_conv_col_floats(const sx_conv *c, int n, int h, int w);
+void sx_conv_out_size(const sx_conv *c, int h, int w, int *ho, int *wo);
+void sx_conv_forward(const sx_conv *c, const float *in, int n, int h, int w, float *col,
+                     float *out, int relu);
+/*
+ * The general form: `in_nchw` reads the input as [n][cin][h][w] (the network
+ * input; not for 1x1 stride-1 convolutions); `accumulate` adds W * x to what
+ * `out` already holds (the residual) before the bias and ReLU.
+ */
+void sx_conv_run(const sx_conv *c, const float *in, int in_nchw, int n, int h, int w, float *col,
+                 float *out, int relu, int accumulate);
+
+#endif /* SX_NN_CONV_H */

@@ -1,0 +1,30 @@
+/* nn/encoder.h - the ResNet forward pass with its memory plan, pooling. */
+#ifndef SX_NN_ENCODER_H
+#define SX_NN_ENCODER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "siamidx.h"
+
+typedef enum sx_encoder_output {
+    SX_OUT_EMBEDDING = 0, /* pooled per `pool`, L2-normalised */
+    SX_OUT_POOLED,        /* raw global average pool [n, feat_dim] */
+    SX_OUT_LOGITS         /* fc output [n, n_classes] */
+} sx_encoder_output;
+
+/*
+ * A workspace for running `model` on up to max_batch images of h x w: every
+ * activation buffer is planned and allocated once, here.
+ */
+typedef struct siamidx_encoder sx_encoder; /* siamidx_ext.h names it siamidx_encoder */
+siamidx_status sx_encoder_new(const siamidx_model *model, int max_batch, int h, int w,
+                              sx_encoder **out, siamidx_error *err);
+void sx_encoder_free(sx_encoder *enc);
+/* x: [n, 3, h, w] NCHW with n <= max_batch. */
+siamidx_status sx_encoder_run(sx_encoder *enc, const float *x, int n, sx_encoder_output what,
+                              siamidx_pool pool, float *out, siamidx_error *err);
+/* Number of floats one image produces for `what` / `pool`. */
+size_t sx_output_dim(const siamidx_model *model, sx_encoder_output what, siamidx_pool pool);
+
+#endif /* SX_NN_ENCODER_H */

@@ -1,0 +1,622 @@
+/*
+ * model.c - a ResNet encoder loaded from a safetensors file.
+ *
+ * Tensor names are torchvision's state_dict names. Channel widths are not
+ * assumed: they are read from conv1.weight and each stage's first block, and
+ * every other shape is checked against them, so width-scaled models load and
+ * a mismatching file is refused naming the tensor. BatchNorm is folded into
+ * the convolutions here, once, so the forward pass is conv + bias only.
+ * Files that were folded already (convX.bias, no bn tensors) load as well.
+ *
+ * Loading walks the architecture twice with the same code: a sizing pass that
+ * checks every name and shape, then a filling pass into one allocation.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "siamidx_ext.h"
+#include "nn/model.h"
+#include "nn/safetensors.h"
+#include "base/sha256.h"
+#include "base/error.h"
+
+#ifndef SIAMIDX_INSTALLED_MODEL
+#define SIAMIDX_INSTALLED_MODEL "/usr/local/share/siamidx/default.safetensors"
+#endif
+#ifndef SIAMIDX_SOURCE_MODEL
+#define SIAMIDX_SOURCE_MODEL "models/default.safetensors"
+#endif
+
+#define BN_EPS 1e-5 /* torchvision's BatchNorm2d default */
+
+typedef struct arch_spec {
+    const char *name;
+    int bottleneck;
+    int blocks[4];
+} arch_spec;
+
+static const arch_spec archs[] = {
+    {"resnet18", 0, {2, 2, 2, 2}},  {"resnet34", 0, {3, 4, 6, 3}},
+    {"resnet50", 1, {3, 4, 6, 3}},  {"resnet101", 1, {3, 4, 23, 3}},
+    {"resnet152", 1, {3, 8, 36, 3}},
+};
+
+/* ---- pooling names ------------------------------------------------------------- */
+
+static const char *const pool_names[] = {"default", "avg", "max", "gem", "style"};
+
+int siamidx_pool_from_name(const char *name) {
+    for (int i = 0; name && i < (int)(sizeof pool_names / sizeof pool_names[0]); i++)
+        if (!strcmp(name, pool_names[i])) return i;
+    return -1;
+}
+
+const char *siamidx_pool_name(siamidx_pool pool) {
+    if ((unsigned)pool >= sizeof pool_names / sizeof pool_names[0]) return "unknown";
+    return pool_names[pool];
+}
+
+const char *siamidx_default_model_path(void) {
+    if (access(SIAMIDX_INSTALLED_MODEL, R_OK) == 0) return SIAMIDX_INSTALLED_MODEL;
+    return SIAMIDX_SOURCE_MODEL;
+}
+
+/* ---- metadata ---------------------------------------------------------------- */
+
+static siamidx_status meta_get(const sx_safetensors *st, const char *path, const char *key,
+                               const char **out, siamidx_error *err) {
+    *out = sx_safetensors_meta(st, key);
+    if (!*out)
+        return sx_fail(err, SIAMIDX_ERR_MODEL_FORMAT,
+                       "%s: metadata key '%s' is missing (write models with "
+                       "tools/convert_torchvision.py)", path, key);
+    return SIAMIDX_OK;
+}
+
+static siamidx_status bad_meta(const char *path, const char *key, const char *value,
+                               const char *want, siamidx_error *err) {
+    return sx_fail(err, SIAMIDX_ERR_MODEL_FORMAT, "%s: metadata %s='%s': expected %s", path, key,
+                   value, want);
+}
+
+static int parse_int(const char *s, int lo, int hi, int *out) {
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || v < lo || v > hi) return 0;
+    *out = (int)v;
+    return 1;
+}
+
+/* Comma-separated list of exactly `n` finite floats. */
+static int parse_floats(const char *s, int n, float *out) {
+    for (int i = 0; i < n; i++) {
+        char *end;
+        double v = strtod(s, &end);
+        if (end == s || !isfinite(v)) return 0;
+        out[i] = (float)v;
+        s = end;
+        if (i + 1 < n) {
+            if (*s != ',') return 0;
+            s++;
+        }
+    }
+    return *s == 0;
+}
+
+static siamidx_status parse_preprocess(siamidx_model *m, const sx_safetensors *st,
+                                       const char *path, siamidx_error *err) {
+    const char *v;
+    siamidx_status s;
+    sx_preprocess_cfg *p = &m->pre;
+    if ((s = meta_get(st, path, "input_size", &v, err))) return s;
+    if (!parse_int(v, 16, 8192, &p->input_size))
+        return bad_meta(path, "input_size", v, "an integer in 16..8192", err);
+    if ((s = meta_get(st, path, "resize_policy", &v, err))) return s;
+    if (!strcmp(v, "shorter_center_crop")) p->policy = SX_RESIZE_SHORTER_CROP;
+    else if (!strcmp(v, "squash")) p->policy = SX_RESIZE_SQUASH;
+    else return bad_meta(path, "resize_policy", v, "shorter_center_crop or squash", err);
+    if ((s = meta_get(st, path, "resize", &v, err))) return s;
+    if (!parse_int(v, 16, 16384, &p->resize_size) ||
+        (p->policy == SX_RESIZE_SHORTER_CROP && p->resize_size < p->input_size))
+        return bad_meta(path, "resize", v, "an integer >= input_size", err);
+    if ((s = meta_get(st, path, "mean", &v, err))) return s;
+    if (!parse_floats(v, 3, p->mean)) return bad_meta(path, "mean", v, "three numbers", err);
+    if ((s = meta_get(st, path, "std", &v, err))) return s;
+    if (!parse_floats(v, 3, p->std) || !(p->std[0] > 0 && p->std[1] > 0 && p->std[2] > 0))
+        return bad_meta(path, "std", v, "three positive numbers", err);
+    return SIAMIDX_OK;
+}
+
+static siamidx_status parse_pooling(siamidx_model *m, const sx_safetensors *st,
+                                    const char *path, siamidx_error *err) {
+    const char *v;
+    siamidx_status s;
+    if ((s = meta_get(st, path, "pooling", &v, err))) return s;
+    int pool = siamidx_pool_from_name(v);
+    if (pool <= SIAMIDX_POOL_DEFAULT) return bad_meta(path, "pooling", v, "avg, max, gem or style", err);
+    m->pool = (siamidx_pool)pool;
+    m->gem_p = 3.0f;
+    if ((v = sx_safetensors_meta(st, "gem_p")) &&
+        (!parse_floats(v, 1, &m->gem_p) || !(m->gem_p > 0)))
+        return bad_meta(path, "gem_p", v, "a positive number", err);
+    m->style_stages = 1u << (m->n_stages - 1);
+    if ((v = sx_safetensors_meta(st, "style_stages"))) {
+        m->style_stages = 0;
+        const char *p = v;
+        for (;;) {
+            if (*p < '1' || *p > '0' + m->n_stages || (m->style_stages & (1u << (*p - '1'))))
+                return bad_meta(path, "style_stages", v,
+                                "distinct stage numbers, each at most 'stages'", err);
+            m->style_stages |= 1u << (*p - '1');
+            if (p[1] == 0) break;
+            if (p[1] != ',') return bad_meta(path, "style_stages", v, "a list like 3,4", err);
+            p += 2;
+        }
+    }
+    return SIAMIDX_OK;
+}
+
+static siamidx_status parse_header_meta(siamidx_model *m, const sx_safetensors *st,
+                                        const char *path, siamidx_error *err) {
+    const char *v;
+    siamidx_status s;
+    if ((s = meta_get(st, path, "format", &v, err))) return s;
+    if (strcmp(v, "siamidx")) return bad_meta(path, "format", v, "siamidx", err);
+    if ((s = meta_get(st, path, "format_version", &v, err))) return s;
+    if (strcmp(v, "1")) return bad_meta(path, "format_version", v, "1", err);
+    if ((s = meta_get(st, path, "arch", &v, err))) return s;
+    const arch_spec *a = NULL;
+    for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
+        if (!strcmp(v, archs[i].name)) a = &archs[i];
+    if (!a) return bad_meta(path, "arch", v, "resnet18, resnet34, resnet50, resnet101 or resnet152", err);
+    if (!(m->arch = strdup(v))) return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "out of memory");
+    m->bottleneck = a->bottleneck;
+    m->n_stages = 4;
+    if ((v = sx_safetensors_meta(st, "stages")) && !parse_int(v, 1, 4, &m->n_stages))
+        return bad_meta(path, "stages", v, "1, 2, 3 or 4", err);
+    m->n_blocks = 0;
+    for (int i = 0; i < 4; i++) {
+        m->stage_blocks[i] = i < m->n_stages ? a->blocks[i] : 0;
+        m->n_blocks += m->stage_blocks[i];
+    }
+    if ((s = parse_preprocess(m, st, path, err))) return s;
+    return parse_pooling(m, st, path, err);
+}
+
+/* ---- tensors ----------------------------------------------------------------- */
+
+typedef struct loader {
+    const sx_safetensors *st;
+    const char *path;
+    siamidx_error *err;
+    uint8_t *used_tensor; /* per tensor: consumed by the architecture */
+    float *arena;         /* NULL during the sizing pass */
+    size_t n_floats;      /* floats carved so far */
+} loader;
+
+static void shape_str(const int64_t *shape, int ndim, char *out, size_t cap) {
+    size_t o = (size_t)snprintf(out, cap, "[");
+    for (int i = 0; i < ndim && o < cap; i++) {
+        if (shape[i] < 0) o += (size_t)snprintf(out + o, cap - o, "%s?", i ? ", " : "");
+        else o += (size_t)snprintf(out + o, cap - o, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    }
+    if (o < cap) snprintf(out + o, cap - o, "]");
+}
+
+static const sx_tensor_info *lookup(loader *L, const char *name) {
+    const sx_tensor_info *t = sx_safetensors_find(L->st, name);
+    if (t) L->used_tensor[t - L->st->tensors] = 1;
+    return t;
+}
+
+/* Finds `name` with shape `want` (-1: any); refuses naming expected vs found. */
+static siamidx_status need(loader *L, const char *name, int ndim, const int64_t *want,
+                           const sx_tensor_info **out) {
+    char ws[96], fs[96];
+    const sx_tensor_info *t = lookup(L, name);
+    shape_str(want, ndim, ws, sizeof ws);
+    if (!t)
+        return sx_fail(L->err, SIAMIDX_ERR_MODEL_FORMAT, "%s: missing tensor '%s' (expected shape %s)",
+                       L->path, name, ws);
+    int ok = t->ndim == ndim;
+    for (int i = 0; ok && i < ndim; i++) ok = want[i] < 0 || want[i] == t->shape[i];
+    if (!ok) {
+        shape_str(t->shape, t->ndim, fs, sizeof fs);
+        return sx_fail(L->err, SIAMIDX_ERR_MODEL_FORMAT, "%s: tensor '%s' has shape %s, expected %s",
+                       L->path, name, fs, ws);
+    }
+    *out = t;
+    return SIAMIDX_OK;
+}
+
+static siamidx_status need_vec(loader *L, const char *prefix, const char *field, int64_t n,
+                               const sx_tensor_info **out) {
+    char name[160];
+    snprintf(name, sizeof name, "%s.%s", prefix, field);
+    return need(L, name, 1, &n, out);
+}
+
+static float *carve(loader *L, size_t n) {
+    float *p = L->arena ? L->arena + L->n_floats : NULL;
+    L->n_floats += n;
+    return p;
+}
+
+static siamidx_status read_vec(loader *L, const sx_tensor_info *t, double *out, int n) {
+    float *tmp = malloc((size_t)n * sizeof *tmp);
+    if (!tmp) return sx_fail(L->err, SIAMIDX_ERR_NO_MEMORY, "out of memory");
+    sx_safetensors_read_f32(L->st, t, tmp);
+    for (int i = 0; i < n; i++) out[i] = tmp[i];
+    free(tmp);
+    return SIAMIDX_OK;
+}
+
+/*
+ * y = gamma * (conv(x) + b0 - mean) / sqrt(var + eps) + beta
+ *   = conv_{W*scale}(x) + (b0 - mean) * scale + beta.
+ */
+static siamidx_status fold_bn(loader *L, sx_conv *c, const char *bn, const sx_tensor_info *bias0) {
+    const char *fields[4] = {"weight", "bias", "running_mean", "running_var"};
+    const sx_tensor_info *t[4];
+    for (int i = 0; i < 4; i++) {
+        siamidx_status s = need_vec(L, bn, fields[i], c->cout, &t[i]);
+        if (s) return s;
+    }
+    if (!L->arena) return SIAMIDX_OK;
+    double *v = malloc(5 * (size_t)c->cout * sizeof *v);
+    if (!v) return sx_fail(L->err, SIAMIDX_ERR_NO_MEMORY, "out of memory");
+    double *g = v, *beta = v + c->cout, *mean = v + 2 * c->cout, *var = v + 3 * c->cout;
+    double *b0 = v + 4 * c->cout;
+    siamidx_status s = SIAMIDX_OK;
+    for (int i = 0; i < 4 && !s; i++) s = read_vec(L, t[i], v + (size_t)i * c->cout, c->cout);
+    if (!s && bias0) s = read_vec(L, bias0, b0, c->cout);
+    else memset(b0, 0, (size_t)c->cout * sizeof *b0);
+    size_t per_out = (size_t)c->cin * c->k * c->k;
+    for (int o = 0; !s && o < c->cout; o++) {
+        double scale = g[o] / sqrt(var[o] + BN_EPS);
+        float *w = c->w + o * per_out;
+        for (size_t i = 0; i < per_out; i++) w[i] = (float)(w[i] * scale);
+        c->b[o] = (float)((b0[o] - mean[o]) * scale + beta[o]);
+    }
+    free(v);
+    return s;
+}
+
+/* Loads conv `name`.weight [cout, cin, k, k] (cout < 0: inferred) and folds `bn` into it. */
+static siamidx_status load_conv(loader *L, const char *name, const char *bn, int cin, int cout,
+                                int k, int stride, int pad, sx_conv *c) {
+    char key[160], bn_key[160];
+    const sx_tensor_info *w, *b = NULL;
+    int64_t want[4] = {cout, cin, k, k};
+    snprintf(key, sizeof key, "%s.weight", name);
+    siamidx_status s = need(L, key, 4, want, &w);
+    if (s) return s;
+    if (w->shape[0] < 1 || w->shape[0] > 65536)
+        return sx_fail(L->err, SIAMIDX_ERR_MODEL_FORMAT, "%s: tensor '%s' has %lld output channels",
+                       L->path, key, (long long)w->shape[0]);
+    c->cin = cin;
+    c->cout = (int)w->shape[0];
+    c->k = k;
+    c->stride = stride;
+    c->pad = pad;
+    size_t nw = (size_t)c->cout * (size_t)cin * (size_t)(k * k);
+    c->w = carve(L, nw);
+    c->b = carve(L, (size_t)c->cout);
+    snprintf(key, sizeof key, "%s.bias", name);
+    int has_bias = sx_safetensors_find(L->st, key) != NULL;
+    if (has_bias && (s = need_vec(L, name, "bias", c->cout, &b))) return s;
+    snprintf(bn_key, sizeof bn_key, "%s.weight", bn);
+    int has_bn = sx_safetensors_find(L->st, bn_key) != NULL;
+    if (!has_bn && !has_bias)
+        return sx_fail(L->err, SIAMIDX_ERR_MODEL_FORMAT,
+                       "%s: missing tensor '%s' (expected shape [%d]; or '%s' in a "
+                       "BatchNorm-folded model)", L->path, bn_key, c->cout, key);
+    if (L->arena) sx_safetensors_read_f32(L->st, w, c->w);
+    if (has_bn) return fold_bn(L, c, bn, b);
+    if (L->arena) sx_safetensors_read_f32(L->st, b, c->b);
+    return SIAMIDX_OK;
+}
+
+static siamidx_status load_block(loader *L, siamidx_model *m, sx_block *blk, int stage, int index,
+                                 int cin, int *width, int *out) {
+    char pre[64], a[96], b[96];
+    int stride = (stage > 1 && index == 0) ? 2 : 1;
+    siamidx_status s;
+    blk->stage = stage;
+#define CONV(K) (snprintf(a, sizeof a, "%s.conv%d", pre, K), snprintf(b, sizeof b, "%s.bn%d", pre, K))
+    snprintf(pre, sizeof pre, "layer%d.%d", stage, index);
+    if (m->bottleneck) {
+        CONV(1);
+        if ((s = load_conv(L, a, b, cin, *width, 1, 1, 0, &blk->c1))) return s;
+        *width = blk->c1.cout;
+        CONV(2);
+        if ((s = load_conv(L, a, b, *width, *width, 3, stride, 1, &blk->c2))) return s;
+        CONV(3);
+        if ((s = load_conv(L, a, b, *width, *out, 1, 1, 0, &blk->c3))) return s;
+        *out = blk->c3.cout;
+    } else {
+        CONV(1);
+        if ((s = load_conv(L, a, b, cin, *width, 3, stride, 1, &blk->c1))) return s;
+        *width = *out = blk->c1.cout;
+        CONV(2);
+        if ((s = load_conv(L, a, b, *width, *out, 3, 1, 1, &blk->c2))) return s;
+    }
+#undef CONV
+    /* torchvision adds a projection exactly when the shape changes. */
+    blk->has_down = stride != 1 || cin != *out;
+    snprintf(a, sizeof a, "%s.downsample.0", pre);
+    snprintf(b, sizeof b, "%s.downsample.1", pre);
+    if (blk->has_down) return load_conv(L, a, b, cin, *out, 1, stride, 0, &blk->down);
+    snprintf(a, sizeof a, "%s.downsample.0.weight", pre);
+    if (sx_safetensors_find(L->st, a))
+        return sx_fail(L->err, SIAMIDX_ERR_MODEL_FORMAT,
+                       "%s: unexpected tensor '%s': the block keeps %d channels at stride 1",
+                       L->path, a, cin);
+    return SIAMIDX_OK;
+}
+
+static siamidx_status load_fc(loader *L, siamidx_model *m) {
+    m->n_classes = 0;
+    m->fc_w = m->fc_b = NULL;
+    if (m->n_stages < 4 || !sx_safetensors_find(L->st, "fc.weight")) return SIAMIDX_OK;
+    const sx_tensor_info *w, *b;
+    int64_t want[2] = {-1, m->feat_dim};
+    siamidx_status s = need(L, "fc.weight", 2, want, &w);
+    if (s) return s;
+    if (w->shape[0] < 1 || w->shape[0] > 1000000)
+        return sx_fail(L->err, SIAMIDX_ERR_MODEL_FORMAT, "%s: tensor 'fc.weight' has %lld rows",
+                       L->path, (long long)w->shape[0]);
+    m->n_classes = (int)w->shape[0];
+    if ((s = need(L, "fc.bias", 1, &w->shape[0], &b))) return s;
+    m->fc_w = carve(L, (size_t)m->n_classes * (size_t)m->feat_dim);
+    m->fc_b = carve(L, (size_t)m->n_classes);
+    if (L->arena) {
+        sx_safetensors_read_f32(L->st, w, m->fc_w);
+        sx_safetensors_read_f32(L->st, b, m->fc_b);
+    }
+    return SIAMIDX_OK;
+}
+
+static siamidx_status load_network(loader *L, siamidx_model *m) {
+    siamidx_status s = load_conv(L, "conv1", "bn1", 3, -1, 7, 2, 3, &m->stem);
+    if (s) return s;
+    int cin = m->stem.cout, bi = 0;
+    for (int stage = 1; stage <= m->n_stages; stage++) {
+        int width = -1, out = -1; /* inferred from the stage's first block */
+        for (int i = 0; i < m->stage_blocks[stage - 1]; i++) {
+            if ((s = load_block(L, m, &m->blocks[bi++], stage, i, cin, &width, &out))) return s;
+            cin = out;
+        }
+        m->stage_channels[stage - 1] = cin;
+    }
+    m->feat_dim = cin;
+    return load_fc(L, m);
+}
+
+/* Tensors the architecture did not consume must be ones we knowingly skip. */
+static siamidx_status check_leftovers(loader *L, const siamidx_model *m) {
+    for (size_t i = 0; i < L->st->n_tensors; i++) {
+        const char *name = L->st->tensors[i].name;
+        if (L->used_tensor[i]) continue;
+        size_t len = strlen(name);
+        if (len >= 20 && !strcmp(name + len - 20, ".num_batches_tracked")) continue;
+        if (!strncmp(name, "head.", 5)) continue; /* the Siamese head's */
+        if (m->n_stages < 4) {
+            if (!strncmp(name, "fc.", 3)) continue;
+            if (!strncmp(name, "layer", 5) && name[5] > '0' + m->n_stages && name[5] <= '4' &&
+                name[6] == '.')
+                continue;
+        }
+        return sx_fail(L->err, SIAMIDX_ERR_MODEL_FORMAT,
+                       "%s: unexpected tensor '%s' (not part of a %d-stage %s)", L->path, name,
+                       m->n_stages, m->arch);
+    }
+    return SIAMIDX_OK;
+}
+
+static size_t style_dim(const siamidx_model *m) {
+    size_t d = 0;
+    for (int s = 0; s < m->n_stages; s++)
+        if (m->style_stages & (1u << s)) d += 2 * (size_t)m->stage_channels[s];
+    return d;
+}
+
+size_t siamidx_model_dim(const siamidx_model *model, siamidx_pool pool) {
+    if (!model) return 0;
+    if (pool == SIAMIDX_POOL_DEFAULT) pool = model->pool;
+    return pool == SIAMIDX_POOL_STYLE ? style_dim(model) : (size_t)model->feat_dim;
+}
+
+static siamidx_status check_dims(const siamidx_model *m, const sx_safetensors *st,
+                                 const char *path, siamidx_error *err) {
+    const char *v;
+    int dim, classes;
+    siamidx_status s = meta_get(st, path, "embedding_dim", &v, err);
+    if (s) return s;
+    if (!parse_int(v, 1, 1 << 30, &dim) || (size_t)dim != siamidx_model_dim(m, m->pool))
+        return sx_fail(err, SIAMIDX_ERR_MODEL_FORMAT,
+                       "%s: metadata embedding_dim='%s' but %s pooling of this network gives %zu",
+                       path, v, siamidx_pool_name(m->pool), siamidx_model_dim(m, m->pool));
+    if ((v = sx_safetensors_meta(st, "num_classes")) &&
+        (!parse_int(v, 0, 1 << 30, &classes) || classes != m->n_classes))
+        return sx_fail(err, SIAMIDX_ERR_MODEL_FORMAT,
+                       "%s: metadata num_classes='%s' but the model has %d (fc.weight rows)",
+                       path, v, m->n_classes);
+    return SIAMIDX_OK;
+}
+
+/* ---- fingerprint ----------------------------------------------------------------- */
+
+static void hash_str(sx_sha256 *h, const char *s) { sx_sha256_update(h, s, strlen(s) + 1); }
+
+static void hash_u64(sx_sha256 *h, uint64_t v) {
+    uint8_t b[8];
+    for (int i = 0; i < 8; i++) b[i] = (uint8_t)(v >> (8 * i));
+    sx_sha256_update(h, b, 8);
+}
+
+/* Over the stored tensors (sorted by name) and the settings that shape embeddings. */
+static void fingerprint(siamidx_model *m, const sx_safetensors *st) {
+    sx_sha256 h;
+    sx_sha256_init(&h);
+    hash_str(&h, "siamidx-model-v1");
+    for (size_t i = 0; i < st->n_tensors; i++) {
+        const sx_tensor_info *t = &st->tensors[i];
+        if (!strncmp(t->name, "head.", 5)) continue; /* the head does not change embeddings */
+        hash_str(&h, t->name);
+        hash_str(&h, sx_dtype_name(t->dtype));
+        hash_u64(&h, (uint64_t)t->ndim);
+        for (int d = 0; d < t->ndim; d++) hash_u64(&h, (uint64_t)t->shape[d]);
+        hash_u64(&h, t->end - t->begin);
+        sx_sha256_update(&h, st->map + st->data_offset + t->begin, t->end - t->begin);
+    }
+    char cfg[512];
+    const sx_preprocess_cfg *p = &m->pre;
+    snprintf(cfg, sizeof cfg,
+             "arch=%s stages=%d input=%d resize=%d policy=%d mean=%.9g,%.9g,%.9g "
+             "std=%.9g,%.9g,%.9g pool=%s gem_p=%.9g style=%u",
+             m->arch, m->n_stages, p->input_size, p->resize_size, (int)p->policy, p->mean[0],
+             p->mean[1], p->mean[2], p->std[0], p->std[1], p->std[2], siamidx_pool_name(m->pool),
+             m->gem_p, m->style_stages);
+    hash_str(&h, cfg);
+    uint8_t digest[32];
+    sx_sha256_final(&h, digest);
+    sx_hex(digest, 32, m->fingerprint);
+}
+
+/* ---- load / free ---------------------------------------------------------------- */
+
+static siamidx_status copy_meta(siamidx_model *m, const sx_safetensors *st, siamidx_error *err) {
+    m->meta = calloc(st->n_meta ? st->n_meta : 1, sizeof *m->meta);
+    if (!m->meta) return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "out of memory");
+    for (size_t i = 0; i < st->n_meta; i++, m->n_meta++) {
+        m->meta[i].key = strdup(st->meta[i].key);
+        m->meta[i].value = strdup(st->meta[i].value);
+        if (!m->meta[i].key || !m->meta[i].value) {
+            m->n_meta++;
+            return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "out of memory");
+        }
+    }
+    return SIAMIDX_OK;
+}
+
+static siamidx_status build(siamidx_model *m, const sx_safetensors *st, const char *path,
+                            siamidx_error *err) {
+    siamidx_status s = parse_header_meta(m, st, path, err);
+    if (s) return s;
+    m->blocks = calloc((size_t)m->n_blocks, sizeof *m->blocks);
+    loader L = {st, path, err, calloc(st->n_tensors + 1, 1), NULL, 0};
+    if (!m->blocks || !L.used_tensor) {
+        free(L.used_tensor);
+        return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "out of memory");
+    }
+    s = load_network(&L, m); /* sizing pass: names and shapes */
+    if (!s) s = check_leftovers(&L, m);
+    if (!s) s = check_dims(m, st, path, err);
+    if (!s) {
+        m->n_params = L.n_floats;
+        m->weights = L.arena = malloc(L.n_floats * sizeof(float));
+        L.n_floats = 0;
+        s = L.arena ? load_network(&L, m) /* filling pass */
+                    : sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "%s: out of memory for %zu weights",
+                              path, m->n_params);
+    }
+    free(L.used_tensor);
+    if (!s) s = copy_meta(m, st, err);
+    if (!s) fingerprint(m, st);
+    return s;
+}
+
+siamidx_status sx_model_load(const sx_safetensors *st, const char *path, siamidx_model **out,
+                             siamidx_error *err) {
+    *out = NULL;
+    siamidx_model *m = calloc(1, sizeof *m);
+    if (!m || !(m->path = strdup(path))) {
+        free(m);
+        return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "out of memory");
+    }
+    siamidx_status s = build(m, st, path, err);
+    if (s) {
+        sx_model_free(m);
+        return s;
+    }
+    *out = m;
+    return SIAMIDX_OK;
+}
+
+void sx_model_free(siamidx_model *model) {
+    if (!model) return;
+    for (size_t i = 0; i < model->n_meta; i++) {
+        free(model->meta[i].key);
+        free(model->meta[i].value);
+    }
+    free(model->meta);
+    free(model->blocks);
+    free(model->weights);
+    free(model->arch);
+    free(model->path);
+    free(model);
+}
+
+/* ---- accessors --------------------------------------------------------------- */
+
+static int cmp_key(const void *k, const void *e) {
+    return strcmp((const char *)k, ((const sx_meta_entry *)e)->key);
+}
+
+const char *siamidx_model_meta(const siamidx_model *model, const char *key) {
+    if (!model || !key) return NULL;
+    const sx_meta_entry *e = bsearch(key, model->meta, model->n_meta, sizeof *model->meta, cmp_key);
+    return e ? e->value : NULL;
+}
+
+size_t siamidx_model_meta_count(const siamidx_model *model) { return model ? model->n_meta : 0; }
+
+const char *siamidx_model_meta_key(const siamidx_model *model, size_t i) {
+    return model && i < model->n_meta ? model->meta[i].key : NULL;
+}
+
+const char *siamidx_model_arch(const siamidx_model *model) { return model ? model->arch : NULL; }
+
+int siamidx_model_input_size(const siamidx_model *model) {
+    return model ? model->pre.input_size : 0;
+}
+
+siamidx_pool siamidx_model_default_pool(const siamidx_model *model) {
+    return model ? model->pool : SIAMIDX_POOL_AVG;
+}
+
+int siamidx_model_num_classes(const siamidx_model *model) { return model ? model->n_classes : 0; }
+
+const char *siamidx_model_fingerprint(const siamidx_model *model) {
+    return model ? model->fingerprint : NULL;
+}
+
+/* ---- siamidx_ext.h ------------------------------------------------------------ */
+
+const char *siamidx_model_path(const siamidx_model *model) { return model ? model->path : NULL; }
+
+void siamidx_model_describe(const siamidx_model *m, siamidx_model_description *d) {
+    memset(d, 0, sizeof *d);
+    if (!m) return;
+    d->path = m->path;
+    d->arch = m->arch;
+    d->bottleneck = m->bottleneck;
+    d->n_stages = m->n_stages;
+    memcpy(d->stage_channels, m->stage_channels, sizeof d->stage_channels);
+    d->input_size = m->pre.input_size;
+    d->resize_size = m->pre.resize_size;
+    d->squash = m->pre.policy == SX_RESIZE_SQUASH;
+    memcpy(d->mean, m->pre.mean, sizeof d->mean);
+    memcpy(d->std, m->pre.std, sizeof d->std);
+    d->pool = m->pool;
+    d->gem_p = m->gem_p;
+    d->style_stages = m->style_stages;
+    d->embedding_dim = siamidx_model_dim(m, SIAMIDX_POOL_DEFAULT);
+    d->n_params = m->n_params;
+    d->n_classes = m->n_classes;
+    d->fingerprint = m->fingerprint;
+}

@@ -1,0 +1,60 @@
+/* nn/model.h - siamidx_model: metadata, tensor checks, BatchNorm folding. */
+#ifndef SX_NN_MODEL_H
+#define SX_NN_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "siamidx.h"
+#include "image/preprocess.h"
+#include "nn/conv.h"
+#include "nn/safetensors.h"
+
+typedef struct sx_block {
+    sx_conv c1, c2, c3; /* c3 only in Bottleneck blocks */
+    sx_conv down;       /* valid when has_down */
+    int has_down;
+    int stage; /* 1..4 */
+} sx_block;
+
+struct siamidx_model {
+    char *path;
+    char *arch;     /* "resnet18" ... "resnet152" */
+    int bottleneck; /* 1 for resnet50/101/152 */
+    int n_stages;   /* 1..4: how many of layer1..layer4 the model has */
+    sx_conv stem;   /* conv1 + bn1 */
+    sx_block *blocks;
+    int n_blocks;
+    int stage_channels[4]; /* output channels of layer1..4 */
+    int feat_dim;          /* channels after the last present stage */
+    float *fc_w;           /* [n_classes][feat_dim], or NULL */
+    float *fc_b;
+    int n_classes;
+    sx_preprocess_cfg pre;
+    siamidx_pool pool; /* default pooling from metadata */
+    float gem_p;
+    unsigned style_stages; /* bit s-1 set: stage s contributes mean+std */
+    sx_meta_entry *meta;   /* copy of __metadata__, sorted by key */
+    size_t n_meta;
+    /* The file's default head (head.* tensors), or NULL. The network knows
+       nothing of heads: head/model_head.c loads it with the model (it is the
+       lowest layer that knows both) and frees it; nn/ never reads it. */
+    struct siamidx_head *head;
+    char fingerprint[65];
+    void *weights;     /* one allocation holding every folded tensor */
+    size_t n_params;   /* parameters of the folded encoder (+ fc) */
+    int stage_blocks[4]; /* blocks in layer1..4 (first block of stage s: sum of earlier) */
+};
+
+
+/*
+ * Builds the encoder of an open model file (`path` for messages and
+ * siamidx_model_path). What the public siamidx_model_load does, less the
+ * default head (head/model_head.c adds that). Free with sx_model_free.
+ */
+siamidx_status sx_model_load(const sx_safetensors *st, const char *path, siamidx_model **out,
+                             siamidx_error *err);
+/* Frees the encoder; model->head must have been released (or be NULL). */
+void sx_model_free(siamidx_model *model);
+
+#endif /* SX_NN_MODEL_H */

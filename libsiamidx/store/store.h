@@ -1,0 +1,122 @@
+/* store/store.h - the LMDB store, the index's source of truth. */
+#ifndef SX_STORE_STORE_H
+#define SX_STORE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "siamidx.h"
+
+typedef struct MDB_txn MDB_txn;
+typedef struct sx_store sx_store;
+typedef struct sx_wtxn sx_wtxn; /* a write transaction with its change log */
+
+#define SX_STORE_FORMAT 1
+
+/* The durable description of an index (meta DB). */
+typedef struct sx_store_meta {
+    char fingerprint[65];
+    char arch[32];
+    char pool[16];
+    char index_type[16]; /* flat | hnsw | ivf | ivfpq */
+    uint32_t dim;
+    uint64_t generation; /* +1 in every write transaction that changes records */
+    uint64_t next_id;
+} sx_store_meta;
+
+/* One image. Strings are NUL-terminated; decoded records point into LMDB's
+   memory and live as long as the transaction. */
+typedef struct sx_record {
+    uint64_t id;
+    uint32_t artist_id;
+    uint64_t size;
+    int64_t mtime_ns;
+    uint8_t hash[32]; /* SHA-256 of the file's bytes */
+    const char *path, *resolved, *title, *style, *genre, *date; /* optional ones may be "" */
+    uint32_t dim;
+    const void *embedding; /* dim float32, possibly unaligned: copy with sx_record_embedding */
+} sx_record;
+
+void sx_record_embedding(const sx_record *r, float *out);
+
+/* Opens DIR/data.mdb. create: make the directory and an empty index if absent.
+   A foreign or damaged file gives SIAMIDX_ERR_INDEX_CORRUPT. */
+siamidx_status sx_store_open(const char *dir, int read_only, int create, sx_store **out,
+                             siamidx_error *err);
+void sx_store_close(sx_store *st);
+/* Disk bytes of data.mdb. */
+uint64_t sx_store_file_bytes(const sx_store *st);
+
+/* A read transaction on the last committed state (MVCC); end with sx_store_read_end. */
+siamidx_status sx_store_read_begin(sx_store *st, MDB_txn **txn, siamidx_error *err);
+void sx_store_read_end(MDB_txn *txn);
+MDB_txn *sx_wtxn_txn(sx_wtxn *w);
+
+/*
+ * Runs fn inside ONE write transaction and commits it; on MDB_MAP_FULL the
+ * map is doubled and fn runs again from scratch, so fn must only write
+ * through the transaction. Changes made through sx_store_put_record /
+ * sx_store_delete_record are logged under a new generation.
+ */
+typedef siamidx_status (*sx_write_fn)(sx_wtxn *w, void *ctx, siamidx_error *err);
+siamidx_status sx_store_write(sx_store *st, sx_write_fn fn, void *ctx, siamidx_error *err);
+
+siamidx_status sx_store_get_meta(sx_store *st, MDB_txn *txn, sx_store_meta *m,
+                                 siamidx_error *err);
+/* Sets fingerprint/arch/pool/dim/index_type of an index; a changed index_type
+   is logged so the FAISS snapshot is rebuilt. */
+siamidx_status sx_store_set_meta(sx_wtxn *w, const sx_store_meta *m, siamidx_error *err);
+
+/* Named blobs in the meta DB (e.g. a trained head). NOT_FOUND when absent. */
+siamidx_status sx_store_blob_get(sx_store *st, MDB_txn *txn, const char *name,
+                                 const void **data, size_t *len, siamidx_error *err);
+siamidx_status sx_store_blob_put(sx_wtxn *w, const char *name, const void *data, size_t len,
+                                 siamidx_error *err);
+
+/* Records: get by id, find by resolved path / content hash (NOT_FOUND when absent). */
+siamidx_status sx_store_get_record(sx_store *st, MDB_txn *txn, uint64_t id, sx_record *r,
+                                   siamidx_error *err);
+siamidx_status sx_store_find_path(sx_store *st, MDB_txn *txn, const char *resolved,
+                                  uint64_t *id, siamidx_error *err);
+siamidx_status sx_store_find_hash(sx_store *st, MDB_txn *txn, const uint8_t hash[32],
+                                  uint64_t *id, siamidx_error *err);
+/* Adds r under a new id (r->id receives it) for artist `artist` (created when new). */
+siamidx_status sx_store_put_record(sx_wtxn *w, sx_record *r, const char *artist,
+                                   siamidx_error *err);
+siamidx_status sx_store_delete_record(sx_wtxn *w, uint64_t id, siamidx_error *err);
+
+/* Every record in id order, in one read txn; fn returns non-zero to stop. */
+typedef int (*sx_record_fn)(void *ctx, const sx_record *r);
+siamidx_status sx_store_foreach_record(sx_store *st, MDB_txn *txn, sx_record_fn fn, void *ctx,
+                                       siamidx_error *err);
+/* Ids of one artist's records (malloc'd array). */
+siamidx_status sx_store_artist_records(sx_store *st, MDB_txn *txn, uint32_t artist_id,
+                                       uint64_t **ids, size_t *n, siamidx_error *err);
+uint64_t sx_store_count(sx_store *st, MDB_txn *txn); /* number of records */
+
+/* Artists: name of an id (pointer into LMDB memory), id of a name, image count. */
+siamidx_status sx_store_artist_name(sx_store *st, MDB_txn *txn, uint32_t id, const char **name,
+                                    uint64_t *count, siamidx_error *err);
+siamidx_status sx_store_artist_id(sx_store *st, MDB_txn *txn, const char *name, uint32_t *id,
+                                  siamidx_error *err);
+typedef int (*sx_artist_fn)(void *ctx, uint32_t id, const char *name, uint64_t count);
+siamidx_status sx_store_foreach_artist(sx_store *st, MDB_txn *txn, sx_artist_fn fn, void *ctx,
+                                       siamidx_error *err);
+
+/* The change log: what generation g added and removed; NOT_FOUND when pruned. */
+enum { SX_CHANGE_REBUILD = 1 }; /* the FAISS index must be rebuilt from scratch */
+typedef struct sx_change {
+    uint32_t flags;
+    size_t n_added, n_removed;
+    uint64_t *added, *removed; /* malloc'd */
+} sx_change;
+siamidx_status sx_store_get_change(sx_store *st, MDB_txn *txn, uint64_t gen, sx_change *c,
+                                   siamidx_error *err);
+void sx_change_free(sx_change *c);
+/* Drops log entries up to and including `gen` (a snapshot covers them). */
+siamidx_status sx_store_prune_changes(sx_store *st, uint64_t gen, siamidx_error *err);
+/* Every consistency problem (decoding, lookups both ways, artist counts) to fn. */
+siamidx_status sx_store_verify(sx_store *st, MDB_txn *txn, siamidx_problem_fn fn, void *ctx,
+                               size_t *n_problems, siamidx_error *err);
+
+#endif /* SX_STORE_STORE_H */

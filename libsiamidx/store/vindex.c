@@ -1,0 +1,461 @@
+/*
+ * vindex.c - the FAISS index: derived state, always rebuilt from the store.
+ *
+ * The index is an IndexIDMap2 (record ids as FAISS labels) over a factory
+ * description chosen from the configured type and the collection size:
+ *   flat   "Flat"             exact inner product
+ *   hnsw   "HNSW32"
+ *   ivf    "IVF<nlist>,Flat"  trained on the stored embeddings
+ *   ivfpq  "IVF<nlist>,PQ<m>"
+ * (ivf/ivfpq fall back to "Flat" until there is enough data to train).
+ * Embeddings are L2-normalised, so inner product is cosine similarity.
+ *
+ * A snapshot on disk is named vectors.<generation>.<description>.faiss: the
+ * generation is the store state it reflects, so a stale one is caught up
+ * from the store's change log (or rebuilt when the log was pruned, when the
+ * type changed, or when FAISS cannot remove, as with HNSW).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <faiss/c_api/AutoTune_c.h>
+#include <faiss/c_api/Index_c.h>
+#include <faiss/c_api/MetaIndexes_c.h>
+#include <faiss/c_api/error_c.h>
+#include <faiss/c_api/impl/AuxIndexStructures_c.h>
+#include <faiss/c_api/index_factory_c.h>
+#include <faiss/c_api/index_io_c.h>
+
+#include "store/vindex.h"
+#include "store/store.h"
+#include "base/error.h"
+
+#define IVF_MIN_VECTORS 2000   /* fewer: IVF falls back to Flat */
+#define IVFPQ_MIN_VECTORS 10000 /* PQ's 256 centroids per sub-quantizer want ~39x that */
+#define ADD_CHUNK 8192
+
+struct sx_vindex {
+    FaissIndex *index; /* NULL until first sync/load */
+    uint32_t dim;
+    uint64_t gen;
+    char desc[64];
+};
+
+static siamidx_status faiss_fail(siamidx_error *err, const char *what) {
+    const char *m = faiss_get_last_error();
+    return sx_fail(err, SIAMIDX_ERR_BACKEND, "FAISS: %s: %s", what, m ? m : "unknown error");
+}
+
+/* ---- choosing the index ------------------------------------------------------------ */
+
+static int ivf_nlist(uint64_t n) {
+    double a = 4.0 * sqrt((double)n), b = (double)n / 39.0; /* 39 training points per list */
+    int nlist = (int)(a < b ? a : b);
+    return nlist < 1 ? 1 : nlist > 65536 ? 65536 : nlist;
+}
+
+static int pq_subquantizers(uint32_t dim) {
+    for (int m = (int)dim / 8; m > 1; m--) /* ~8 dims per byte-sized code */
+        if (dim % (uint32_t)m == 0) return m;
+    return 1;
+}
+
+static void want_description(const char *type, uint64_t n, uint32_t dim, char *out, size_t cap) {
+    if (!strcmp(type, "hnsw"))
+        snprintf(out, cap, "HNSW32");
+    else if (!strcmp(type, "ivf") && n >= IVF_MIN_VECTORS)
+        snprintf(out, cap, "IVF%d,Flat", ivf_nlist(n));
+    else if (!strcmp(type, "ivfpq") && n >= IVFPQ_MIN_VECTORS)
+        snprintf(out, cap, "IVF%d,PQ%d", ivf_nlist(n), pq_subquantizers(dim));
+    else
+        snprintf(out, cap, "Flat");
+}
+
+/* Same structure; IVF lists are retrained only once the data doubled their worth. */
+static int good_enough(const char *have, const char *want) {
+    if (!strcmp(have, want)) return 1;
+    int a, b;
+    const char *ca = strchr(have, ','), *cb = strchr(want, ',');
+    if (sscanf(have, "IVF%d,", &a) == 1 && sscanf(want, "IVF%d,", &b) == 1 && ca && cb &&
+        !strcmp(ca, cb))
+        return b < 2 * a;
+    return 0;
+}
+
+static void tune(sx_vindex *v) {
+    FaissParameterSpace *ps;
+    if (faiss_ParameterSpace_new(&ps)) return;
+    int nlist;
+    if (!strncmp(v->desc, "HNSW", 4))
+        faiss_ParameterSpace_set_index_parameter(ps, v->index, "efSearch", 128);
+    else if (sscanf(v->desc, "IVF%d", &nlist) == 1) {
+        int probe = nlist / 16 < 8 ? 8 : nlist / 16 > 64 ? 64 : nlist / 16;
+        faiss_ParameterSpace_set_index_parameter(ps, v->index, "nprobe",
+                                                 probe > nlist ? nlist : probe);
+    }
+    faiss_ParameterSpace_free(ps);
+}
+
+static siamidx_status create(sx_vindex *v, const char *desc, siamidx_error *err) {
+    char full[80];
+    snprintf(full, sizeof full, "IDMap2,%s", desc);
+    FaissIndex *idx = NULL;
+    if (faiss_index_factory(&idx, (int)v->dim, full, METRIC_INNER_PRODUCT))
+        return faiss_fail(err, full);
+    if (v->index) faiss_Index_free(v->index);
+    v->index = idx;
+    snprintf(v->desc, sizeof v->desc, "%s", desc);
+    return SIAMIDX_OK;
+}
+
+/* ---- rebuilding from the store -------------------------------------------------------- */
+
+typedef struct chunk {
+    sx_vindex *v;
+    float *x;
+    int64_t *ids;
+    size_t n, cap;
+    int training;        /* collecting a training sample: stop when full */
+    uint64_t stride, seen; /* the sample takes every stride-th record */
+    int failed;
+    siamidx_error *err;
+} chunk;
+
+static int flush(chunk *c) {
+    if (c->n && !c->failed && faiss_Index_add_with_ids(c->v->index, (idx_t)c->n, c->x, c->ids)) {
+        faiss_fail(c->err, "add");
+        c->failed = 1;
+    }
+    c->n = 0;
+    return c->failed;
+}
+
+static int take_record(void *ctx, const sx_record *r) {
+    chunk *c = ctx;
+    if (c->training && c->seen++ % c->stride) return 0;
+    if (r->dim != c->v->dim) {
+        sx_fail(c->err, SIAMIDX_ERR_INDEX_CORRUPT, "record %llu has %u dims, the index %u",
+                (unsigned long long)r->id, r->dim, c->v->dim);
+        c->failed = 1;
+        return 1;
+    }
+    sx_record_embedding(r, c->x + c->n * c->v->dim);
+    c->ids[c->n++] = (int64_t)r->id;
+    if (c->n < c->cap) return 0;
+    return c->training ? 1 : flush(c);
+}
+
+static siamidx_status rebuild(sx_vindex *v, sx_store *st, MDB_txn *txn, const char *desc,
+                              uint64_t n, siamidx_error *err) {
+    siamidx_status s = create(v, desc, err);
+    if (s) return s;
+    size_t cap = ADD_CHUNK;
+    int nlist = 0;
+    int needs_training = sscanf(desc, "IVF%d", &nlist) == 1;
+    if (needs_training) { /* a sample of up to 64 points per list, from the start */
+        cap = (size_t)nlist * 64;
+        if (!strstr(desc, "PQ") && cap > n) cap = n;
+        if (strstr(desc, "PQ") && cap < 256 * 64) cap = 256 * 64;
+        if (cap > n) cap = n;
+    }
+    chunk c = {.v = v, .cap = cap ? cap : 1, .err = err, .training = needs_training};
+    c.stride = n / c.cap ? n / c.cap : 1; /* spread the sample over all artists */
+    c.x = malloc(c.cap * v->dim * sizeof(float));
+    c.ids = malloc(c.cap * sizeof(int64_t));
+    if (!c.x || !c.ids) {
+        s = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "FAISS rebuild: out of memory");
+        goto done;
+    }
+    if (needs_training) {
+        if ((s = sx_store_foreach_record(st, txn, take_record, &c, err)) || c.failed) goto done;
+        if (faiss_Index_train(v->index, (idx_t)c.n, c.x)) {
+            s = faiss_fail(err, "train");
+            goto done;
+        }
+        c.n = 0;
+        c.training = 0;
+    }
+    if ((s = sx_store_foreach_record(st, txn, take_record, &c, err))) goto done;
+    flush(&c);
+done:
+    if (!s && c.failed) s = err ? err->status : SIAMIDX_ERR_BACKEND;
+    free(c.x);
+    free(c.ids);
+    if (!s) tune(v);
+    return s;
+}
+
+/* ---- catching up from the change log ------------------------------------------------ */
+
+typedef struct pending {
+    int64_t *added, *removed;
+    size_t n_added, n_removed;
+    int rebuild;
+} pending;
+
+static int append(int64_t **a, size_t *n, const uint64_t *src, size_t m) {
+    int64_t *p = realloc(*a, (*n + m + 1) * sizeof *p);
+    if (!p) return -1;
+    for (size_t i = 0; i < m; i++) p[*n + i] = (int64_t)src[i];
+    *a = p;
+    *n += m;
+    return 0;
+}
+
+static siamidx_status collect(sx_vindex *v, sx_store *st, MDB_txn *txn, uint64_t to, pending *p,
+                              siamidx_error *err) {
+    for (uint64_t g = v->gen + 1; g <= to && !p->rebuild; g++) {
+        sx_change ch;
+        siamidx_error e;
+        siamidx_status s = sx_store_get_change(st, txn, g, &ch, &e);
+        if (s == SIAMIDX_ERR_NOT_FOUND) {
+            p->rebuild = 1;
+            break;
+        }
+        if (s) {
+            if (err) *err = e;
+            return s;
+        }
+        if (ch.flags & SX_CHANGE_REBUILD) p->rebuild = 1;
+        if (append(&p->added, &p->n_added, ch.added, ch.n_added) ||
+            append(&p->removed, &p->n_removed, ch.removed, ch.n_removed)) {
+            sx_change_free(&ch);
+            return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "change log: out of memory");
+        }
+        sx_change_free(&ch);
+    }
+    /* HNSW graphs cannot drop nodes: rebuild instead. */
+    if (p->n_removed && !strncmp(v->desc, "HNSW", 4)) p->rebuild = 1;
+    return SIAMIDX_OK;
+}
+
+static siamidx_status apply(sx_vindex *v, sx_store *st, MDB_txn *txn, const pending *p,
+                            siamidx_error *err) {
+    if (p->n_removed) {
+        FaissIDSelectorBatch *sel;
+        if (faiss_IDSelectorBatch_new(&sel, p->n_removed, p->removed))
+            return faiss_fail(err, "selector");
+        size_t removed;
+        int rc = faiss_Index_remove_ids(v->index, (FaissIDSelector *)sel, &removed);
+        faiss_IDSelector_free((FaissIDSelector *)sel);
+        if (rc) return faiss_fail(err, "remove");
+    }
+    chunk c = {.v = v, .cap = ADD_CHUNK, .err = err};
+    c.x = malloc(c.cap * v->dim * sizeof(float));
+    c.ids = malloc(c.cap * sizeof(int64_t));
+    siamidx_status s = SIAMIDX_OK;
+    if (!c.x || !c.ids) s = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "FAISS update: out of memory");
+    for (size_t i = 0; !s && !c.failed && i < p->n_added; i++) {
+        sx_record r;
+        siamidx_error e;
+        siamidx_status rs = sx_store_get_record(st, txn, (uint64_t)p->added[i], &r, &e);
+        if (rs == SIAMIDX_ERR_NOT_FOUND) continue; /* removed by a later generation */
+        if (rs) {
+            if (err) *err = e;
+            s = rs;
+            break;
+        }
+        take_record(&c, &r);
+    }
+    if (!s) flush(&c);
+    if (!s && c.failed) s = err ? err->status : SIAMIDX_ERR_BACKEND;
+    free(c.x);
+    free(c.ids);
+    return s;
+}
+
+siamidx_status sx_vindex_sync(sx_vindex *v, sx_store *st, MDB_txn *txn, siamidx_error *err) {
+    sx_store_meta m;
+    siamidx_status s = sx_store_get_meta(st, txn, &m, err);
+    if (s) return s;
+    if (v->index && v->gen == m.generation) return SIAMIDX_OK;
+    uint64_t n = sx_store_count(st, txn);
+    char want[64];
+    want_description(m.index_type, n, v->dim, want, sizeof want);
+    pending p = {0};
+    p.rebuild = !v->index || v->gen > m.generation || !good_enough(v->desc, want);
+    if (!p.rebuild) s = collect(v, st, txn, m.generation, &p, err);
+    if (!s) s = p.rebuild ? rebuild(v, st, txn, want, n, err) : apply(v, st, txn, &p, err);
+    if (!s) v->gen = m.generation;
+    else if (v->index) { /* half-applied: forget it, the next sync rebuilds */
+        faiss_Index_free(v->index);
+        v->index = NULL;
+    }
+    free(p.added);
+    free(p.removed);
+    return s;
+}
+
+/* ---- snapshots ------------------------------------------------------------------------ */
+
+/* vectors.<gen>.<desc with ',' as '_'>.faiss */
+static int parse_snapshot(const char *name, uint64_t *gen, char *desc, size_t cap) {
+    unsigned long long g;
+    int off = 0;
+    if (sscanf(name, "vectors.%llu.%n", &g, &off) != 1 || off == 0) return 0;
+    const char *d = name + off, *end = strstr(d, ".faiss");
+    if (!end || end[6] != 0 || end == d || (size_t)(end - d) >= cap) return 0;
+    for (size_t i = 0; d + i < end; i++) desc[i] = d[i] == '_' ? ',' : d[i];
+    desc[end - d] = 0;
+    *gen = g;
+    return 1;
+}
+
+static int newest_snapshot(const char *dir, uint64_t *gen, char *desc, size_t cap) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int found = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        uint64_t g;
+        char ds[64];
+        if (parse_snapshot(e->d_name, &g, ds, sizeof ds) && (!found || g > *gen)) {
+            found = 1;
+            *gen = g;
+            snprintf(desc, cap, "%s", ds);
+        }
+    }
+    closedir(d);
+    return found;
+}
+
+uint64_t sx_vindex_disk_generation(const char *dir) {
+    uint64_t g = 0;
+    char desc[64];
+    return newest_snapshot(dir, &g, desc, sizeof desc) ? g : 0;
+}
+
+static void snapshot_name(const char *dir, uint64_t gen, const char *desc, char *out,
+                          size_t cap) {
+    char d[64];
+    snprintf(d, sizeof d, "%s", desc);
+    for (char *p = d; *p; p++)
+        if (*p == ',') *p = '_';
+    snprintf(out, cap, "%s/vectors.%llu.%s.faiss", dir, (unsigned long long)gen, d);
+}
+
+siamidx_status sx_vindex_load(const char *dir, uint32_t dim, sx_vindex **out,
+                              siamidx_error *err) {
+    sx_vindex *v = calloc(1, sizeof *v);
+    if (!v) return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "out of memory");
+    v->dim = dim;
+    *out = v;
+    uint64_t gen;
+    char desc[64], path[4096];
+    if (!dim || !newest_snapshot(dir, &gen, desc, sizeof desc)) return SIAMIDX_OK;
+    snapshot_name(dir, gen, desc, path, sizeof path);
+    FaissIndex *idx = NULL;
+    /* A snapshot that does not load is only stale state: the store rebuilds it. */
+    if (faiss_read_index_fname(path, 0, &idx) == 0 && idx) {
+        if (faiss_Index_d(idx) == (int)dim && faiss_IndexIDMap2_cast(idx)) {
+            v->index = idx;
+            v->gen = gen;
+            snprintf(v->desc, sizeof v->desc, "%s", desc);
+            tune(v);
+        } else {
+            faiss_Index_free(idx);
+        }
+    }
+    return SIAMIDX_OK;
+}
+
+void sx_vindex_free(sx_vindex *v) {
+    if (!v) return;
+    if (v->index) faiss_Index_free(v->index);
+    free(v);
+}
+
+static int fsync_path(const char *path, int flags) {
+    int fd = open(path, flags | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+/* Removes older snapshots and temporary files of dead writers (we hold the lock). */
+static void drop_old(const char *dir, uint64_t keep) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    char path[4096];
+    while ((e = readdir(d))) {
+        uint64_t g;
+        char ds[64];
+        int old = parse_snapshot(e->d_name, &g, ds, sizeof ds) && g < keep;
+        if (old || !strncmp(e->d_name, "vectors.tmp.", 12)) {
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            unlink(path);
+        }
+    }
+    closedir(d);
+}
+
+siamidx_status sx_vindex_save(sx_vindex *v, const char *dir, siamidx_error *err) {
+    if (!v->index) return SIAMIDX_OK;
+    char tmp[4096], path[4096];
+    snapshot_name(dir, v->gen, v->desc, path, sizeof path);
+    if (access(path, F_OK) == 0) return SIAMIDX_OK; /* already on disk */
+    drop_old(dir, 0); /* stale temporaries first */
+    snprintf(tmp, sizeof tmp, "%s/vectors.tmp.%ld", dir, (long)getpid());
+    if (faiss_write_index_fname(v->index, tmp)) {
+        unlink(tmp);
+        return faiss_fail(err, tmp);
+    }
+    if (fsync_path(tmp, O_RDONLY) || rename(tmp, path) || fsync_path(dir, O_RDONLY)) {
+        siamidx_status s = sx_fail(err, SIAMIDX_ERR_IO, "%s: %s", path, strerror(errno));
+        unlink(tmp);
+        return s;
+    }
+    drop_old(dir, v->gen);
+    return SIAMIDX_OK;
+}
+
+/* ---- queries ---------------------------------------------------------------------------- */
+
+uint64_t sx_vindex_generation(const sx_vindex *v) { return v->gen; }
+const char *sx_vindex_description(const sx_vindex *v) { return v->index ? v->desc : "none"; }
+int64_t sx_vindex_ntotal(const sx_vindex *v) { return v->index ? faiss_Index_ntotal(v->index) : 0; }
+
+siamidx_status sx_vindex_search(const sx_vindex *v, const float *q, size_t n, int k,
+                                int64_t *ids, float *sims, siamidx_error *err) {
+    if (!v->index || faiss_Index_ntotal(v->index) == 0) {
+        for (size_t i = 0; i < n * (size_t)k; i++) {
+            ids[i] = -1;
+            sims[i] = 0;
+        }
+        return SIAMIDX_OK;
+    }
+    if (faiss_Index_search(v->index, (idx_t)n, q, k, sims, ids)) return faiss_fail(err, "search");
+    return SIAMIDX_OK;
+}
+
+int sx_vindex_reconstruct(const sx_vindex *v, int64_t id, float *out) {
+    return v->index ? faiss_Index_reconstruct(v->index, id, out) : -1;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+siamidx_status sx_vindex_ids(const sx_vindex *v, int64_t **ids, size_t *n, siamidx_error *err) {
+    *ids = NULL;
+    *n = 0;
+    if (!v->index) return SIAMIDX_OK;
+    idx_t *map;
+    size_t m;
+    faiss_IndexIDMap2_id_map((FaissIndexIDMap2 *)v->index, &map, &m);
+    *ids = malloc((m + 1) * sizeof **ids);
+    if (!*ids) return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "out of memory");
+    memcpy(*ids, map, m * sizeof **ids);
+    qsort(*ids, m, sizeof **ids, cmp_i64);
+    *n = m;
+    return SIAMIDX_OK;
+}

@@ -1,0 +1,540 @@
+/*
+ * train_net.c - the trainable ResNet: parameters, gradients, the activation
+ * memory plan, and forward/backward for BasicBlock and Bottleneck.
+ *
+ * Built in two passes: the first registers every tensor (torchvision names,
+ * offsets into one flat parameter array) and sizes every activation; the
+ * second allocates everything once. Nothing is allocated per step.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "train/train_net.h"
+#include "train/train_layers.h"
+#include "nn/safetensors.h"
+#include "base/error.h"
+
+static int scaled(int base, float width) {
+    int c = (int)(base * width + 0.5f);
+    return c < 1 ? 1 : c;
+}
+
+static size_t add_tensor(sx_tr_net *net, const char *name, int ndim, const int64_t *shape,
+                         sx_tr_kind kind, int stage) {
+    if (net->n_tensors == net->cap_tensors) {
+        net->cap_tensors = net->cap_tensors ? 2 * net->cap_tensors : 128;
+        net->tensors = realloc(net->tensors, sizeof *net->tensors * net->cap_tensors);
+        if (!net->tensors) abort(); /* a few KB: out of memory here is fatal */
+    }
+    sx_tr_tensor *t = &net->tensors[net->n_tensors++];
+    memset(t, 0, sizeof *t);
+    size_t len = strlen(name);
+    if (len >= sizeof t->name) len = sizeof t->name - 1; /* names are < 40 chars */
+    memcpy(t->name, name, len);
+    t->name[len] = 0;
+    t->ndim = ndim;
+    t->numel = 1;
+    for (int d = 0; d < ndim; d++) t->shape[d] = shape[d], t->numel *= (size_t)shape[d];
+    t->kind = kind;
+    t->stage = stage;
+    size_t *counter = kind == SX_TR_BUFFER ? &net->n_bufs : &net->n_params;
+    t->off = *counter;
+    *counter += t->numel;
+    return t->off;
+}
+
+/* Registers conv `prefix`.weight and BatchNorm `bn`.* for one unit. */
+static void plan_unit(sx_tr_net *net, sx_tr_unit *u, const char *conv_name, const char *bn_name,
+                      sx_tr_conv conv, int relu, int stage, int h, int w) {
+    char name[96];
+    u->conv = conv;
+    u->relu = relu;
+    u->stage = stage;
+    u->h_in = h;
+    u->w_in = w;
+    sx_tr_conv_out(&conv, h, w, &u->h_out, &u->w_out);
+    int64_t ws[4] = {conv.cout, conv.cin, conv.k, conv.k}, cs[1] = {conv.cout};
+    snprintf(name, sizeof name, "%s.weight", conv_name);
+    u->w = add_tensor(net, name, 4, ws, SX_TR_DECAY, stage);
+    snprintf(name, sizeof name, "%s.weight", bn_name);
+    u->gamma = add_tensor(net, name, 1, cs, SX_TR_NO_DECAY, stage);
+    snprintf(name, sizeof name, "%s.bias", bn_name);
+    u->beta = add_tensor(net, name, 1, cs, SX_TR_NO_DECAY, stage);
+    snprintf(name, sizeof name, "%s.running_mean", bn_name);
+    u->rmean = add_tensor(net, name, 1, cs, SX_TR_BUFFER, stage);
+    snprintf(name, sizeof name, "%s.running_var", bn_name);
+    u->rvar = add_tensor(net, name, 1, cs, SX_TR_BUFFER, stage);
+}
+
+static int arch_layout(const char *arch, int blocks[4], int *bottleneck) {
+    static const struct {
+        const char *name;
+        int blocks[4], bottleneck;
+    } archs[] = {{"resnet18", {2, 2, 2, 2}, 0},
+                 {"resnet34", {3, 4, 6, 3}, 0},
+                 {"resnet50", {3, 4, 6, 3}, 1}};
+    for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
+        if (!strcmp(arch, archs[i].name)) {
+            memcpy(blocks, archs[i].blocks, sizeof archs[i].blocks);
+            *bottleneck = archs[i].bottleneck;
+            return 1;
+        }
+    return 0;
+}
+
+/* First pass: tensors and shapes. Returns the final spatial size. */
+static void plan_network(sx_tr_net *net) {
+    const sx_tr_config *cfg = &net->cfg;
+    int h = cfg->input, w = cfg->input;
+    net->stem_ch = scaled(64, cfg->width);
+    plan_unit(net, &net->stem, "conv1", "bn1", (sx_tr_conv){3, net->stem_ch, 7, 2, 3}, 1, 0, h,
+              w);
+    h = net->stem.h_out, w = net->stem.w_out;
+    net->pool_h = (h + 2 - 3) / 2 + 1;
+    net->pool_w = (w + 2 - 3) / 2 + 1;
+    h = net->pool_h, w = net->pool_w;
+    int cin = net->stem_ch, nb = 0;
+    for (int s = 0; s < 4; s++) nb += net->stage_blocks[s];
+    net->blocks = calloc((size_t)nb, sizeof *net->blocks);
+    if (!net->blocks) abort();
+    net->n_blocks = nb;
+    int bi = 0;
+    char cn[96], bn[96];
+    for (int s = 0; s < 4; s++) {
+        int planes = scaled(64 << s, cfg->width);
+        int cout = net->bottleneck ? planes * 4 : planes;
+        net->stage_ch[s] = cout;
+        for (int j = 0; j < net->stage_blocks[s]; j++, bi++) {
+            sx_tr_block *b = &net->blocks[bi];
+            int stride = (j == 0 && s > 0) ? 2 : 1;
+            b->stage = s + 1;
+            if (net->bottleneck) {
+                b->n_units = 3;
+                sx_tr_conv c1 = {cin, planes, 1, 1, 0}, c2 = {planes, planes, 3, stride, 1},
+                           c3 = {planes, cout, 1, 1, 0};
+                sx_tr_conv cs[3] = {c1, c2, c3};
+                int hh = h, ww = w;
+                for (int k = 0; k < 3; k++) {
+                    snprintf(cn, sizeof cn, "layer%d.%d.conv%d", s + 1, j, k + 1);
+                    snprintf(bn, sizeof bn, "layer%d.%d.bn%d", s + 1, j, k + 1);
+                    plan_unit(net, &b->u[k], cn, bn, cs[k], k < 2, s + 1, hh, ww);
+                    hh = b->u[k].h_out, ww = b->u[k].w_out;
+                }
+            } else {
+                b->n_units = 2;
+                snprintf(cn, sizeof cn, "layer%d.%d.conv1", s + 1, j);
+                snprintf(bn, sizeof bn, "layer%d.%d.bn1", s + 1, j);
+                plan_unit(net, &b->u[0], cn, bn, (sx_tr_conv){cin, planes, 3, stride, 1}, 1,
+                          s + 1, h, w);
+                snprintf(cn, sizeof cn, "layer%d.%d.conv2", s + 1, j);
+                snprintf(bn, sizeof bn, "layer%d.%d.bn2", s + 1, j);
+                plan_unit(net, &b->u[1], cn, bn, (sx_tr_conv){planes, cout, 3, 1, 1}, 0, s + 1,
+                          b->u[0].h_out, b->u[0].w_out);
+            }
+            if (stride != 1 || cin != cout) {
+                b->has_down = 1;
+                snprintf(cn, sizeof cn, "layer%d.%d.downsample.0", s + 1, j);
+                snprintf(bn, sizeof bn, "layer%d.%d.downsample.1", s + 1, j);
+                plan_unit(net, &b->down, cn, bn, (sx_tr_conv){cin, cout, 1, stride, 0}, 0, s + 1,
+                          h, w);
+            }
+            h = b->u[b->n_units - 1].h_out, w = b->u[b->n_units - 1].w_out;
+            cin = cout;
+        }
+    }
+    net->feat_dim = cin;
+    int64_t fw[2] = {cfg->n_classes, cin}, fb[1] = {cfg->n_classes};
+    net->fc_w = add_tensor(net, "fc.weight", 2, fw, SX_TR_DECAY, 5);
+    net->fc_b = add_tensor(net, "fc.bias", 1, fb, SX_TR_NO_DECAY, 5);
+    int64_t sw[2] = {1, cin}, sb[1] = {1};
+    net->siam_w = add_tensor(net, "siamese.weight", 2, sw, SX_TR_NO_DECAY, 5);
+    net->siam_b = add_tensor(net, "siamese.bias", 1, sb, SX_TR_NO_DECAY, 5);
+}
+
+static size_t unit_out_floats(const sx_tr_unit *u, int n) {
+    return (size_t)u->conv.cout * n * u->h_out * u->w_out;
+}
+
+static void grow_max(size_t *m, size_t v) {
+    if (v > *m) *m = v;
+}
+
+/* Second pass: every activation buffer, sized for max_batch. */
+static int alloc_unit(sx_tr_unit *u, int n, size_t *max_act, size_t *max_col) {
+    size_t sz = unit_out_floats(u, n);
+    u->x = malloc(sz * sizeof(float));
+    u->y = malloc(sz * sizeof(float));
+    u->mean = malloc(u->conv.cout * sizeof(float));
+    u->invstd = malloc(u->conv.cout * sizeof(float));
+    grow_max(max_act, sz);
+    grow_max(max_act, (size_t)u->conv.cin * n * u->h_in * u->w_in);
+    grow_max(max_col, sx_tr_conv_col_floats(&u->conv, n, u->h_in, u->w_in));
+    return u->x && u->y && u->mean && u->invstd;
+}
+
+static void free_unit(sx_tr_unit *u) {
+    free(u->x);
+    free(u->y);
+    free(u->mean);
+    free(u->invstd);
+}
+
+siamidx_status sx_tr_net_new(const sx_tr_config *cfg, sx_tr_net **out, siamidx_error *err) {
+    *out = NULL;
+    sx_tr_net *net = calloc(1, sizeof *net);
+    if (!net) return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "train: out of memory");
+    net->cfg = *cfg;
+    if (!arch_layout(cfg->arch, net->stage_blocks, &net->bottleneck)) {
+        free(net);
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT,
+                       "train: unknown architecture '%s' (resnet18, resnet34, resnet50)",
+                       cfg->arch);
+    }
+    if (cfg->width <= 0 || cfg->input < 32 || cfg->max_batch < 2 || cfg->n_classes < 2) {
+        free(net);
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT,
+                       "train: bad configuration (width %g, input %d, batch %d, classes %d)",
+                       cfg->width, cfg->input, cfg->max_batch, cfg->n_classes);
+    }
+    plan_network(net);
+    const int n = cfg->max_batch;
+    size_t max_act = 0, max_col = 0;
+    int ok = alloc_unit(&net->stem, n, &max_act, &max_col);
+    for (int i = 0; i < net->n_blocks; i++) {
+        sx_tr_block *b = &net->blocks[i];
+        for (int k = 0; k < b->n_units; k++) ok = ok && alloc_unit(&b->u[k], n, &max_act, &max_col);
+        if (b->has_down) ok = ok && alloc_unit(&b->down, n, &max_act, &max_col);
+        b->out = malloc(unit_out_floats(&b->u[b->n_units - 1], n) * sizeof(float));
+        ok = ok && b->out;
+    }
+    size_t pooled = (size_t)net->stem_ch * n * net->pool_h * net->pool_w;
+    grow_max(&max_act, pooled);
+    net->params = calloc(net->n_params, sizeof(float));
+    net->grads = calloc(net->n_params, sizeof(float));
+    net->bufs = calloc(net->n_bufs ? net->n_bufs : 1, sizeof(float));
+    net->pooled_map = malloc(pooled * sizeof(float));
+    net->argmax = malloc(pooled * sizeof(int32_t));
+    net->xin = malloc((size_t)3 * n * cfg->input * cfg->input * sizeof(float));
+    net->feat = malloc((size_t)n * net->feat_dim * sizeof(float));
+    net->dfeat = malloc((size_t)n * net->feat_dim * sizeof(float));
+    net->logits = malloc((size_t)n * cfg->n_classes * sizeof(float));
+    net->dlogits = malloc((size_t)n * cfg->n_classes * sizeof(float));
+    net->col = malloc((max_col ? max_col : 1) * sizeof(float));
+    net->g_a = malloc(max_act * sizeof(float));
+    net->g_b = malloc(max_act * sizeof(float));
+    net->s1 = malloc(max_act * sizeof(float));
+    net->s2 = malloc(max_act * sizeof(float));
+    net->s3 = malloc(max_act * sizeof(float));
+    if (cfg->objective == SX_TR_COSFACE) {
+        net->cos_ws = malloc(sx_tr_cosface_ws_floats(n, net->feat_dim, cfg->n_classes) *
+                             sizeof(float));
+        net->cos_scratch = malloc((size_t)cfg->n_classes * net->feat_dim * sizeof(float));
+        ok = ok && net->cos_ws && net->cos_scratch;
+    }
+    ok = ok && net->params && net->grads && net->bufs && net->pooled_map && net->argmax &&
+         net->xin && net->feat && net->dfeat && net->logits && net->dlogits && net->col &&
+         net->g_a && net->g_b && net->s1 && net->s2 && net->s3;
+    if (!ok) {
+        sx_tr_net_free(net);
+        return sx_fail(err, SIAMIDX_ERR_NO_MEMORY,
+                       "train: out of memory for %s width %g batch %d input %d", cfg->arch,
+                       cfg->width, n, cfg->input);
+    }
+    *out = net;
+    return SIAMIDX_OK;
+}
+
+void sx_tr_net_free(sx_tr_net *net) {
+    if (!net) return;
+    free_unit(&net->stem);
+    for (int i = 0; i < net->n_blocks; i++) {
+        sx_tr_block *b = &net->blocks[i];
+        for (int k = 0; k < b->n_units; k++) free_unit(&b->u[k]);
+        if (b->has_down) free_unit(&b->down);
+        free(b->out);
+    }
+    free(net->blocks);
+    free(net->tensors);
+    free(net->params);
+    free(net->grads);
+    free(net->bufs);
+    free(net->pooled_map);
+    free(net->argmax);
+    free(net->xin);
+    free(net->feat);
+    free(net->dfeat);
+    free(net->logits);
+    free(net->dlogits);
+    free(net->cos_ws);
+    free(net->cos_scratch);
+    free(net->col);
+    free(net->g_a);
+    free(net->g_b);
+    free(net->s1);
+    free(net->s2);
+    free(net->s3);
+    free(net);
+}
+
+sx_tr_tensor *sx_tr_net_find(sx_tr_net *net, const char *name) {
+    for (int i = 0; i < net->n_tensors; i++)
+        if (!strcmp(net->tensors[i].name, name)) return &net->tensors[i];
+    return NULL;
+}
+
+float *sx_tr_tensor_data(sx_tr_net *net, const sx_tr_tensor *t) {
+    return (t->kind == SX_TR_BUFFER ? net->bufs : net->params) + t->off;
+}
+
+/* ---- initialisation ---------------------------------------------------------- */
+
+uint64_t sx_tr_hash(uint64_t seed, uint64_t a, uint64_t b, uint64_t c) {
+    uint64_t x = seed ^ 0x9e3779b97f4a7c15ULL;
+    uint64_t parts[3] = {a, b, c};
+    for (int i = 0; i < 3; i++) { /* splitmix64 rounds */
+        x += parts[i] + 0x9e3779b97f4a7c15ULL;
+        x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+        x ^= x >> 31;
+    }
+    return x;
+}
+
+static double uniform01(uint64_t seed, uint64_t t, uint64_t i) {
+    return ((sx_tr_hash(seed, t, i, 0) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+}
+
+static double normal01(uint64_t seed, uint64_t t, uint64_t i) {
+    double u1 = uniform01(seed, t, 2 * i), u2 = uniform01(seed, t, 2 * i + 1);
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+void sx_tr_net_init(sx_tr_net *net, uint64_t seed, int zero_residual) {
+    for (int ti = 0; ti < net->n_tensors; ti++) {
+        sx_tr_tensor *t = &net->tensors[ti];
+        float *d = sx_tr_tensor_data(net, t);
+        const char *name = t->name;
+        size_t len = strlen(name);
+        int is_weight = len > 7 && !strcmp(name + len - 7, ".weight");
+        if (t->ndim == 4) { /* conv: kaiming normal, fan_out, ReLU gain */
+            double std = sqrt(2.0 / (double)(t->shape[0] * t->shape[2] * t->shape[3]));
+            for (size_t i = 0; i < t->numel; i++) d[i] = (float)(std * normal01(seed, ti, i));
+        } else if (!strncmp(name, "fc.", 3) || !strncmp(name, "siamese.", 8)) {
+            double bound = 1.0 / sqrt((double)net->feat_dim);
+            for (size_t i = 0; i < t->numel; i++)
+                d[i] = (float)(bound * (2.0 * uniform01(seed, ti, i) - 1.0));
+        } else if (strstr(name, "running_var") || is_weight) {
+            for (size_t i = 0; i < t->numel; i++) d[i] = 1.0f;
+        } else {
+            memset(d, 0, t->numel * sizeof(float));
+        }
+    }
+    if (!zero_residual) return;
+    for (int i = 0; i < net->n_blocks; i++) {
+        sx_tr_unit *u = &net->blocks[i].u[net->blocks[i].n_units - 1];
+        memset(net->params + u->gamma, 0, u->conv.cout * sizeof(float));
+    }
+}
+
+/* ---- forward --------------------------------------------------------------- */
+
+static int unit_frozen(const sx_tr_net *net, const sx_tr_unit *u) {
+    return u->stage <= net->cfg.freeze_through;
+}
+
+static void unit_forward(sx_tr_net *net, sx_tr_unit *u, const float *in, int n, int train) {
+    size_t m = (size_t)n * u->h_out * u->w_out;
+    const float *p = net->params;
+    sx_tr_conv_forward(&u->conv, p + u->w, in, n, u->h_in, u->w_in, net->col, u->x);
+    if (train && !unit_frozen(net, u))
+        sx_tr_bn_forward(u->conv.cout, m, u->x, p + u->gamma, p + u->beta, net->bufs + u->rmean,
+                         net->bufs + u->rvar, u->mean, u->invstd, u->y, u->relu);
+    else
+        sx_tr_bn_forward_eval(u->conv.cout, m, u->x, p + u->gamma, p + u->beta,
+                              net->bufs + u->rmean, net->bufs + u->rvar, u->y, u->relu);
+}
+
+static void block_forward(sx_tr_net *net, sx_tr_block *b, const float *in, int n, int train) {
+    const float *cur = in;
+    for (int k = 0; k < b->n_units; k++) {
+        unit_forward(net, &b->u[k], cur, n, train);
+        cur = b->u[k].y;
+    }
+    const float *shortcut = in;
+    if (b->has_down) {
+        unit_forward(net, &b->down, in, n, train);
+        shortcut = b->down.y;
+    }
+    sx_tr_add_forward(cur, shortcut, b->out, unit_out_floats(&b->u[b->n_units - 1], n), 1);
+}
+
+/* Everything up to the pooled features [n][feat_dim]. */
+static void features_forward(sx_tr_net *net, const float *x, int n, int train) {
+    const int s = net->cfg.input, plane = s * s;
+    for (int img = 0; img < n; img++) /* NCHW -> CNHW */
+        for (int c = 0; c < 3; c++)
+            memcpy(net->xin + ((size_t)c * n + img) * plane, x + ((size_t)img * 3 + c) * plane,
+                   sizeof(float) * plane);
+    unit_forward(net, &net->stem, net->xin, n, train);
+    sx_tr_maxpool_forward(net->stem_ch, n, net->stem.h_out, net->stem.w_out, 3, 2, 1,
+                          net->stem.y, net->pooled_map, net->argmax);
+    const float *cur = net->pooled_map;
+    for (int i = 0; i < net->n_blocks; i++) {
+        block_forward(net, &net->blocks[i], cur, n, train);
+        cur = net->blocks[i].out;
+    }
+    const sx_tr_unit *last = &net->blocks[net->n_blocks - 1].u[net->blocks[net->n_blocks - 1].n_units - 1];
+    sx_tr_avgpool_forward(net->feat_dim, n, last->h_out * last->w_out, cur, net->feat);
+}
+
+void sx_tr_net_forward(sx_tr_net *net, const float *x, int n, const int32_t *labels,
+                       sx_tr_stats *st) {
+    const sx_tr_config *cfg = &net->cfg;
+    memset(st, 0, sizeof *st);
+    features_forward(net, x, n, 1);
+    net->last_n = n;
+    net->last_labels = labels;
+    memset(net->dfeat, 0, sizeof(float) * n * net->feat_dim);
+    memset(net->dlogits, 0, sizeof(float) * n * cfg->n_classes);
+    st->n = n;
+    if (cfg->objective == SX_TR_COSFACE) {
+        sx_tr_cosface_forward(n, net->feat_dim, cfg->n_classes, net->feat,
+                              net->params + net->fc_w, labels, cfg->cos_scale, cfg->cos_margin,
+                              net->cos_ws, net->logits);
+        st->ce = sx_tr_softmax_ce(n, cfg->n_classes, net->logits, labels, cfg->label_smoothing,
+                                  net->dlogits, &st->correct);
+        st->loss += st->ce;
+    } else if (cfg->objective != SX_TR_SIAMESE) {
+        sx_tr_linear_forward(n, net->feat_dim, cfg->n_classes, net->feat, net->params + net->fc_w,
+                             net->params + net->fc_b, net->logits);
+        st->ce = sx_tr_softmax_ce(n, cfg->n_classes, net->logits, labels, cfg->label_smoothing,
+                                  net->dlogits, &st->correct);
+        st->loss += st->ce;
+    }
+    if (cfg->objective == SX_TR_SIAMESE || cfg->objective == SX_TR_BOTH) {
+        float scale = cfg->objective == SX_TR_BOTH ? cfg->siamese_weight : 1.0f;
+        double weighted = sx_tr_siamese_bce(n, net->feat_dim, net->feat, labels,
+                                            net->params + net->siam_w, net->params[net->siam_b],
+                                            scale, net->dfeat, net->grads + net->siam_w,
+                                            net->grads + net->siam_b, &st->pair_correct);
+        st->bce = weighted / scale;
+        st->loss += weighted;
+        st->pairs = n / 2;
+    }
+}
+
+void sx_tr_net_eval(sx_tr_net *net, const float *x, int n, float *logits, float *feat) {
+    features_forward(net, x, n, 0);
+    if (feat) memcpy(feat, net->feat, sizeof(float) * n * net->feat_dim);
+    if (logits && net->cfg.objective == SX_TR_COSFACE) /* cosines (times s), no margin */
+        sx_tr_cosface_forward(n, net->feat_dim, net->cfg.n_classes, net->feat,
+                              net->params + net->fc_w, NULL, net->cfg.cos_scale, 0.0f,
+                              net->cos_ws, logits);
+    else if (logits)
+        sx_tr_linear_forward(n, net->feat_dim, net->cfg.n_classes, net->feat,
+                             net->params + net->fc_w, net->params + net->fc_b, logits);
+}
+
+/* ---- backward -------------------------------------------------------------- */
+
+/* dy: gradient at u->y (already masked by u's ReLU). Writes the input
+ * gradient into din (may be NULL). dy is not modified. */
+static void unit_backward(sx_tr_net *net, sx_tr_unit *u, const float *in, const float *dy, int n,
+                          float *din) {
+    size_t m = (size_t)n * u->h_out * u->w_out;
+    float *p = net->params, *g = net->grads;
+    sx_tr_bn_backward(u->conv.cout, m, u->x, dy, p + u->gamma, u->mean, u->invstd, g + u->gamma,
+                      g + u->beta, net->s1);
+    sx_tr_conv_backward(&u->conv, p + u->w, in, net->s1, n, u->h_in, u->w_in, net->col,
+                        g + u->w, din);
+}
+
+/* g: gradient at b->out (masked in place by the final ReLU); gin: gradient
+ * at the block's input, overwritten (NULL: not needed). */
+static void block_backward(sx_tr_net *net, sx_tr_block *b, const float *in, float *g, int n,
+                           float *gin) {
+    size_t out_sz = unit_out_floats(&b->u[b->n_units - 1], n);
+    sx_tr_relu_backward(g, b->out, out_sz);
+    const float *dy = g;
+    for (int k = b->n_units - 1; k >= 0; k--) {
+        sx_tr_unit *u = &b->u[k];
+        const float *uin = k > 0 ? b->u[k - 1].y : in;
+        float *din = k > 0 ? net->s2 : gin;
+        unit_backward(net, u, uin, dy, n, din);
+        if (k > 0) {
+            sx_tr_relu_backward(net->s2, b->u[k - 1].y,
+                                unit_out_floats(&b->u[k - 1], n));
+            dy = net->s2;
+        }
+    }
+    if (b->has_down) {
+        unit_backward(net, &b->down, in, g, n, gin ? net->s3 : NULL);
+        if (gin) sx_tr_add_into(gin, net->s3, (size_t)b->down.conv.cin * n * b->down.h_in * b->down.w_in);
+    } else if (gin) {
+        sx_tr_add_into(gin, g, out_sz);
+    }
+}
+
+void sx_tr_net_backward(sx_tr_net *net) {
+    const int n = net->last_n;
+    const sx_tr_config *cfg = &net->cfg;
+    if (cfg->objective == SX_TR_COSFACE)
+        sx_tr_cosface_backward(n, net->feat_dim, cfg->n_classes, net->cos_ws, net->dlogits,
+                               cfg->cos_scale, net->grads + net->fc_w, net->s1,
+                               net->cos_scratch);
+    else if (cfg->objective != SX_TR_SIAMESE) /* adds the classifier's share into dfeat */
+        sx_tr_linear_backward(n, net->feat_dim, cfg->n_classes, net->feat,
+                              net->params + net->fc_w, net->dlogits, net->grads + net->fc_w,
+                              net->grads + net->fc_b, net->s1);
+    else
+        memset(net->s1, 0, sizeof(float) * n * net->feat_dim);
+    for (size_t i = 0; i < (size_t)n * net->feat_dim; i++) net->s1[i] += net->dfeat[i];
+    sx_tr_block *lastb = &net->blocks[net->n_blocks - 1];
+    const sx_tr_unit *last = &lastb->u[lastb->n_units - 1];
+    float *g = net->g_a, *gnext = net->g_b;
+    sx_tr_avgpool_backward(net->feat_dim, n, last->h_out * last->w_out, net->s1, g);
+    for (int i = net->n_blocks - 1; i >= 0; i--) {
+        sx_tr_block *b = &net->blocks[i];
+        if (b->stage <= cfg->freeze_through) return;
+        int below_frozen = (i == 0) ? (0 <= cfg->freeze_through)
+                                    : (net->blocks[i - 1].stage <= cfg->freeze_through);
+        const float *in = i > 0 ? net->blocks[i - 1].out : net->pooled_map;
+        block_backward(net, b, in, g, n, below_frozen ? NULL : gnext);
+        if (below_frozen) return;
+        float *t = g;
+        g = gnext;
+        gnext = t;
+    }
+    sx_tr_unit *st = &net->stem;
+    sx_tr_maxpool_backward(net->stem_ch, n, st->h_out, st->w_out, net->pool_h, net->pool_w,
+                           net->argmax, g, gnext);
+    sx_tr_relu_backward(gnext, st->y, unit_out_floats(st, n));
+    unit_backward(net, st, net->xin, gnext, n, NULL);
+}
+
+/* ---- --init: weights from a converted torchvision file -------------------- */
+
+siamidx_status sx_tr_net_load_init(sx_tr_net *net, const char *path, int *loaded, int *skipped,
+                                   siamidx_error *err) {
+    sx_safetensors st;
+    siamidx_status s = sx_safetensors_open(path, &st, err);
+    if (s != SIAMIDX_OK) return s;
+    *loaded = *skipped = 0;
+    for (int i = 0; i < net->n_tensors; i++) {
+        sx_tr_tensor *t = &net->tensors[i];
+        const sx_tensor_info *info = sx_safetensors_find(&st, t->name);
+        if (!info) continue;
+        int same = info->ndim == t->ndim;
+        for (int d = 0; same && d < t->ndim; d++) same = info->shape[d] == t->shape[d];
+        if (!same) {
+            (*skipped)++;
+            continue;
+        }
+        sx_safetensors_read_f32(&st, info, sx_tr_tensor_data(net, t));
+        (*loaded)++;
+    }
+    sx_safetensors_close(&st);
+    return SIAMIDX_OK;
+}

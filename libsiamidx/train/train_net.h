@@ -1,0 +1,111 @@
+/* train/train_net.h - the trainable ResNet: one flat array of parameters, forward, backward. */
+#ifndef SX_TRAIN_TRAIN_NET_H
+#define SX_TRAIN_TRAIN_NET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "siamidx.h"
+#include "train/train_layers.h"
+
+/* The trainable ResNet (train_net.c). Every parameter lives in one flat
+ * array (grads and optimizer moments alike); running statistics in another. */
+typedef enum sx_tr_kind { SX_TR_DECAY = 0, SX_TR_NO_DECAY, SX_TR_BUFFER } sx_tr_kind;
+
+typedef struct sx_tr_tensor {
+    char name[64]; /* torchvision state_dict name */
+    int ndim;
+    int64_t shape[4];
+    size_t numel, off; /* offset into params (or bufs for SX_TR_BUFFER) */
+    sx_tr_kind kind;
+    int stage; /* 0 stem, 1..4 layerN, 5 fc / heads */
+} sx_tr_tensor;
+
+typedef struct sx_tr_unit { /* conv + BatchNorm (+ ReLU) */
+    sx_tr_conv conv;
+    int relu, stage;
+    size_t w, gamma, beta, rmean, rvar; /* offsets */
+    int h_in, w_in, h_out, w_out;
+    float *x, *y;          /* conv output, BN(+ReLU) output: [cout][n*h_out*w_out] */
+    float *mean, *invstd;  /* batch statistics kept for backward */
+} sx_tr_unit;
+
+typedef struct sx_tr_block {
+    sx_tr_unit u[3], down;
+    int n_units, has_down, stage;
+    float *out; /* relu(u[last].y + shortcut) */
+} sx_tr_block;
+
+typedef enum sx_tr_objective {
+    SX_TR_CLASSIFY = 0, /* softmax cross-entropy over fc logits */
+    SX_TR_SIAMESE,      /* pair BCE only */
+    SX_TR_BOTH,         /* both */
+    SX_TR_COSFACE       /* cross-entropy over CosFace logits (fc.weight as class centres) */
+} sx_tr_objective;
+
+typedef struct sx_tr_config {
+    char arch[16];   /* resnet18 | resnet34 | resnet50 */
+    float width;     /* channel multiplier (1 = torchvision) */
+    int n_classes;
+    int max_batch, input; /* square input side */
+    sx_tr_objective objective;
+    float siamese_weight; /* weight of the BCE term with SX_TR_BOTH */
+    float label_smoothing;
+    int freeze_through; /* -1 none, 0 stem, s: stem..layer s fixed */
+    float cos_margin, cos_scale; /* SX_TR_COSFACE: m and s */
+} sx_tr_config;
+
+typedef struct sx_tr_net {
+    sx_tr_config cfg;
+    int bottleneck, stem_ch, feat_dim;
+    int stage_blocks[4], stage_ch[4];
+    sx_tr_tensor *tensors;
+    int n_tensors, cap_tensors;
+    float *params, *grads, *bufs;
+    size_t n_params, n_bufs;
+    sx_tr_unit stem;
+    int pool_h, pool_w;
+    float *pooled_map;
+    int32_t *argmax;
+    sx_tr_block *blocks;
+    int n_blocks;
+    size_t fc_w, fc_b, siam_w, siam_b;
+    float *xin, *feat, *dfeat, *logits, *dlogits;
+    float *col, *g_a, *g_b, *s1, *s2, *s3;
+    float *cos_ws, *cos_scratch; /* SX_TR_COSFACE only */
+    int last_n; /* batch size of the last forward */
+    const int32_t *last_labels;
+} sx_tr_net;
+
+typedef struct sx_tr_stats {
+    double loss, ce, bce;
+    int correct, pair_correct, n, pairs;
+} sx_tr_stats;
+
+siamidx_status sx_tr_net_new(const sx_tr_config *cfg, sx_tr_net **out, siamidx_error *err);
+void sx_tr_net_free(sx_tr_net *net);
+/* Kaiming-normal convs (fan_out), BN 1/0, PyTorch's Linear default; the last
+ * BN of each block at 0 when zero_residual. Deterministic from seed. */
+void sx_tr_net_init(sx_tr_net *net, uint64_t seed, int zero_residual);
+sx_tr_tensor *sx_tr_net_find(sx_tr_net *net, const char *name);
+float *sx_tr_tensor_data(sx_tr_net *net, const sx_tr_tensor *t);
+/* Training forward + loss (x: [n,3,S,S] NCHW). BN in train mode except in
+ * frozen stages. Fills stats; keeps what backward needs. */
+void sx_tr_net_forward(sx_tr_net *net, const float *x, int n, const int32_t *labels,
+                       sx_tr_stats *stats);
+/* Accumulates gradients of the last forward's loss into net->grads. */
+void sx_tr_net_backward(sx_tr_net *net);
+/* Inference forward (BN running stats): logits [n][classes] and/or pooled
+ * features [n][feat_dim] (either may be NULL). */
+void sx_tr_net_eval(sx_tr_net *net, const float *x, int n, float *logits, float *feat);
+/* Copies tensors of a torchvision-named safetensors file whose names and
+ * shapes match (BN-folded conv biases are skipped); reports how many. */
+siamidx_status sx_tr_net_load_init(sx_tr_net *net, const char *path, int *loaded,
+                                   int *skipped, siamidx_error *err);
+
+
+/* Counter-based randomness: the same (seed, a, b, c) always gives the same
+ * stream, so a resumed run reproduces the interrupted one. */
+uint64_t sx_tr_hash(uint64_t seed, uint64_t a, uint64_t b, uint64_t c);
+
+#endif /* SX_TRAIN_TRAIN_NET_H */
