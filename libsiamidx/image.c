@@ -147,10 +147,14 @@ static siamidx_status check_pixel_limit(const uint8_t *data, size_t len, uint64_
     uint64_t pixels;
     uint32_t pw, ph;
     if (stbi_info_from_memory(data, (int)len, &w, &h, &comp)) {
-        pixels = (uint64_t)w * (uint64_t)h;
+        /* stb 2.27 reports a top-down BMP's height as stored: negative. */
+        uint64_t aw = w < 0 ? (uint64_t)-(int64_t)w : (uint64_t)w;
+        uint64_t ah = h < 0 ? (uint64_t)-(int64_t)h : (uint64_t)h;
+        pixels = aw * ah;
         if (pixels > max_pixels)
             return sx_fail(err, SIAMIDX_ERR_IMAGE_TOO_LARGE,
-                           "image is %dx%d = %llu pixels, over the limit of %llu pixels", w, h,
+                           "image is %llux%llu = %llu pixels, over the limit of %llu pixels",
+                           (unsigned long long)aw, (unsigned long long)ah,
                            (unsigned long long)pixels, (unsigned long long)max_pixels);
         return SIAMIDX_OK;
     }
