@@ -381,6 +381,42 @@ static void test_top_down_bmp(void) {
               "status %d: %s", s, err.message);
 }
 
+/* stb_image 2.27 overruns its Huffman arrays on a DHT table whose 16 code
+   counts sum past 256 (found by fuzz/fuzz_image.c); image.c refuses it
+   first, in a header DHT and in one placed after the first scan. */
+static void test_oversized_huffman_table(void) {
+    size_t len;
+    uint8_t *jpg = read_file(fixture("orient_le.jpg"), &len);
+    CHECK(jpg != NULL);
+    if (!jpg) return;
+    size_t dht = find_bytes(jpg, len, "\xff\xc4", 2);
+    CHECK(dht > 0);
+    sx_image img;
+    siamidx_error err;
+    CHECK(sx_image_decode(jpg, len, 0, &img, &err) == SIAMIDX_OK);
+    sx_image_free(&img);
+    uint8_t *bad = malloc(len + 64);
+    memcpy(bad, jpg, len);
+    for (int i = 0; i < 16; i++) bad[dht + 5 + i] = 0x20; /* 512 codes */
+    siamidx_status s = sx_image_decode(bad, len, 0, &img, &err);
+    CHECK_MSG(s == SIAMIDX_ERR_IMAGE && strstr(err.message, "Huffman table"), "status %d: %s", s,
+              s ? err.message : "decoded");
+    /* The same table after the scan data, where progressive JPEGs put theirs. */
+    size_t eoi = len - 2;
+    CHECK(jpg[eoi] == 0xff && jpg[eoi + 1] == 0xd9);
+    static const uint8_t table[] = {0xff, 0xc4, 0x00, 0x13, 0x00, 0x20, 0x20, 0x20, 0x20, 0x20,
+                                    0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20,
+                                    0x20, 0x00};
+    memcpy(bad, jpg, eoi);
+    memcpy(bad + eoi, table, sizeof table);
+    memcpy(bad + eoi + sizeof table, jpg + eoi, 2);
+    s = sx_image_decode(bad, len + sizeof table, 0, &img, &err);
+    CHECK_MSG(s == SIAMIDX_ERR_IMAGE && strstr(err.message, "Huffman table"), "after the scan: %d: %s",
+              s, s ? err.message : "decoded");
+    free(bad);
+    free(jpg);
+}
+
 /* ---- threads ------------------------------------------------------------------------ */
 
 #define N_THREAD_FILES 6
@@ -445,6 +481,7 @@ int main(void) {
     test_truncations();
     test_pixel_limit();
     test_top_down_bmp();
+    test_oversized_huffman_table();
     test_threads();
     CHECK_DONE();
 }
