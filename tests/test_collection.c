@@ -336,6 +336,26 @@ static int test_paintings(void) {
     return 1;
 }
 
+/* An empty folder is an empty collection (its NULL list was handed to
+   qsort, UB that UBSan reports: found beside fuzz/fuzz_model.c's finding). */
+static void test_empty_directory(const char *tmpdir) {
+    char root[1024];
+    snprintf(root, sizeof root, "%s/empty_XXXXXX", tmpdir);
+    if (!mkdtemp(root)) {
+        CHECK_MSG(0, "mkdtemp %s failed", root);
+        return;
+    }
+    sx_collection c;
+    siamidx_error err;
+    siamidx_status s = sx_collection_load(root, NULL, &c, &err);
+    CHECK_MSG(s == SIAMIDX_OK, "%s", s ? err.message : "");
+    if (s == SIAMIDX_OK) {
+        CHECK(c.n_entries == 0 && c.n_artists == 0);
+        sx_collection_free(&c);
+    }
+    rmdir(root);
+}
+
 int main(void) {
     data_dir = check_env_dir("SIAMIDX_TEST_DATA");
     const char *tmpdir = getenv("SIAMIDX_TMP");
@@ -349,6 +369,7 @@ int main(void) {
     test_row_issues();
     test_fatal();
     test_directory(tmpdir);
+    test_empty_directory(tmpdir);
     int ran = test_paintings();
     if (!ran && !check_failures) {
         fprintf(stderr, "skipped: the shared paintings are absent (SIAMIDX_SHARED)\n");

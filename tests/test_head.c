@@ -206,8 +206,57 @@ static void test_blob_robust(void) {
     siamidx_head_free(h);
 }
 
+/* A blob of dim 3, features abs,cos: HEAD_MAGIC, `text`, "data", then the
+   floats (mean, inv_std, w: 3 + 3 + 4), every 1/std equal to `inv_std`. */
+static size_t damaged_blob(uint8_t *out, const char *text, size_t text_len, float inv_std) {
+    static const char magic[] = "SIAMIDX-HEAD 1\ndim=3\nfeatures=abs,cos\n";
+    float v[10] = {0.1f, -0.2f, 0.05f, inv_std, inv_std, inv_std, 0.5f, -0.25f, 1.0f, 2.0f};
+    size_t n = 0;
+    memcpy(out, magic, sizeof magic - 1), n += sizeof magic - 1;
+    memcpy(out + n, text, text_len), n += text_len;
+    memcpy(out + n, "data\n", 5), n += 5;
+    memcpy(out + n, v, sizeof v); /* little-endian host, as the blob */
+    return n + sizeof v;
+}
+
+/* Damage found by fuzz/fuzz_head.c (and the UB casts next to it): refused
+   as corrupt, or parsed into a head whose scores stay probabilities. */
+static void test_blob_damage(void) {
+    static const struct { const char *text; size_t len; const char *want; } bad[] = {
+        {"seed=1\nbes\0\0t_epoch=2\n", 22, "NUL byte"},  /* cut the info in two */
+        {"epochs_run=1e300\n", 17, "epochs_run"},         /* (int)1e300 is UB */
+        {"n_train=-1\n", 11, "n_train"},                  /* (size_t)-1.0 is UB */
+        {"bias=nan\n", 9, "bias"},
+        {"platt_a=1e30\n", 13, "platt_a"},
+        {"dim=99999999999\n", 16, "missing dim"},        /* atoi overflow */
+    };
+    uint8_t b[512];
+    siamidx_error err;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        sx_head *h = NULL;
+        size_t n = damaged_blob(b, bad[i].text, bad[i].len, 1.0f);
+        siamidx_status s = sx_head_from_blob(b, n, &h, &err);
+        CHECK_MSG(s == SIAMIDX_ERR_INDEX_CORRUPT && !h && strstr(err.message, bad[i].want),
+                  "case %zu: status %d: %s", i, s, s ? err.message : "accepted");
+        siamidx_head_free(h);
+    }
+    sx_head *h = NULL;
+    CHECK(sx_head_from_blob(b, damaged_blob(b, "", 0, INFINITY), &h, &err) ==
+          SIAMIDX_ERR_INDEX_CORRUPT && !h);
+    /* A tiny 1/std is legal, and must not make 1/|z| overflow into NaN scores. */
+    CHECK(sx_head_from_blob(b, damaged_blob(b, "", 0, 1.4e-43f), &h, &err) == SIAMIDX_OK);
+    if (h) {
+        float e1[3] = {1, 0, 0}, e2[3] = {0.6f, 0.8f, 0};
+        siamidx_pair_result r;
+        CHECK(siamidx_pair_embeddings(h, e1, e2, 3, &r, &err) == SIAMIDX_OK);
+        CHECK_MSG(r.probability >= 0 && r.probability <= 1, "probability %g", r.probability);
+    }
+    siamidx_head_free(h);
+}
+
 int main(void) {
     test_blob_robust();
+    test_blob_damage();
     float *emb = malloc(sizeof(float) * N * DIM);
     int32_t artist[N];
     make_data(emb, artist, 11);

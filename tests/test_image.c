@@ -330,6 +330,93 @@ static void test_pixel_limit(void) {
     sx_image_free(&img);
 }
 
+/* ---- top-down BMP (found by fuzz/fuzz_image.c) ------------------------------------- */
+
+static void put_le(uint8_t *p, uint32_t v, int n) {
+    for (int i = 0; i < n; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* A 24-bit BMP of 3 x 2 pixels; a negative height stores the rows top first. */
+static size_t make_bmp(uint8_t *b, int top_down) {
+    static const uint8_t rows[2][3][3] = {{{10, 20, 30}, {40, 50, 60}, {70, 80, 90}},
+                                          {{1, 2, 3}, {4, 5, 6}, {7, 8, 9}}}; /* top, bottom; RGB */
+    const int w = 3, h = 2, stride = 12, off = 54;
+    memset(b, 0, 54 + stride * h);
+    b[0] = 'B', b[1] = 'M';
+    put_le(b + 2, (uint32_t)(off + stride * h), 4);
+    put_le(b + 10, off, 4);
+    put_le(b + 14, 40, 4);
+    put_le(b + 18, (uint32_t)w, 4);
+    put_le(b + 22, (uint32_t)(top_down ? -h : h), 4);
+    put_le(b + 26, 1, 2);
+    put_le(b + 28, 24, 2);
+    put_le(b + 34, (uint32_t)(stride * h), 4);
+    for (int r = 0; r < h; r++) { /* stored row r: the top row first when top-down */
+        int y = top_down ? r : h - 1 - r;
+        for (int x = 0; x < w; x++)
+            for (int c = 0; c < 3; c++) b[off + r * stride + x * 3 + c] = rows[y][x][2 - c]; /* BGR */
+    }
+    return (size_t)(off + stride * h);
+}
+
+/* stb_image's info call reports a top-down BMP's height negative; the pixel
+   limit read it as 2^64 - 6 pixels and refused every such file. */
+static void test_top_down_bmp(void) {
+    uint8_t up[80], down[80];
+    size_t n_up = make_bmp(up, 0), n_down = make_bmp(down, 1);
+    sx_image a, b;
+    siamidx_error err;
+    CHECK(sx_image_decode(up, n_up, 6, &a, &err) == SIAMIDX_OK);
+    siamidx_status s = sx_image_decode(down, n_down, 6, &b, &err);
+    CHECK_MSG(s == SIAMIDX_OK, "top-down BMP: status %d: %s", s, s ? err.message : "");
+    if (s == SIAMIDX_OK && a.rgb) {
+        CHECK(b.width == 3 && b.height == 2);
+        CHECK_MSG(!memcmp(a.rgb, b.rgb, 18), "top-down and bottom-up BMPs decode differently");
+        CHECK(b.rgb[0] == 10 && b.rgb[17] == 9);
+    }
+    sx_image_free(&a);
+    sx_image_free(&b);
+    s = sx_image_decode(down, n_down, 5, &b, &err);
+    CHECK_MSG(s == SIAMIDX_ERR_IMAGE_TOO_LARGE && strstr(err.message, "3x2 = 6 pixels"),
+              "status %d: %s", s, err.message);
+}
+
+/* stb_image 2.27 overruns its Huffman arrays on a DHT table whose 16 code
+   counts sum past 256 (found by fuzz/fuzz_image.c); image.c refuses it
+   first, in a header DHT and in one placed after the first scan. */
+static void test_oversized_huffman_table(void) {
+    size_t len;
+    uint8_t *jpg = read_file(fixture("orient_le.jpg"), &len);
+    CHECK(jpg != NULL);
+    if (!jpg) return;
+    size_t dht = find_bytes(jpg, len, "\xff\xc4", 2);
+    CHECK(dht > 0);
+    sx_image img;
+    siamidx_error err;
+    CHECK(sx_image_decode(jpg, len, 0, &img, &err) == SIAMIDX_OK);
+    sx_image_free(&img);
+    uint8_t *bad = malloc(len + 64);
+    memcpy(bad, jpg, len);
+    for (int i = 0; i < 16; i++) bad[dht + 5 + i] = 0x20; /* 512 codes */
+    siamidx_status s = sx_image_decode(bad, len, 0, &img, &err);
+    CHECK_MSG(s == SIAMIDX_ERR_IMAGE && strstr(err.message, "Huffman table"), "status %d: %s", s,
+              s ? err.message : "decoded");
+    /* The same table after the scan data, where progressive JPEGs put theirs. */
+    size_t eoi = len - 2;
+    CHECK(jpg[eoi] == 0xff && jpg[eoi + 1] == 0xd9);
+    static const uint8_t table[] = {0xff, 0xc4, 0x00, 0x13, 0x00, 0x20, 0x20, 0x20, 0x20, 0x20,
+                                    0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20,
+                                    0x20, 0x00};
+    memcpy(bad, jpg, eoi);
+    memcpy(bad + eoi, table, sizeof table);
+    memcpy(bad + eoi + sizeof table, jpg + eoi, 2);
+    s = sx_image_decode(bad, len + sizeof table, 0, &img, &err);
+    CHECK_MSG(s == SIAMIDX_ERR_IMAGE && strstr(err.message, "Huffman table"), "after the scan: %d: %s",
+              s, s ? err.message : "decoded");
+    free(bad);
+    free(jpg);
+}
+
 /* ---- threads ------------------------------------------------------------------------ */
 
 #define N_THREAD_FILES 6
@@ -393,6 +480,8 @@ int main(void) {
     test_bad_files();
     test_truncations();
     test_pixel_limit();
+    test_top_down_bmp();
+    test_oversized_huffman_table();
     test_threads();
     CHECK_DONE();
 }

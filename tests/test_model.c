@@ -292,6 +292,17 @@ static void test_bad_headers(void) {
         CHECK(sx_safetensors_meta(&st, "k\xc3\xa9") && !strcmp(sx_safetensors_meta(&st, "k\xc3\xa9"), "a\"b\n"));
         sx_safetensors_close(&st);
     }
+    /* No tensors, no metadata (found by fuzz/fuzz_model.c): the empty arrays
+       are NULL, which qsort and bsearch must not see (UBSan: nonnull). */
+    CHECK_MSG(load_raw_header("{}", 0, &err) == SIAMIDX_OK, "%s", err.message);
+    if (sx_safetensors_open(tmp_model, &st, &err) == SIAMIDX_OK) {
+        CHECK(st.n_tensors == 0 && st.n_meta == 0);
+        CHECK(sx_safetensors_find(&st, "conv1.weight") == NULL);
+        CHECK(sx_safetensors_meta(&st, "arch") == NULL);
+        sx_safetensors_close(&st);
+    }
+    siamidx_model *m = NULL;
+    CHECK(siamidx_model_load(tmp_model, &m, &err) == SIAMIDX_ERR_MODEL_FORMAT && m == NULL);
 }
 
 /* The same (half-exact) weights stored as F32, F16 and BF16 load to identical models. */

@@ -7,6 +7,10 @@
 set -eu
 
 pkgs="build-essential cmake pkg-config libfaiss-dev libopenblas-dev liblmdb-dev libstb-dev python3"
+# The libFuzzer targets (tools/fuzz.sh): clang, its runtimes (libFuzzer, ASan,
+# UBSan) and its OpenMP (the library compiles with -fopenmp). gcc's TSan
+# runtime (libtsan2) comes with build-essential.
+pkgs="$pkgs clang libclang-rt-14-dev libomp-14-dev"
 if [ "${1:-}" = "--dev" ]; then
     pkgs="$pkgs python3-torch python3-torchvision python3-numpy"
 fi

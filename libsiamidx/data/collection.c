@@ -236,7 +236,7 @@ static siamidx_status load_directory(loader *ld, const char *dir) {
     char *top = sx_path_absolute(dir);
     if (!top) return no_memory(ld->err);
     siamidx_status st = walk(&w, top, "", 0);
-    if (!st) qsort(w.found, w.n_found, sizeof *w.found, compare_str);
+    if (!st && w.n_found) qsort(w.found, w.n_found, sizeof *w.found, compare_str); /* NULL when none */
     for (size_t i = 0; i < w.n_found && !st; i++) {
         sx_collection_entry *e = new_entry(ld);
         if (!e) {

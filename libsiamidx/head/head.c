@@ -78,8 +78,10 @@ void sx_head_project(const sx_head *h, const float *e, float *z) {
         z[i] = (e[i] - h->mean[i]) * h->inv_std[i];
         ss += (double)z[i] * z[i];
     }
-    float inv = ss > 0 ? (float)(1.0 / sqrt(ss)) : 0.0f;
-    for (int i = 0; i < h->dim; i++) z[i] *= inv;
+    /* In double: for a tiny (damaged) 1/std, 1/|z| overflows a float and
+       inf * 0 would turn the scores into NaN. */
+    double inv = ss > 0 ? 1.0 / sqrt(ss) : 0.0;
+    for (int i = 0; i < h->dim; i++) z[i] = (float)(z[i] * inv);
 }
 
 /*
@@ -207,9 +209,25 @@ static int known_key(const char *k, size_t n) {
     return -1;
 }
 
-static void set_known(sx_head *h, int key, const char *v) {
+/*
+ * Bounds on what a head may hold: training never comes near them (weights of
+ * order one, 1/std at most 1e6), and within them every score is finite --
+ * |logit| stays below ~1e31 in float for any unit embeddings -- so a damaged
+ * record that passes cannot turn probabilities into NaN.
+ */
+#define HEAD_MAX_ABS 1e7
+
+static int head_value_ok(double x) { return isfinite(x) && fabs(x) <= HEAD_MAX_ABS; }
+
+/* Sets a known key from its text; 0 when the value is not a number in range. */
+static int set_known(sx_head *h, int key, const char *v) {
     sx_head_report *r = &h->report;
-    double x = strtod(v, NULL);
+    char *end;
+    double x = strtod(v, &end);
+    if (end == v) return 0;
+    if (key >= 2 && key <= 7 && !head_value_ok(x)) return 0;
+    /* counts: integers a double holds exactly (casting anything else is UB) */
+    if (key >= 11 && !(x >= 0 && x <= (key <= 12 ? 2147483647.0 : 9007199254740992.0))) return 0;
     switch (key) {
     case 2: h->bias = (float)x; break;
     case 3: h->platt_a = (float)x; break;
@@ -228,6 +246,17 @@ static void set_known(sx_head *h, int key, const char *v) {
     case 16: r->n_unseen = (size_t)x; break;
     default: break;
     }
+    return 1;
+}
+
+/* The arrays within HEAD_MAX_ABS, 1/std not negative (0: a constant dimension). */
+static int head_arrays_ok(const sx_head *h) {
+    for (int i = 0; i < h->dim; i++)
+        if (!head_value_ok(h->mean[i]) || !head_value_ok(h->inv_std[i]) || h->inv_std[i] < 0)
+            return 0;
+    for (int i = 0; i < h->n_feat; i++)
+        if (!head_value_ok(h->w[i])) return 0;
+    return 1;
 }
 
 siamidx_status sx_head_from_blob(const uint8_t *blob, size_t len, sx_head **out,
@@ -253,7 +282,9 @@ siamidx_status sx_head_from_blob(const uint8_t *blob, size_t len, sx_head **out,
         if (n > 4 && n < sizeof line && !memcmp(t + pos, "dim=", 4)) {
             memcpy(line, t + pos, n);
             line[n] = 0;
-            dim = atoi(line + 4);
+            char *end;
+            long v = strtol(line + 4, &end, 10);
+            dim = *end || v < 1 || v > (1 << 20) ? -1 : (int)v; /* sx_head_new's range */
         } else if (n > 9 && n < sizeof line && !memcmp(t + pos, "features=", 9)) {
             memcpy(line, t + pos, n);
             line[n] = 0;
@@ -266,16 +297,21 @@ siamidx_status sx_head_from_blob(const uint8_t *blob, size_t len, sx_head **out,
     if (!data || dim <= 0 || !features)
         return sx_fail(err, SIAMIDX_ERR_INDEX_CORRUPT,
                        "head record: missing dim, features or data section (%zu bytes)", len);
-    sx_head *h;
-    siamidx_status st = sx_head_new(dim, features, &h, err);
-    if (st) return st;
-    size_t need = ((size_t)2 * dim + h->n_feat) * 4;
-    if (len - data != need) {
-        siamidx_head_free(h);
+    /* The text part is kept as a C string (h->info): a NUL in it would cut
+       what sx_head_to_blob writes back, "data" line included. */
+    const char *nul = memchr(t + ml, 0, data - 5 - ml);
+    if (nul)
+        return sx_fail(err, SIAMIDX_ERR_INDEX_CORRUPT, "head record: NUL byte in the text at byte %zu",
+                       (size_t)(nul - t));
+    /* Sizes are checked before anything is allocated for them. */
+    size_t need = ((size_t)2 * dim + (size_t)sx_head_feature_count(features, dim)) * 4;
+    if (len - data != need)
         return sx_fail(err, SIAMIDX_ERR_INDEX_CORRUPT,
                        "head record: data section at byte %zu has %zu bytes, expected %zu", data,
                        len - data, need);
-    }
+    sx_head *h;
+    siamidx_status st = sx_head_new(dim, features, &h, err);
+    if (st) return st;
     /* Second pass: known keys into fields, the rest verbatim into info. */
     sx_strbuf info = {0};
     for (pos = ml; pos < data - 5;) {
@@ -289,7 +325,13 @@ siamidx_status sx_head_from_blob(const uint8_t *blob, size_t len, sx_head **out,
             if (vn >= sizeof v) vn = sizeof v - 1;
             memcpy(v, eq + 1, vn);
             v[vn] = 0;
-            set_known(h, key, v);
+            if (!set_known(h, key, v)) {
+                free(info.buf);
+                siamidx_head_free(h);
+                return sx_fail(err, SIAMIDX_ERR_INDEX_CORRUPT,
+                               "head record: unusable value '%s' for %.*s at byte %zu", v,
+                               (int)(eq - (t + pos)), t + pos, pos);
+            }
         } else if (key < 0) {
             sx_strbuf_put(&info, t + pos, n + 1);
         }
@@ -305,6 +347,11 @@ siamidx_status sx_head_from_blob(const uint8_t *blob, size_t len, sx_head **out,
     read_floats(blob + data, h->mean, dim);
     read_floats(blob + data + 4 * (size_t)dim, h->inv_std, dim);
     read_floats(blob + data + 8 * (size_t)dim, h->w, h->n_feat);
+    if (!head_arrays_ok(h)) {
+        siamidx_head_free(h);
+        return sx_fail(err, SIAMIDX_ERR_INDEX_CORRUPT,
+                       "head record: data section holds non-finite or out-of-range values");
+    }
     *out = h;
     return SIAMIDX_OK;
 }
@@ -359,6 +406,13 @@ siamidx_status sx_head_from_safetensors(const sx_safetensors *st, sx_head **out,
     h->threshold = params[3];
     h->attr_scale = params[4];
     h->attr_unknown = params[5];
+    int ok = head_arrays_ok(h);
+    for (int i = 0; i < 6; i++) ok = ok && head_value_ok(params[i]);
+    if (!ok) {
+        siamidx_head_free(h);
+        return sx_fail(err, SIAMIDX_ERR_MODEL_FORMAT,
+                       "model head: non-finite or out-of-range values (beyond +-%g)", HEAD_MAX_ABS);
+    }
     *out = h;
     return SIAMIDX_OK;
 }

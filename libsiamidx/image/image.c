@@ -148,10 +148,14 @@ static siamidx_status check_pixel_limit(const uint8_t *data, size_t len, uint64_
     uint64_t pixels;
     uint32_t pw, ph;
     if (stbi_info_from_memory(data, (int)len, &w, &h, &comp)) {
-        pixels = (uint64_t)w * (uint64_t)h;
+        /* stb 2.27 reports a top-down BMP's height as stored: negative. */
+        uint64_t aw = w < 0 ? (uint64_t)-(int64_t)w : (uint64_t)w;
+        uint64_t ah = h < 0 ? (uint64_t)-(int64_t)h : (uint64_t)h;
+        pixels = aw * ah;
         if (pixels > max_pixels)
             return sx_fail(err, SIAMIDX_ERR_IMAGE_TOO_LARGE,
-                           "image is %dx%d = %llu pixels, over the limit of %llu pixels", w, h,
+                           "image is %llux%llu = %llu pixels, over the limit of %llu pixels",
+                           (unsigned long long)aw, (unsigned long long)ah,
                            (unsigned long long)pixels, (unsigned long long)max_pixels);
         return SIAMIDX_OK;
     }
@@ -268,6 +272,56 @@ static int jpeg_has_end(const uint8_t *d, size_t len, size_t sos) {
 }
 
 /*
+ * stb_image 2.27 (Debian 12) builds a JPEG Huffman table without checking that
+ * its 16 code counts sum to at most 256 (2.28 added the check): a DHT segment
+ * claiming more writes past its 257-byte arrays, already in stbi_info. Before
+ * stb sees a JPEG we walk its markers the way stb does -- bytes that are not
+ * FF skipped, FF fill skipped, segments skipped by their length, and after a
+ * scan header everything up to the next FF xx (xx not 00 or a restart) -- and
+ * refuse any DHT table stb would overrun on. Past the end stb reads zeros.
+ */
+static unsigned byte_or_zero(const uint8_t *d, size_t len, size_t i) { return i < len ? d[i] : 0; }
+
+static int dht_fits(const uint8_t *d, size_t len, size_t p /* at the length bytes */) {
+    long left = (long)(byte_or_zero(d, len, p) << 8 | byte_or_zero(d, len, p + 1)) - 2;
+    for (p += 2; left > 0;) { /* as stb: tables until the length is used up */
+        unsigned n = 0;
+        for (size_t i = 1; i <= 16; i++) n += byte_or_zero(d, len, p + i);
+        if (n > 256) return 0;
+        p += 17 + n;
+        left -= 17 + (long)n;
+    }
+    return 1;
+}
+
+/* Offset just after a JPEG start-of-image marker as stb reads it (FF, any FF
+   fill, D8), or 0 when stb would not take the data for a JPEG. */
+static size_t jpeg_soi_end(const uint8_t *d, size_t len) {
+    size_t p = 0;
+    if (len < 2 || d[0] != 0xFF) return 0;
+    while (p < len && d[p] == 0xFF) p++;
+    return p < len && d[p] == 0xD8 ? p + 1 : 0;
+}
+
+static int jpeg_huffman_tables_fit(const uint8_t *d, size_t len, size_t p) {
+    while (p < len) {
+        if (d[p] != 0xFF) { /* junk, or entropy-coded data */
+            p++;
+            continue;
+        }
+        while (p < len && d[p] == 0xFF) p++;
+        if (p >= len) return 1;
+        unsigned m = d[p++];
+        if (m == 0x00 || m == 0x01 || (m >= 0xD0 && m <= 0xD8)) continue; /* no length */
+        if (m == 0xD9) return 1;                                            /* end of image */
+        if (m == 0xC4 && !dht_fits(d, len, p)) return 0;
+        size_t seg = byte_or_zero(d, len, p) << 8 | byte_or_zero(d, len, p + 1);
+        p += seg >= 2 ? seg : 2;
+    }
+    return 1;
+}
+
+/*
  * Applies an EXIF orientation the way PIL's exif_transpose does:
  * 2 mirror, 3 rotate 180, 4 flip, 5 transpose, 6 rotate 90 clockwise,
  * 7 transverse, 8 rotate 90 counter-clockwise. For each output pixel we
@@ -313,6 +367,12 @@ siamidx_status sx_image_decode(const uint8_t *data, size_t len, uint64_t max_pix
     if (len > SX_MAX_FILE_BYTES)
         return sx_fail(err, SIAMIDX_ERR_IMAGE, "image data too large to decode (%zu bytes)", len);
     if (max_pixels == 0) max_pixels = SIAMIDX_DEFAULT_MAX_PIXELS;
+
+    size_t soi = jpeg_soi_end(data, len);
+    if (soi && !jpeg_huffman_tables_fit(data, len, soi))
+        return sx_fail(err, SIAMIDX_ERR_IMAGE,
+                       "cannot decode image: corrupt JPEG (a Huffman table defines more than 256 "
+                       "codes)");
 
     siamidx_status s = check_pixel_limit(data, len, max_pixels, err);
     if (s != SIAMIDX_OK) return s;

@@ -447,7 +447,9 @@ static siamidx_status check_tensors(sx_safetensors *st, const char *path, siamid
                            path, t->name, (unsigned long long)(t->end - t->begin),
                            sx_dtype_name(t->dtype), (unsigned long long)bytes);
     }
-    qsort(st->tensors, st->n_tensors, sizeof *st->tensors, cmp_tensor_name);
+    /* qsort and bsearch want a valid pointer even for 0 elements: a file with
+       no tensors (or no metadata) has NULL arrays. */
+    if (st->n_tensors) qsort(st->tensors, st->n_tensors, sizeof *st->tensors, cmp_tensor_name);
     for (size_t i = 1; i < st->n_tensors; i++)
         if (!strcmp(st->tensors[i].name, st->tensors[i - 1].name))
             return sx_fail(err, SIAMIDX_ERR_MODEL_FORMAT, "%s: tensor '%s' appears twice", path,
@@ -467,7 +469,7 @@ static siamidx_status check_tensors(sx_safetensors *st, const char *path, siamid
     }
     free(order);
     if (s) return s;
-    qsort(st->meta, st->n_meta, sizeof *st->meta, cmp_meta_key);
+    if (st->n_meta) qsort(st->meta, st->n_meta, sizeof *st->meta, cmp_meta_key);
     for (size_t i = 1; i < st->n_meta; i++)
         if (!strcmp(st->meta[i].key, st->meta[i - 1].key))
             return sx_fail(err, SIAMIDX_ERR_MODEL_FORMAT, "%s: metadata key '%s' appears twice",
@@ -553,11 +555,13 @@ void sx_safetensors_close(sx_safetensors *st) {
 const sx_tensor_info *sx_safetensors_find(const sx_safetensors *st, const char *name) {
     sx_tensor_info key = {0};
     key.name = (char *)name;
+    if (!st->n_tensors) return NULL;
     return bsearch(&key, st->tensors, st->n_tensors, sizeof *st->tensors, cmp_tensor_name);
 }
 
 const char *sx_safetensors_meta(const sx_safetensors *st, const char *key) {
     sx_meta_entry k = {(char *)key, NULL};
+    if (!st->n_meta) return NULL;
     const sx_meta_entry *e = bsearch(&k, st->meta, st->n_meta, sizeof *st->meta, cmp_meta_key);
     return e ? e->value : NULL;
 }

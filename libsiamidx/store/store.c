@@ -510,6 +510,14 @@ static siamidx_status decode_record(sx_store *st, uint64_t id, MDB_val v, sx_rec
     return SIAMIDX_OK;
 }
 
+/* decode_record over caller-owned bytes (fuzz/fuzz_record.c): no store needed. */
+siamidx_status sx_record_decode(const void *value, size_t len, uint64_t id, sx_record *r,
+                                siamidx_error *err) {
+    sx_store none = {.dir = (char *)"(record)"};
+    MDB_val v = {len, (void *)value};
+    return decode_record(&none, id, v, r, err);
+}
+
 siamidx_status sx_store_get_record(sx_store *st, MDB_txn *txn, uint64_t id, sx_record *r,
                                    siamidx_error *err) {
     uint8_t k[8];

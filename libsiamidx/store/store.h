@@ -38,6 +38,10 @@ typedef struct sx_record {
 } sx_record;
 
 void sx_record_embedding(const sx_record *r, float *out);
+/* Decodes a record value (as stored under its id): SIAMIDX_ERR_INDEX_CORRUPT
+   when damaged; the record points into `value`. */
+siamidx_status sx_record_decode(const void *value, size_t len, uint64_t id, sx_record *r,
+                                siamidx_error *err);
 
 /* Opens DIR/data.mdb. create: make the directory and an empty index if absent.
    A foreign or damaged file gives SIAMIDX_ERR_INDEX_CORRUPT. */
