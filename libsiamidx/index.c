@@ -158,7 +158,10 @@ siamidx_status sx_index_open_raw(const char *dir, const char *fingerprint, uint3
     sx_store_read_end(txn);
     if (s) goto fail;
     if ((s = adopt_model(idx, fingerprint, dim, arch, pool, opt, err))) goto fail;
-    if ((s = sx_vindex_load(dir, idx->meta.dim, &idx->vi, err))) goto fail;
+    if ((s = sx_store_read_begin(idx->st, &txn, err))) goto fail;
+    s = sx_vindex_load(idx->st, txn, idx->meta.dim, &idx->vi, err);
+    sx_store_read_end(txn);
+    if (s) goto fail;
     if ((s = sync_now(idx, err))) goto fail;
     *out = idx;
     return SIAMIDX_OK;
@@ -178,16 +181,19 @@ siamidx_status siamidx_index_open(const char *dir, const siamidx_model *model,
                              siamidx_pool_name(pool), opt, out, err);
 }
 
+/* Saves the derived index so the next open starts from it (unless the
+   verified snapshot on disk already is of this state); a failure here only
+   costs the next open a catch-up. */
+static void save_snapshot(siamidx_index *idx) {
+    siamidx_error e;
+    if (!sx_vindex_is_saved(idx->vi) && sx_vindex_save(idx->vi, idx->st, &e))
+        fprintf(stderr, "siamidx: warning: %s (the next open rebuilds or catches up)\n",
+                e.message);
+}
+
 void siamidx_index_close(siamidx_index *idx) {
     if (!idx) return;
-    if (idx->lock && idx->st && idx->vi) {
-        /* Save the derived index so the next open starts from it; a failure here
-           only costs the next open a catch-up. */
-        siamidx_error e;
-        uint64_t gen = sx_vindex_generation(idx->vi);
-        if (sx_vindex_disk_generation(idx->dir) != gen && sx_vindex_save(idx->vi, idx->dir, &e) == 0)
-            sx_store_prune_changes(idx->st, gen, &e);
-    }
+    if (idx->lock && idx->st && idx->vi) save_snapshot(idx);
     sx_vindex_free(idx->vi);
     sx_store_close(idx->st);
     sx_lock_release(idx->lock);
@@ -994,25 +1000,21 @@ siamidx_status siamidx_index_verify(siamidx_index *idx, siamidx_problem_fn fn, v
     vcheck v = {.idx = idx, .report = {fn, ctx, 0}};
     sx_store_meta m = {0};
     size_t store_problems = 0;
-    /* Read before the transaction: a snapshot is only written after its commit. */
-    uint64_t disk = sx_vindex_disk_generation(idx->dir);
     MDB_txn *txn;
     siamidx_status s = sx_store_read_begin(idx->st, &txn, err);
     if (s) return s;
     s = sx_store_verify(idx->st, txn, fn, ctx, &store_problems, err);
     if (!s) s = sx_store_get_meta(idx->st, txn, &m, err);
-    /* The snapshot on disk must load and must not claim a future generation. */
-    if (!s && disk > m.generation)
+    /* The snapshot the store records must be this store's, intact, loadable. */
+    sx_snapshot_meta snap;
+    siamidx_error e;
+    if (!s && sx_store_get_snapshot(idx->st, txn, &snap, &e) == SIAMIDX_OK &&
+        snap.generation > m.generation)
         sx_problem(&v.report, "FAISS snapshot is of generation %llu, the store only of %llu",
-                 (unsigned long long)disk, (unsigned long long)m.generation);
-    if (!s && disk && m.dim) {
-        sx_vindex *fresh = NULL;
-        if (sx_vindex_load(idx->dir, m.dim, &fresh, err) == 0 &&
-            sx_vindex_generation(fresh) < disk) /* newer: a writer saved meanwhile */
-            sx_problem(&v.report, "FAISS snapshot of generation %llu does not load",
-                     (unsigned long long)disk);
-        sx_vindex_free(fresh);
-    }
+                   (unsigned long long)snap.generation, (unsigned long long)m.generation);
+    char why[SIAMIDX_ERROR_MESSAGE_MAX];
+    if (!s && m.dim && sx_vindex_check_snapshot(idx->st, txn, m.dim, why, sizeof why))
+        sx_problem(&v.report, "%s (the next build or add rebuilds it)", why);
     if (!s && m.dim) {
         pthread_mutex_lock(&idx->mu);
         s = sync_locked(idx, txn, err);

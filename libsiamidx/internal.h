@@ -809,6 +809,7 @@ typedef struct sx_store sx_store;
 typedef struct sx_wtxn sx_wtxn; /* a write transaction with its change log */
 
 #define SX_STORE_FORMAT 1
+#define SX_STORE_ID_LEN 32 /* hex digits of the random store identity */
 
 /* The durable description of an index (meta DB). */
 typedef struct sx_store_meta {
@@ -843,6 +844,10 @@ siamidx_status sx_store_open(const char *dir, int read_only, int create, sx_stor
 void sx_store_close(sx_store *st);
 /* Disk bytes of data.mdb. */
 uint64_t sx_store_file_bytes(const sx_store *st);
+/* The store's random identity (hex, written when it was made; "" for an
+   index from before ids, until a writer opens it) and its directory. */
+const char *sx_store_id(const sx_store *st);
+const char *sx_store_dir(const sx_store *st);
 
 /* A read transaction on the last committed state (MVCC); end with sx_store_read_end. */
 siamidx_status sx_store_read_begin(sx_store *st, MDB_txn **txn, siamidx_error *err);
@@ -912,6 +917,17 @@ siamidx_status sx_store_get_change(sx_store *st, MDB_txn *txn, uint64_t gen, sx_
 void sx_change_free(sx_change *c);
 /* Drops log entries up to and including `gen` (a snapshot covers them). */
 siamidx_status sx_store_prune_changes(sx_store *st, uint64_t gen, siamidx_error *err);
+/* The FAISS snapshot the store trusts: written after the snapshot file is in
+   place; one transaction records it and prunes the log it covers. */
+typedef struct sx_snapshot_meta {
+    uint64_t generation, count; /* store generation it reflects; vectors in it */
+    uint8_t sha256[32];         /* of the whole file */
+    char desc[64];              /* FAISS factory string */
+} sx_snapshot_meta;
+siamidx_status sx_store_get_snapshot(sx_store *st, MDB_txn *txn, sx_snapshot_meta *m,
+                                     siamidx_error *err); /* NOT_FOUND when none */
+siamidx_status sx_store_record_snapshot(sx_store *st, const sx_snapshot_meta *m,
+                                        siamidx_error *err);
 /* Every consistency problem (decoding, lookups both ways, artist counts) to fn. */
 siamidx_status sx_store_verify(sx_store *st, MDB_txn *txn, siamidx_problem_fn fn, void *ctx,
                                size_t *n_problems, siamidx_error *err);
@@ -927,19 +943,26 @@ void sx_lock_release(sx_lock *l);
 /* ---- vindex.c: the FAISS index, derived from the store --------------------- */
 
 typedef struct sx_vindex sx_vindex;
-/* Loads the newest snapshot in dir (none: an empty index at generation 0). */
-siamidx_status sx_vindex_load(const char *dir, uint32_t dim, sx_vindex **out,
+/* Loads the snapshot the store records (as of txn) when it is this store's
+   and intact; else, with a warning on stderr when one was there but damaged
+   or foreign, an empty index at generation 0 that the first sync rebuilds. */
+siamidx_status sx_vindex_load(sx_store *st, MDB_txn *txn, uint32_t dim, sx_vindex **out,
                               siamidx_error *err);
 void sx_vindex_free(sx_vindex *v);
-/* Brings the index to the state of `txn` (log catch-up, or a rebuild). */
+/* Brings the index to the state of `txn` (log catch-up, or a rebuild); the
+   vector count must then equal the record count. */
 siamidx_status sx_vindex_sync(sx_vindex *v, sx_store *st, MDB_txn *txn, siamidx_error *err);
 uint64_t sx_vindex_generation(const sx_vindex *v);
 const char *sx_vindex_description(const sx_vindex *v); /* "Flat", "HNSW32", "IVF94,Flat" ... */
 int64_t sx_vindex_ntotal(const sx_vindex *v);
-/* Atomically writes the snapshot (tmp + fsync + rename) and drops older ones. */
-siamidx_status sx_vindex_save(sx_vindex *v, const char *dir, siamidx_error *err);
-/* Newest snapshot's generation on disk, 0 when none. */
-uint64_t sx_vindex_disk_generation(const char *dir);
+/* Writes the snapshot (tmp + fsync + rename + fsync of the directory), then
+   records it in the store, then drops every other snapshot. Writers only. */
+siamidx_status sx_vindex_save(sx_vindex *v, sx_store *st, siamidx_error *err);
+/* 1 when the snapshot on disk (loaded or saved by v) is of v's state. */
+int sx_vindex_is_saved(const sx_vindex *v);
+/* 1 (with why) when the store records a snapshot that is damaged, foreign or
+   unreadable; 0 when it is sound or there is none. */
+int sx_vindex_check_snapshot(sx_store *st, MDB_txn *txn, uint32_t dim, char *why, size_t cap);
 /* n queries: ids[n*k] (-1 when fewer) and inner products sims[n*k]. */
 siamidx_status sx_vindex_search(const sx_vindex *v, const float *q, size_t n, int k,
                                 int64_t *ids, float *sims, siamidx_error *err);

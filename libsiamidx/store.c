@@ -2,9 +2,11 @@
  * store.c - the LMDB store: the index's source of truth.
  *
  * Named databases (keys big-endian so that cursors walk them in id order):
- *   meta          "magic" "format" "fingerprint" "arch" "pool" "dim"
+ *   meta          "magic" "format" "store_id" "fingerprint" "arch" "pool" "dim"
  *                 "index_type" "generation" "next_id" "next_artist",
- *                 "blob/NAME" (named blobs, e.g. a trained head)
+ *                 "snapshot" (the FAISS snapshot on disk: generation, vector
+ *                 count, SHA-256, factory string), "blob/NAME" (named blobs,
+ *                 e.g. a trained head)
  *   records       id(u64)        -> encoded record (see encode_record)
  *   by_path       resolved path  -> id   (paths over 480 bytes: "#"+sha256 hex)
  *   by_hash       sha256(32)     -> ids  (DUPSORT: identical images)
@@ -22,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 
 #include "internal.h"
@@ -37,6 +40,7 @@ struct sx_store {
     MDB_dbi meta, records, by_path, by_hash, by_artist, artists, artist_names, changes;
     char *dir;
     int read_only;
+    char id[SX_STORE_ID_LEN + 1]; /* "" for an index made before store ids */
 };
 
 struct sx_wtxn {
@@ -181,15 +185,37 @@ static int open_dbis(sx_store *st, MDB_txn *txn, unsigned flags) {
     return 0;
 }
 
+/* A random identity, written once when the store is made: derived files (the
+   FAISS snapshot) name it, so that they are never taken for another store's. */
+static siamidx_status put_store_id(sx_wtxn *w, siamidx_error *err) {
+    uint8_t r[SX_STORE_ID_LEN / 2];
+    size_t got = 0;
+    while (got < sizeof r) {
+        ssize_t n = getrandom(r + got, sizeof r - got, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0)
+            return sx_fail(err, SIAMIDX_ERR_IO, "%s: getrandom: %s", w->st->dir, strerror(errno));
+        got += (size_t)n;
+    }
+    char hex[SX_STORE_ID_LEN + 1];
+    sx_hex(r, sizeof r, hex);
+    return put_meta_string(w, "store_id", hex, err);
+}
+
 static siamidx_status init_meta(sx_wtxn *w, void *ctx, siamidx_error *err) {
     (void)ctx;
     sx_store *st = w->st;
     MDB_val v;
-    if (get(w->txn, st->meta, val("magic", 5), &v) == 0) return SIAMIDX_OK; /* already made */
+    if (get(w->txn, st->meta, val("magic", 5), &v) == 0) { /* already made */
+        if (get(w->txn, st->meta, val("store_id", 8), &v) == MDB_NOTFOUND)
+            return put_store_id(w, err); /* an index from before store ids */
+        return SIAMIDX_OK;
+    }
     MDB_stat ms;
     if (mdb_stat(w->txn, st->meta, &ms) == 0 && ms.ms_entries > 0)
         return corrupt(err, st, "not a siamidx index (no magic record)", 0);
     siamidx_status s = put_meta_string(w, "magic", STORE_MAGIC, err);
+    if (!s) s = put_store_id(w, err);
     if (!s) s = put_meta_u64(w, "format", SX_STORE_FORMAT, err);
     if (!s) s = put_meta_u64(w, "generation", 0, err);
     if (!s) s = put_meta_u64(w, "next_id", 1, err);
@@ -212,6 +238,10 @@ static siamidx_status check_magic(sx_store *st, siamidx_error *err) {
         s = meta_u64(st, txn, "format", &fmt, err);
         if (!s && fmt != SX_STORE_FORMAT)
             s = corrupt(err, st, "index format %llu is not supported by this siamidx", fmt);
+        meta_string(st, txn, "store_id", st->id, sizeof st->id);
+        size_t n = strlen(st->id); /* it goes into file names: hex only */
+        if (!s && n && (n != SX_STORE_ID_LEN || strspn(st->id, "0123456789abcdef") != n))
+            s = corrupt(err, st, "malformed store id", 0);
     }
     sx_store_read_end(txn);
     return s;
@@ -288,6 +318,9 @@ fail:
     sx_store_close(st);
     return s;
 }
+
+const char *sx_store_id(const sx_store *st) { return st->id; }
+const char *sx_store_dir(const sx_store *st) { return st->dir; }
 
 void sx_store_close(sx_store *st) {
     if (!st) return;
@@ -825,6 +858,47 @@ static siamidx_status prune(sx_wtxn *w, void *ctx, siamidx_error *err) {
 
 siamidx_status sx_store_prune_changes(sx_store *st, uint64_t gen, siamidx_error *err) {
     return sx_store_write(st, prune, &gen, err);
+}
+
+/* ---- the FAISS snapshot's record ---------------------------------------------------- */
+
+/* "snapshot": generation(8) count(8) sha256(32) description NUL */
+siamidx_status sx_store_get_snapshot(sx_store *st, MDB_txn *txn, sx_snapshot_meta *m,
+                                     siamidx_error *err) {
+    memset(m, 0, sizeof *m);
+    MDB_val v;
+    int rc = get(txn, st->meta, val("snapshot", 8), &v);
+    if (rc == MDB_NOTFOUND) return sx_fail(err, SIAMIDX_ERR_NOT_FOUND, "%s: no snapshot", st->dir);
+    if (rc) return mdb_fail(err, rc, "snapshot record", st);
+    const uint8_t *b = v.mv_data;
+    size_t n = v.mv_size;
+    if (n < 49 || n - 48 > sizeof m->desc || b[n - 1] != 0 || memchr(b + 48, 0, n - 49))
+        return corrupt(err, st, "snapshot record is malformed (%llu bytes)", n);
+    m->generation = get_be64(b);
+    m->count = get_be64(b + 8);
+    memcpy(m->sha256, b + 16, 32);
+    memcpy(m->desc, b + 48, n - 48);
+    return SIAMIDX_OK;
+}
+
+static siamidx_status record_snapshot(sx_wtxn *w, void *ctx, siamidx_error *err) {
+    const sx_snapshot_meta *m = ctx;
+    size_t d = strlen(m->desc);
+    uint8_t b[48 + sizeof m->desc];
+    put_be64(b, m->generation);
+    put_be64(b + 8, m->count);
+    memcpy(b + 16, m->sha256, 32);
+    memcpy(b + 48, m->desc, d + 1);
+    siamidx_status s = wput(w, w->st->meta, val("snapshot", 8), val(b, 48 + d + 1), 0, err);
+    uint64_t upto = m->generation;
+    return s ? s : prune(w, &upto, err);
+}
+
+siamidx_status sx_store_record_snapshot(sx_store *st, const sx_snapshot_meta *m,
+                                        siamidx_error *err) {
+    if (strlen(m->desc) >= sizeof m->desc)
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "snapshot description too long");
+    return sx_store_write(st, record_snapshot, (void *)m, err);
 }
 
 /* ---- verification ---------------------------------------------------------------------- */
