@@ -855,10 +855,11 @@ void sx_store_read_end(MDB_txn *txn);
 MDB_txn *sx_wtxn_txn(sx_wtxn *w);
 
 /*
- * Runs fn inside ONE write transaction and commits it; on MDB_MAP_FULL the
- * map is doubled and fn runs again from scratch, so fn must only write
- * through the transaction. Changes made through sx_store_put_record /
- * sx_store_delete_record are logged under a new generation.
+ * Runs fn inside ONE write transaction and commits it (or, on any error,
+ * aborts it whole). Changes made through sx_store_put_record /
+ * sx_store_delete_record are logged under a new generation. The map is
+ * fixed at open (SIAMIDX_MAP_SIZE, default 1 TiB on 64-bit); a full one is
+ * an error naming that variable.
  */
 typedef siamidx_status (*sx_write_fn)(sx_wtxn *w, void *ctx, siamidx_error *err);
 siamidx_status sx_store_write(sx_store *st, sx_write_fn fn, void *ctx, siamidx_error *err);

@@ -15,9 +15,15 @@
  *   artist_names  name           -> artist(u32)
  *   changes       generation(u64)-> u32 flags, u32 n_added, u32 n_removed, ids
  *
- * Every write goes through sx_store_write: one transaction, retried with a
- * doubled map when LMDB reports MDB_MAP_FULL, and logged under generation+1
- * when it changed records, so the FAISS snapshot can catch up incrementally.
+ * Every write goes through sx_store_write: one transaction, logged under
+ * generation+1 when it changed records, so the FAISS snapshot can catch up
+ * incrementally.
+ *
+ * The map is sized once, at open, and never changed: LMDB forbids
+ * mdb_env_set_mapsize while any thread of the process has a transaction,
+ * and readers of a shared handle always may. The default is large (1 TiB
+ * on 64-bit: address space only, the file grows as data is written), and
+ * SIAMIDX_MAP_SIZE overrides it; a full map is a clear error.
  */
 #include <errno.h>
 #include <lmdb.h>
@@ -33,7 +39,8 @@
 #define RECORD_MAGIC 0x31525853u /* "SXR1" */
 #define RECORD_HEADER 72
 #define MAX_KEY 480
-#define INITIAL_MAP (16ull << 20)
+#define DEFAULT_MAP_64 (1ull << 40) /* 1 TiB of address space */
+#define DEFAULT_MAP_32 (1ull << 30)
 
 struct sx_store {
     MDB_env *env;
@@ -41,12 +48,12 @@ struct sx_store {
     char *dir;
     int read_only;
     char id[SX_STORE_ID_LEN + 1]; /* "" for an index made before store ids */
+    size_t map_size;
 };
 
 struct sx_wtxn {
     sx_store *st;
     MDB_txn *txn;
-    int map_full; /* an operation hit MDB_MAP_FULL: grow and retry */
     uint32_t flags;
     uint64_t *added, *removed;
     size_t n_added, n_removed, cap_added, cap_removed;
@@ -76,6 +83,16 @@ static MDB_val val(const void *p, size_t n) {
 
 static siamidx_status mdb_fail(siamidx_error *err, int rc, const char *what, const sx_store *st) {
     siamidx_status s = SIAMIDX_ERR_BACKEND;
+    if (rc == MDB_MAP_FULL)
+        return sx_fail(err, SIAMIDX_ERR_IO,
+                       "%s/data.mdb: %s: the index is full: its map of %zu MiB is used up "
+                       "(set SIAMIDX_MAP_SIZE larger, e.g. 4T)",
+                       st ? st->dir : "?", what, st ? st->map_size >> 20 : (size_t)0);
+    if (rc == MDB_MAP_RESIZED)
+        return sx_fail(err, SIAMIDX_ERR_IO,
+                       "%s/data.mdb: %s: another process grew the index past this process's "
+                       "map of %zu MiB (set SIAMIDX_MAP_SIZE as large and reopen)",
+                       st ? st->dir : "?", what, st ? st->map_size >> 20 : (size_t)0);
     if (rc == MDB_CORRUPTED || rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH ||
         rc == MDB_INCOMPATIBLE || rc == MDB_PAGE_NOTFOUND || rc == MDB_BAD_VALSIZE)
         s = SIAMIDX_ERR_INDEX_CORRUPT;
@@ -105,17 +122,14 @@ static MDB_val string_key(const char *s, char buf[68]) {
 
 MDB_txn *sx_wtxn_txn(sx_wtxn *w) { return w->txn; }
 
-/* Every write goes through here so that MDB_MAP_FULL is noticed wherever it happens. */
 static siamidx_status wput(sx_wtxn *w, MDB_dbi dbi, MDB_val k, MDB_val v, unsigned flags,
                            siamidx_error *err) {
     int rc = mdb_put(w->txn, dbi, &k, &v, flags);
-    if (rc == MDB_MAP_FULL || rc == MDB_TXN_FULL) w->map_full = 1;
     return rc ? mdb_fail(err, rc, "write", w->st) : SIAMIDX_OK;
 }
 
 static siamidx_status wdel(sx_wtxn *w, MDB_dbi dbi, MDB_val k, MDB_val *v, siamidx_error *err) {
     int rc = mdb_del(w->txn, dbi, &k, v);
-    if (rc == MDB_MAP_FULL || rc == MDB_TXN_FULL) w->map_full = 1;
     if (rc == MDB_NOTFOUND) return SIAMIDX_OK;
     return rc ? mdb_fail(err, rc, "delete", w->st) : SIAMIDX_OK;
 }
@@ -167,6 +181,27 @@ static int push_id(uint64_t **a, size_t *n, size_t *cap, uint64_t id) {
 }
 
 /* ---- opening ------------------------------------------------------------------- */
+
+/* SIAMIDX_MAP_SIZE: bytes, or with a K/M/G/T suffix (powers of 1024). */
+static siamidx_status map_size(size_t *out, siamidx_error *err) {
+    uint64_t def = sizeof(size_t) >= 8 ? DEFAULT_MAP_64 : DEFAULT_MAP_32;
+    const char *e = getenv("SIAMIDX_MAP_SIZE");
+    *out = (size_t)def;
+    if (!e || !*e) return SIAMIDX_OK;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(e, &end, 10);
+    int shift = 0;
+    if (*end) shift = *end == 'K' || *end == 'k' ? 10 : *end == 'M' || *end == 'm' ? 20
+                    : *end == 'G' || *end == 'g' ? 30 : *end == 'T' || *end == 't' ? 40 : -1;
+    if (*end && end[1]) shift = -1;
+    if (errno || end == e || shift < 0 || v == 0 || v > (SIZE_MAX >> shift) ||
+        (v << shift) < (64u << 10))
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT,
+                       "SIAMIDX_MAP_SIZE='%s': want a size of at least 64K, like 1T or 512G", e);
+    *out = (size_t)(v << shift);
+    return SIAMIDX_OK;
+}
 
 static int open_dbis(sx_store *st, MDB_txn *txn, unsigned flags) {
     struct {
@@ -267,11 +302,12 @@ siamidx_status sx_store_open(const char *dir, int read_only, int create, sx_stor
         return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "%s: out of memory", dir);
     }
     st->read_only = read_only;
+    siamidx_status s = map_size(&st->map_size, err);
+    if (s) goto fail;
     int rc = mdb_env_create(&st->env);
     if (!rc) rc = mdb_env_set_maxdbs(st->env, 16);
-    if (!rc) rc = mdb_env_set_mapsize(st->env, INITIAL_MAP);
+    if (!rc) rc = mdb_env_set_mapsize(st->env, st->map_size); /* once: see the top */
     if (!rc) rc = mdb_env_open(st->env, dir, MDB_NOTLS | (read_only ? MDB_RDONLY : 0), 0666);
-    siamidx_status s = SIAMIDX_OK;
     if (rc) {
         s = mdb_fail(err, rc, "cannot open", st);
         if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH)
@@ -340,10 +376,7 @@ uint64_t sx_store_file_bytes(const sx_store *st) {
 
 siamidx_status sx_store_read_begin(sx_store *st, MDB_txn **txn, siamidx_error *err) {
     int rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, txn);
-    if (rc == MDB_MAP_RESIZED) { /* another process grew the map: adopt its size */
-        mdb_env_set_mapsize(st->env, 0);
-        rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, txn);
-    }
+    if (rc) *txn = NULL;
     return rc ? mdb_fail(err, rc, "read transaction", st) : SIAMIDX_OK;
 }
 
@@ -373,39 +406,24 @@ static siamidx_status log_changes(sx_wtxn *w, siamidx_error *err) {
     return s;
 }
 
-static siamidx_status grow_map(sx_store *st, siamidx_error *err) {
-    MDB_envinfo info;
-    mdb_env_info(st->env, &info);
-    size_t size = info.me_mapsize * 2;
-    int rc = mdb_env_set_mapsize(st->env, size);
-    return rc ? mdb_fail(err, rc, "growing the map", st) : SIAMIDX_OK;
-}
-
+/* On any failure nothing of the transaction stays (LMDB aborts it whole). */
 siamidx_status sx_store_write(sx_store *st, sx_write_fn fn, void *ctx, siamidx_error *err) {
     if (st->read_only)
         return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "%s: index opened read-only", st->dir);
-    for (;;) {
-        sx_wtxn w = {.st = st};
-        int rc = mdb_txn_begin(st->env, NULL, 0, &w.txn);
-        if (rc == MDB_MAP_RESIZED) {
-            mdb_env_set_mapsize(st->env, 0);
-            rc = mdb_txn_begin(st->env, NULL, 0, &w.txn);
-        }
-        if (rc) return mdb_fail(err, rc, "write transaction", st);
-        siamidx_status s = fn(&w, ctx, err);
-        if (!s) s = log_changes(&w, err);
-        if (!s) {
-            rc = mdb_txn_commit(w.txn);
-            w.txn = NULL;
-            if (rc == MDB_MAP_FULL) w.map_full = 1;
-            else if (rc) s = mdb_fail(err, rc, "commit", st);
-        }
-        if (w.txn) mdb_txn_abort(w.txn);
-        free(w.added);
-        free(w.removed);
-        if (!w.map_full) return s;
-        if ((s = grow_map(st, err))) return s;
+    sx_wtxn w = {.st = st};
+    int rc = mdb_txn_begin(st->env, NULL, 0, &w.txn);
+    if (rc) return mdb_fail(err, rc, "write transaction", st);
+    siamidx_status s = fn(&w, ctx, err);
+    if (!s) s = log_changes(&w, err);
+    if (!s) {
+        rc = mdb_txn_commit(w.txn);
+        w.txn = NULL;
+        if (rc) s = mdb_fail(err, rc, "commit", st);
     }
+    if (w.txn) mdb_txn_abort(w.txn);
+    free(w.added);
+    free(w.removed);
+    return s;
 }
 
 /* ---- meta ------------------------------------------------------------------------ */
@@ -851,7 +869,6 @@ static siamidx_status prune(sx_wtxn *w, void *ctx, siamidx_error *err) {
         if (rc) break;
     }
     mdb_cursor_close(c);
-    if (rc == MDB_MAP_FULL) w->map_full = 1;
     return rc && rc != MDB_NOTFOUND ? mdb_fail(err, rc, "pruning the change log", w->st)
                                     : SIAMIDX_OK;
 }

@@ -58,7 +58,7 @@ int main(void) {
     float *emb = calloc(DIM, sizeof *emb);
     for (int i = 0; i < DIM; i++) emb[i] = (float)i / DIM;
 
-    /* 6000 records of 4 KiB: well past the 16 MiB initial map, so it must grow. */
+    /* 6000 records of 4 KiB: past the 16 MiB the map once started with. */
     for (size_t from = 0; from < 6000; from += 1000) {
         batch b = {from, from + 1000, emb, from == 1000 ? 10 : 0};
         CHECK(sx_store_write(st, put_batch, &b, &err) == SIAMIDX_OK);
@@ -151,6 +151,30 @@ int main(void) {
     mdb_env_close(env);
     CHECK(sx_store_open(dir, 1, 0, &st, &err) == SIAMIDX_ERR_INDEX_CORRUPT);
     CHECK(sx_store_open(dir, 0, 1, &st, &err) == SIAMIDX_ERR_INDEX_CORRUPT);
+
+    /* A map sized by SIAMIDX_MAP_SIZE: filling it is a clear error that names
+       the variable, the failed batch leaves nothing behind, and a bad value is
+       refused. */
+    CHECK(system(cmd) == 0);
+    setenv("SIAMIDX_MAP_SIZE", "2M", 1);
+    CHECK(sx_store_open(dir, 0, 1, &st, &err) == SIAMIDX_OK);
+    siamidx_status full = SIAMIDX_OK;
+    size_t from = 0;
+    for (; from < 2000 && !full; from += 100) {
+        batch b = {from, from + 100, emb, 0};
+        full = sx_store_write(st, put_batch, &b, &err);
+    }
+    CHECK_MSG(full == SIAMIDX_ERR_IO && strstr(err.message, "SIAMIDX_MAP_SIZE") &&
+                  strstr(err.message, "full"),
+              "status %d: %s", (int)full, err.message);
+    CHECK(sx_store_read_begin(st, &txn, &err) == SIAMIDX_OK);
+    CHECK(sx_store_count(st, txn) == from - 100); /* every batch but the failed one */
+    sx_store_read_end(txn);
+    sx_store_close(st);
+    setenv("SIAMIDX_MAP_SIZE", "lots", 1);
+    CHECK(sx_store_open(dir, 1, 0, &st, &err) == SIAMIDX_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(err.message, "SIAMIDX_MAP_SIZE") != NULL);
+    unsetenv("SIAMIDX_MAP_SIZE");
 
     free(emb);
     CHECK(system(cmd) == 0);
