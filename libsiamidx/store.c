@@ -24,14 +24,23 @@
  * and readers of a shared handle always may. The default is large (1 TiB
  * on 64-bit: address space only, the file grows as data is written), and
  * SIAMIDX_MAP_SIZE overrides it; a full map is a clear error.
+ *
+ * LMDB also forbids opening one environment twice in a process (closing the
+ * second would drop the first's fcntl locks, and another process's
+ * mdb_reader_check would then free our readers' slots under them). So the
+ * process keeps one MDB_env per index directory (by device and inode),
+ * shared by every handle on it and counted; that is the library's only
+ * process-wide state.
  */
 #include <errno.h>
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -42,7 +51,23 @@
 #define DEFAULT_MAP_64 (1ull << 40) /* 1 TiB of address space */
 #define DEFAULT_MAP_32 (1ull << 30)
 
+/* One per index directory per process; see the top of the file. */
+typedef struct shared_env {
+    dev_t dev;
+    ino_t ino;
+    MDB_env *env;
+    int rdonly; /* opened MDB_RDONLY: the directory or data.mdb is not writable */
+    MDB_dbi meta, records, by_path, by_hash, by_artist, artists, artist_names, changes;
+    size_t map_size;
+    int refs;
+    struct shared_env *next;
+} shared_env;
+
+static pthread_mutex_t envs_mu = PTHREAD_MUTEX_INITIALIZER;
+static shared_env *envs; /* guarded by envs_mu */
+
 struct sx_store {
+    shared_env *shared;
     MDB_env *env;
     MDB_dbi meta, records, by_path, by_hash, by_artist, artists, artist_names, changes;
     char *dir;
@@ -203,7 +228,7 @@ static siamidx_status map_size(size_t *out, siamidx_error *err) {
     return SIAMIDX_OK;
 }
 
-static int open_dbis(sx_store *st, MDB_txn *txn, unsigned flags) {
+static int open_dbis(shared_env *st, MDB_txn *txn, unsigned flags) {
     struct {
         const char *name;
         MDB_dbi *dbi;
@@ -282,6 +307,111 @@ static siamidx_status check_magic(sx_store *st, siamidx_error *err) {
     return s;
 }
 
+/* Checks and opens the tables in a new environment (the first handle on it). */
+static siamidx_status open_tables(shared_env *e, sx_store *st, int create, siamidx_error *err) {
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(e->env, NULL, create ? 0 : MDB_RDONLY, &txn);
+    if (rc) return mdb_fail(err, rc, "begin", st);
+    if (create) { /* never adopt someone else's LMDB environment */
+        MDB_dbi main_db, probe;
+        MDB_stat ms;
+        if (mdb_dbi_open(txn, "meta", 0, &probe) == MDB_NOTFOUND &&
+            mdb_dbi_open(txn, NULL, 0, &main_db) == 0 && mdb_stat(txn, main_db, &ms) == 0 &&
+            ms.ms_entries > 0) {
+            mdb_txn_abort(txn);
+            return corrupt(err, st, "not a siamidx index (a foreign LMDB database)", 0);
+        }
+    }
+    rc = open_dbis(e, txn, create ? MDB_CREATE : 0);
+    if (rc) {
+        mdb_txn_abort(txn);
+        if (rc == MDB_NOTFOUND) return corrupt(err, st, "not a siamidx index (missing tables)", 0);
+        if (rc == MDB_INCOMPATIBLE) return corrupt(err, st, "not a siamidx index", 0);
+        return mdb_fail(err, rc, "opening tables", st);
+    }
+    rc = mdb_txn_commit(txn); /* makes the table handles the environment's */
+    return rc ? mdb_fail(err, rc, "commit", st) : SIAMIDX_OK;
+}
+
+static void release_env(shared_env *e) {
+    if (!e) return;
+    pthread_mutex_lock(&envs_mu);
+    if (--e->refs == 0) {
+        for (shared_env **p = &envs; *p; p = &(*p)->next)
+            if (*p == e) {
+                *p = e->next;
+                break;
+            }
+        mdb_env_close(e->env);
+        free(e);
+    }
+    pthread_mutex_unlock(&envs_mu);
+}
+
+/* The process's environment of st->dir, opened on first use (under envs_mu). */
+static siamidx_status acquire_env(sx_store *st, int create, siamidx_error *err) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/data.mdb", st->dir);
+    struct stat db;
+    if (stat(st->dir, &db) != 0)
+        return sx_fail(err, SIAMIDX_ERR_NOT_FOUND, "%s: %s", st->dir, strerror(errno));
+    size_t want_map;
+    siamidx_status s = map_size(&want_map, err);
+    if (s) return s;
+    pthread_mutex_lock(&envs_mu);
+    shared_env *e = envs;
+    while (e && !(e->dev == db.st_dev && e->ino == db.st_ino)) e = e->next;
+    if (e) {
+        if (!st->read_only && e->rdonly)
+            s = sx_fail(err, SIAMIDX_ERR_IO, "%s: open read-only in this process (not writable)",
+                        st->dir);
+        else
+            e->refs++;
+        goto out;
+    }
+    if (!(e = calloc(1, sizeof *e))) {
+        s = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "%s: out of memory", st->dir);
+        goto out;
+    }
+    e->dev = db.st_dev;
+    e->ino = db.st_ino;
+    e->map_size = want_map;
+    /* Readers share the environment with writers, so it is opened read-write
+       whenever it can be; only an unwritable index gets a read-only one. */
+    e->rdonly = st->read_only && (access(st->dir, W_OK) != 0 || access(path, W_OK) != 0);
+    int rc = mdb_env_create(&e->env);
+    if (!rc) rc = mdb_env_set_maxdbs(e->env, 16);
+    if (!rc) rc = mdb_env_set_mapsize(e->env, e->map_size); /* once: see the top */
+    if (!rc) rc = mdb_env_open(e->env, st->dir, MDB_NOTLS | (e->rdonly ? MDB_RDONLY : 0), 0666);
+    if (rc) {
+        s = mdb_fail(err, rc, "cannot open", st);
+        if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH)
+            s = sx_fail(err, SIAMIDX_ERR_INDEX_CORRUPT, "%s: not an LMDB file (%s)", path,
+                        mdb_strerror(rc));
+    } else {
+        s = open_tables(e, st, create && !st->read_only, err);
+    }
+    if (s) {
+        if (e->env) mdb_env_close(e->env);
+        free(e);
+        e = NULL;
+        goto out;
+    }
+    e->refs = 1;
+    e->next = envs;
+    envs = e;
+out:
+    pthread_mutex_unlock(&envs_mu);
+    if (s) return s;
+    st->shared = e;
+    st->env = e->env;
+    st->map_size = e->map_size;
+    st->meta = e->meta, st->records = e->records, st->by_path = e->by_path;
+    st->by_hash = e->by_hash, st->by_artist = e->by_artist, st->artists = e->artists;
+    st->artist_names = e->artist_names, st->changes = e->changes;
+    return SIAMIDX_OK;
+}
+
 siamidx_status sx_store_open(const char *dir, int read_only, int create, sx_store **out,
                              siamidx_error *err) {
     *out = NULL;
@@ -302,50 +432,9 @@ siamidx_status sx_store_open(const char *dir, int read_only, int create, sx_stor
         return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "%s: out of memory", dir);
     }
     st->read_only = read_only;
-    siamidx_status s = map_size(&st->map_size, err);
+    siamidx_status s = acquire_env(st, create || !read_only, err);
     if (s) goto fail;
-    int rc = mdb_env_create(&st->env);
-    if (!rc) rc = mdb_env_set_maxdbs(st->env, 16);
-    if (!rc) rc = mdb_env_set_mapsize(st->env, st->map_size); /* once: see the top */
-    if (!rc) rc = mdb_env_open(st->env, dir, MDB_NOTLS | (read_only ? MDB_RDONLY : 0), 0666);
-    if (rc) {
-        s = mdb_fail(err, rc, "cannot open", st);
-        if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH)
-            s = sx_fail(err, SIAMIDX_ERR_INDEX_CORRUPT, "%s: not an LMDB file (%s)", path,
-                        mdb_strerror(rc));
-        goto fail;
-    }
     if (!read_only) mdb_reader_check(st->env, NULL); /* slots of killed readers */
-    MDB_txn *txn;
-    rc = mdb_txn_begin(st->env, NULL, read_only ? MDB_RDONLY : 0, &txn);
-    if (rc) {
-        s = mdb_fail(err, rc, "begin", st);
-        goto fail;
-    }
-    if (!read_only) { /* never adopt someone else's LMDB environment */
-        MDB_dbi main_db, probe;
-        MDB_stat ms;
-        if (mdb_dbi_open(txn, "meta", 0, &probe) == MDB_NOTFOUND &&
-            mdb_dbi_open(txn, NULL, 0, &main_db) == 0 && mdb_stat(txn, main_db, &ms) == 0 &&
-            ms.ms_entries > 0) {
-            mdb_txn_abort(txn);
-            s = corrupt(err, st, "not a siamidx index (a foreign LMDB database)", 0);
-            goto fail;
-        }
-    }
-    rc = open_dbis(st, txn, read_only ? 0 : MDB_CREATE);
-    if (rc) {
-        mdb_txn_abort(txn);
-        s = rc == MDB_NOTFOUND ? corrupt(err, st, "not a siamidx index (missing tables)", 0)
-                               : mdb_fail(err, rc, "opening tables", st);
-        if (rc == MDB_INCOMPATIBLE) s = corrupt(err, st, "not a siamidx index", 0);
-        goto fail;
-    }
-    rc = mdb_txn_commit(txn);
-    if (rc) {
-        s = mdb_fail(err, rc, "commit", st);
-        goto fail;
-    }
     if (!read_only && (s = sx_store_write(st, init_meta, NULL, err))) goto fail;
     if ((s = check_magic(st, err))) goto fail;
     *out = st;
@@ -360,7 +449,7 @@ const char *sx_store_dir(const sx_store *st) { return st->dir; }
 
 void sx_store_close(sx_store *st) {
     if (!st) return;
-    if (st->env) mdb_env_close(st->env);
+    release_env(st->shared);
     free(st->dir);
     free(st);
 }
