@@ -211,11 +211,12 @@ typedef struct items_ctx {
     uint32_t dim;
 } items_ctx;
 
-/* One transaction: each item replaces whatever record its path had. */
-static siamidx_status write_items(sx_wtxn *w, void *ctx, siamidx_error *err) {
+/* Items [from, to) in one transaction: each replaces whatever record its path had. */
+static siamidx_status write_items(sx_wtxn *w, void *ctx, size_t from, size_t to,
+                                  siamidx_error *err) {
     items_ctx *c = ctx;
     MDB_txn *txn = sx_wtxn_txn(w);
-    for (size_t i = 0; i < c->n; i++) {
+    for (size_t i = from; i < to; i++) {
         const sx_index_item *it = &c->items[i];
         uint64_t old;
         siamidx_status s = sx_store_find_path(c->st, txn, it->resolved, &old, err);
@@ -247,7 +248,7 @@ siamidx_status sx_index_add_embeddings(siamidx_index *idx, const sx_index_item *
     siamidx_status s = writable(idx, err);
     if (s || n == 0) return s;
     items_ctx c = {.st = idx->st, .items = items, .n = n, .dim = idx->meta.dim};
-    if ((s = sx_store_write(idx->st, write_items, &c, err))) return s;
+    if ((s = sx_store_write_range(idx->st, write_items, &c, 0, n, err))) return s;
     return sync_now(idx, err);
 }
 
@@ -628,15 +629,17 @@ siamidx_status siamidx_index_add(siamidx_index *idx, const siamidx_model *model,
 typedef struct remove_ctx {
     sx_store *st;
     const char *const *paths;
-    size_t n;
-    const char *artist;
+    uint64_t *ids;     /* remove --artist: the artist's records, read first */
+    uint8_t *matched;  /* per path: it named a record */
     size_t removed;
 } remove_ctx;
 
-static siamidx_status remove_paths(sx_wtxn *w, void *ctx, siamidx_error *err) {
+/* Paths [from, to) in one transaction (the range may be retried alone). */
+static siamidx_status remove_paths(sx_wtxn *w, void *ctx, size_t from, size_t to,
+                                   siamidx_error *err) {
     remove_ctx *c = ctx;
-    c->removed = 0;
-    for (size_t i = 0; i < c->n; i++) {
+    for (size_t i = from; i < to; i++) {
+        c->matched[i] = 0;
         char *abs = absolute_path(c->paths[i]);
         if (!abs) return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "remove: out of memory");
         uint64_t id;
@@ -647,35 +650,37 @@ static siamidx_status remove_paths(sx_wtxn *w, void *ctx, siamidx_error *err) {
         if (!s) s = sx_store_delete_record(w, id, err);
         else if (err) *err = e;
         if (s) return s;
-        c->removed++;
+        c->matched[i] = 1;
     }
     return SIAMIDX_OK;
 }
 
-static siamidx_status remove_artist(sx_wtxn *w, void *ctx, siamidx_error *err) {
+static siamidx_status remove_ids(sx_wtxn *w, void *ctx, size_t from, size_t to,
+                                 siamidx_error *err) {
     remove_ctx *c = ctx;
-    MDB_txn *txn = sx_wtxn_txn(w);
-    uint32_t aid;
-    c->removed = 0;
-    siamidx_status s = sx_store_artist_id(c->st, txn, c->artist, &aid, err);
-    if (s) return s;
-    uint64_t *ids;
-    size_t n;
-    if ((s = sx_store_artist_records(c->st, txn, aid, &ids, &n, err))) return s;
-    for (size_t i = 0; i < n && !s; i++) s = sx_store_delete_record(w, ids[i], err);
-    free(ids);
-    if (!s) c->removed = n;
-    return s;
+    for (size_t i = from; i < to; i++) {
+        siamidx_status s = sx_store_delete_record(w, c->ids[i], err);
+        c->matched[i] = s == SIAMIDX_OK;
+        if (s == SIAMIDX_ERR_NOT_FOUND) continue; /* removed meanwhile */
+        if (s) return s;
+    }
+    return SIAMIDX_OK;
 }
 
-static siamidx_status run_remove(siamidx_index *idx, sx_write_fn fn, remove_ctx *c,
-                                 size_t *removed, siamidx_error *err) {
+static siamidx_status run_remove(siamidx_index *idx, sx_write_range_fn fn, remove_ctx *c,
+                                 size_t n, size_t *removed, siamidx_error *err) {
+    if (removed) *removed = 0;
     if (idx->read_only)
         return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "index %s was opened read-only",
                        idx->dir);
     c->st = idx->st;
-    siamidx_status s = sx_store_write(idx->st, fn, c, err);
-    if (!s) s = sync_now(idx, err);
+    c->removed = 0;
+    siamidx_status s = n ? sx_store_write_range(idx->st, fn, c, 0, n, err) : SIAMIDX_OK;
+    for (size_t i = 0; i < n; i++) c->removed += c->matched[i];
+    if (c->removed) {
+        siamidx_status ss = sync_now(idx, err);
+        if (!s) s = ss;
+    }
     if (removed) *removed = c->removed;
     if (!s && c->removed == 0) s = sx_fail(err, SIAMIDX_ERR_NOT_FOUND, "nothing matched in %s",
                                           idx->dir);
@@ -684,14 +689,31 @@ static siamidx_status run_remove(siamidx_index *idx, sx_write_fn fn, remove_ctx 
 
 siamidx_status siamidx_index_remove(siamidx_index *idx, const char *const *paths, size_t n,
                                     size_t *removed, siamidx_error *err) {
-    remove_ctx c = {.paths = paths, .n = n};
-    return run_remove(idx, remove_paths, &c, removed, err);
+    remove_ctx c = {.paths = paths, .matched = calloc(n + 1, 1)};
+    siamidx_status s = c.matched ? run_remove(idx, remove_paths, &c, n, removed, err)
+                                 : sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "remove: out of memory");
+    free(c.matched);
+    return s;
 }
 
 siamidx_status siamidx_index_remove_artist(siamidx_index *idx, const char *artist,
                                            size_t *removed, siamidx_error *err) {
-    remove_ctx c = {.artist = artist};
-    return run_remove(idx, remove_artist, &c, removed, err);
+    if (removed) *removed = 0;
+    MDB_txn *txn;
+    siamidx_status s = sx_store_read_begin(idx->st, &txn, err);
+    if (s) return s;
+    uint32_t aid;
+    size_t n = 0;
+    remove_ctx c = {0};
+    s = sx_store_artist_id(idx->st, txn, artist ? artist : "", &aid, err);
+    if (!s) s = sx_store_artist_records(idx->st, txn, aid, &c.ids, &n, err);
+    sx_store_read_end(txn);
+    if (!s && !(c.matched = calloc(n + 1, 1)))
+        s = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "remove: out of memory");
+    if (!s) s = run_remove(idx, remove_ids, &c, n, removed, err);
+    free(c.ids);
+    free(c.matched);
+    return s;
 }
 
 /* ---- querying ------------------------------------------------------------------------ */

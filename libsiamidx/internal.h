@@ -863,6 +863,15 @@ MDB_txn *sx_wtxn_txn(sx_wtxn *w);
  */
 typedef siamidx_status (*sx_write_fn)(sx_wtxn *w, void *ctx, siamidx_error *err);
 siamidx_status sx_store_write(sx_store *st, sx_write_fn fn, void *ctx, siamidx_error *err);
+/* fn writes items [from, to) of a batch in one transaction; when that is too
+   big for one (MDB_TXN_FULL) it runs again on halves, each committed as its
+   own transaction, recursively. fn must derive everything from its range.
+   SIAMIDX_TEST_TXN_PUTS=N (a test hook) makes write N+1 of a transaction
+   fail as MDB_TXN_FULL. */
+typedef siamidx_status (*sx_write_range_fn)(sx_wtxn *w, void *ctx, size_t from, size_t to,
+                                            siamidx_error *err);
+siamidx_status sx_store_write_range(sx_store *st, sx_write_range_fn fn, void *ctx, size_t from,
+                                    size_t to, siamidx_error *err);
 
 siamidx_status sx_store_get_meta(sx_store *st, MDB_txn *txn, sx_store_meta *m,
                                  siamidx_error *err);

@@ -74,6 +74,10 @@ struct sx_store {
     int read_only;
     char id[SX_STORE_ID_LEN + 1]; /* "" for an index made before store ids */
     size_t map_size;
+    /* Test hook, SIAMIDX_TEST_TXN_PUTS=N: a transaction's write N+1 fails as
+       MDB_TXN_FULL would (LMDB's own limit, 2^17 dirty pages, takes ~512 MiB
+       of writes to reach); 0: off. */
+    size_t txn_put_limit;
 };
 
 struct sx_wtxn {
@@ -82,6 +86,8 @@ struct sx_wtxn {
     uint32_t flags;
     uint64_t *added, *removed;
     size_t n_added, n_removed, cap_added, cap_removed;
+    size_t puts;  /* writes so far, for the test hook below */
+    int txn_full; /* LMDB (or the hook) said MDB_TXN_FULL: too big for one transaction */
 };
 
 /* ---- small helpers ----------------------------------------------------------- */
@@ -147,14 +153,21 @@ static MDB_val string_key(const char *s, char buf[68]) {
 
 MDB_txn *sx_wtxn_txn(sx_wtxn *w) { return w->txn; }
 
+/* Every write goes through these two, so that MDB_TXN_FULL is noticed wherever it happens. */
+static int hook_full(sx_wtxn *w) {
+    return w->st->txn_put_limit && ++w->puts > w->st->txn_put_limit;
+}
+
 static siamidx_status wput(sx_wtxn *w, MDB_dbi dbi, MDB_val k, MDB_val v, unsigned flags,
                            siamidx_error *err) {
-    int rc = mdb_put(w->txn, dbi, &k, &v, flags);
+    int rc = hook_full(w) ? MDB_TXN_FULL : mdb_put(w->txn, dbi, &k, &v, flags);
+    if (rc == MDB_TXN_FULL) w->txn_full = 1;
     return rc ? mdb_fail(err, rc, "write", w->st) : SIAMIDX_OK;
 }
 
 static siamidx_status wdel(sx_wtxn *w, MDB_dbi dbi, MDB_val k, MDB_val *v, siamidx_error *err) {
-    int rc = mdb_del(w->txn, dbi, &k, v);
+    int rc = hook_full(w) ? MDB_TXN_FULL : mdb_del(w->txn, dbi, &k, v);
+    if (rc == MDB_TXN_FULL) w->txn_full = 1;
     if (rc == MDB_NOTFOUND) return SIAMIDX_OK;
     return rc ? mdb_fail(err, rc, "delete", w->st) : SIAMIDX_OK;
 }
@@ -432,6 +445,8 @@ siamidx_status sx_store_open(const char *dir, int read_only, int create, sx_stor
         return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "%s: out of memory", dir);
     }
     st->read_only = read_only;
+    const char *hook = getenv("SIAMIDX_TEST_TXN_PUTS");
+    if (hook && *hook) st->txn_put_limit = (size_t)strtoull(hook, NULL, 10);
     siamidx_status s = acquire_env(st, create || !read_only, err);
     if (s) goto fail;
     if (!read_only) mdb_reader_check(st->env, NULL); /* slots of killed readers */
@@ -495,8 +510,10 @@ static siamidx_status log_changes(sx_wtxn *w, siamidx_error *err) {
     return s;
 }
 
-/* On any failure nothing of the transaction stays (LMDB aborts it whole). */
-siamidx_status sx_store_write(sx_store *st, sx_write_fn fn, void *ctx, siamidx_error *err) {
+/* One transaction; on any failure nothing of it stays (LMDB aborts it whole). */
+static siamidx_status run_txn(sx_store *st, sx_write_fn fn, void *ctx, int *txn_full,
+                              siamidx_error *err) {
+    *txn_full = 0;
     if (st->read_only)
         return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "%s: index opened read-only", st->dir);
     sx_wtxn w = {.st = st};
@@ -507,12 +524,50 @@ siamidx_status sx_store_write(sx_store *st, sx_write_fn fn, void *ctx, siamidx_e
     if (!s) {
         rc = mdb_txn_commit(w.txn);
         w.txn = NULL;
+        if (rc == MDB_TXN_FULL) w.txn_full = 1;
         if (rc) s = mdb_fail(err, rc, "commit", st);
     }
     if (w.txn) mdb_txn_abort(w.txn);
     free(w.added);
     free(w.removed);
+    *txn_full = w.txn_full && s;
     return s;
+}
+
+siamidx_status sx_store_write(sx_store *st, sx_write_fn fn, void *ctx, siamidx_error *err) {
+    int full;
+    return run_txn(st, fn, ctx, &full, err);
+}
+
+typedef struct range_call {
+    sx_write_range_fn fn;
+    void *ctx;
+    size_t from, to;
+} range_call;
+
+static siamidx_status run_range(sx_wtxn *w, void *ctx, siamidx_error *err) {
+    range_call *c = ctx;
+    return c->fn(w, c->ctx, c->from, c->to, err);
+}
+
+/*
+ * A change too big for one LMDB transaction (MDB_TXN_FULL) is committed in
+ * halves, recursively: several transactions, each consistent on its own
+ * and logged as its own generation. A crash between them keeps the halves
+ * that committed, as between the batches of a build.
+ */
+siamidx_status sx_store_write_range(sx_store *st, sx_write_range_fn fn, void *ctx, size_t from,
+                                    size_t to, siamidx_error *err) {
+    range_call c = {fn, ctx, from, to};
+    int full;
+    siamidx_status s = run_txn(st, run_range, &c, &full, err);
+    if (!full) return s;
+    if (to - from < 2)
+        return sx_fail(err, SIAMIDX_ERR_BACKEND,
+                       "%s/data.mdb: one item is too big for an LMDB transaction", st->dir);
+    size_t mid = from + (to - from) / 2;
+    s = sx_store_write_range(st, fn, ctx, from, mid, err);
+    return s ? s : sx_store_write_range(st, fn, ctx, mid, to, err);
 }
 
 /* ---- meta ------------------------------------------------------------------------ */
