@@ -47,7 +47,11 @@ static const char *const usage_text =
     "identical images are embedded once. One write transaction per --batch images\n"
     "(default 256). A second writer fails with 'being written by process N' unless\n"
     "--wait. Readers (query, info, verify) see the last committed state.\n"
-    "exit status: 0 success, 1 failure, 2 usage error, 3 some inputs failed\n";
+    "remove takes each PATH as query prints it (as given at build time) or as a\n"
+    "path to the file, and names the ones that matched nothing.\n"
+    "exit status: 0 success, 1 failure, 2 usage error, 3 some inputs failed (build,\n"
+    "add) or matched nothing (remove) and the rest were done, 130 build or add\n"
+    "interrupted (SIGINT/SIGTERM) after committing the batches done\n";
 
 static int parse_int(const char *s, long lo, long hi, int *out) {
     char *end;
@@ -357,6 +361,29 @@ int cmd_info(int argc, char **argv) {
 
 /* ---- remove / verify -------------------------------------------------------------------------- */
 
+/* remove PATH...: each path as query prints it or as a path to the file;
+   exit 3 when some named nothing and the others were removed. */
+static int remove_paths(siamidx_index *idx, char **paths, size_t n) {
+    size_t *matches = calloc(n + 1, sizeof *matches), removed = 0;
+    if (!matches) return cli_error("out of memory"), CLI_EXIT_FAILURE;
+    siamidx_error err;
+    siamidx_status s =
+        sx_index_remove_paths(idx, (const char *const *)paths, n, matches, &removed, &err);
+    size_t unmatched = 0;
+    for (size_t i = 0; i < n && (s == SIAMIDX_OK || s == SIAMIDX_ERR_NOT_FOUND); i++) {
+        if (matches[i] == 0) cli_error("%s: not in the index", paths[i]);
+        if (matches[i] > 1)
+            cli_error("%s: names %zu images (as given to different builds); give its full path",
+                      paths[i], matches[i]);
+        unmatched += matches[i] != 1;
+    }
+    free(matches);
+    if (s) cli_error("%s", err.message);
+    else printf("removed %zu\n", removed);
+    if (s) return CLI_EXIT_FAILURE;
+    return unmatched ? CLI_EXIT_PARTIAL : CLI_EXIT_OK;
+}
+
 int cmd_remove(int argc, char **argv) {
     index_args a;
     int first, rc = parse(argc, argv, &a, &first);
@@ -365,12 +392,14 @@ int cmd_remove(int argc, char **argv) {
         return cli_error("remove wants PATH... or --artist NAME (see --help)"), CLI_EXIT_USAGE;
     siamidx_index *idx = open_index(&a, NULL, 0, 0);
     if (!idx) return CLI_EXIT_FAILURE;
+    if (!a.artist) {
+        rc = remove_paths(idx, argv + first, (size_t)(argc - first));
+        siamidx_index_close(idx);
+        return rc;
+    }
     size_t removed = 0;
     siamidx_error err;
-    siamidx_status s =
-        a.artist ? siamidx_index_remove_artist(idx, a.artist, &removed, &err)
-                 : siamidx_index_remove(idx, (const char *const *)argv + first,
-                                        (size_t)(argc - first), &removed, &err);
+    siamidx_status s = siamidx_index_remove_artist(idx, a.artist, &removed, &err);
     if (s) cli_error("%s", err.message);
     else printf("removed %zu\n", removed);
     siamidx_index_close(idx);

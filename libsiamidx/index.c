@@ -628,37 +628,17 @@ siamidx_status siamidx_index_add(siamidx_index *idx, const siamidx_model *model,
 
 typedef struct remove_ctx {
     sx_store *st;
-    const char *const *paths;
-    uint64_t *ids;     /* remove --artist: the artist's records, read first */
-    uint8_t *matched;  /* per path: it named a record */
+    uint64_t *ids;     /* the records to remove, found first (0: none) */
+    uint8_t *matched;  /* per id: it was removed */
     size_t removed;
 } remove_ctx;
-
-/* Paths [from, to) in one transaction (the range may be retried alone). */
-static siamidx_status remove_paths(sx_wtxn *w, void *ctx, size_t from, size_t to,
-                                   siamidx_error *err) {
-    remove_ctx *c = ctx;
-    for (size_t i = from; i < to; i++) {
-        c->matched[i] = 0;
-        char *abs = absolute_path(c->paths[i]);
-        if (!abs) return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "remove: out of memory");
-        uint64_t id;
-        siamidx_error e;
-        siamidx_status s = sx_store_find_path(c->st, sx_wtxn_txn(w), abs, &id, &e);
-        free(abs);
-        if (s == SIAMIDX_ERR_NOT_FOUND) continue;
-        if (!s) s = sx_store_delete_record(w, id, err);
-        else if (err) *err = e;
-        if (s) return s;
-        c->matched[i] = 1;
-    }
-    return SIAMIDX_OK;
-}
 
 static siamidx_status remove_ids(sx_wtxn *w, void *ctx, size_t from, size_t to,
                                  siamidx_error *err) {
     remove_ctx *c = ctx;
     for (size_t i = from; i < to; i++) {
+        c->matched[i] = 0;
+        if (!c->ids[i]) continue;
         siamidx_status s = sx_store_delete_record(w, c->ids[i], err);
         c->matched[i] = s == SIAMIDX_OK;
         if (s == SIAMIDX_ERR_NOT_FOUND) continue; /* removed meanwhile */
@@ -687,13 +667,83 @@ static siamidx_status run_remove(siamidx_index *idx, sx_write_range_fn fn, remov
     return s;
 }
 
-siamidx_status siamidx_index_remove(siamidx_index *idx, const char *const *paths, size_t n,
-                                    size_t *removed, siamidx_error *err) {
-    remove_ctx c = {.paths = paths, .matched = calloc(n + 1, 1)};
-    siamidx_status s = c.matched ? run_remove(idx, remove_paths, &c, n, removed, err)
-                                 : sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "remove: out of memory");
+/* Paths as given at build time (as query prints them) that named no
+   resolved path: one pass over the records. */
+typedef struct given_ctx {
+    const char *const *paths;
+    const uint8_t *look; /* per path: not found as resolved */
+    uint64_t *ids;
+    size_t *matches;
+    size_t n;
+} given_ctx;
+
+static int match_given(void *ctx, const sx_record *r) {
+    given_ctx *g = ctx;
+    for (size_t i = 0; i < g->n; i++)
+        if (g->look[i] && !strcmp(r->path, g->paths[i]) && g->matches[i]++ == 0)
+            g->ids[i] = r->id;
+    return 0;
+}
+
+/* The record each path names, in txn: as resolved (normalised absolute, then
+   through symlinks), else as given at build time when exactly one record
+   was given so. */
+static siamidx_status find_paths(siamidx_index *idx, MDB_txn *txn, const char *const *paths,
+                                 size_t n, uint64_t *ids, size_t *matches, siamidx_error *err) {
+    size_t unresolved = 0;
+    uint8_t *look = calloc(n + 1, 1);
+    if (!look) return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "remove: out of memory");
+    for (size_t i = 0; i < n; i++) {
+        char *abs = absolute_path(paths[i]), *real = realpath(paths[i], NULL);
+        if (!abs) {
+            free(real);
+            free(look);
+            return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "remove: out of memory");
+        }
+        siamidx_error e;
+        ids[i] = 0;
+        matches[i] = 0;
+        if (sx_store_find_path(idx->st, txn, abs, &ids[i], &e) &&
+            (!real || sx_store_find_path(idx->st, txn, real, &ids[i], &e)))
+            ids[i] = 0;
+        free(abs);
+        free(real);
+        matches[i] = ids[i] != 0;
+        look[i] = !ids[i];
+        unresolved += !ids[i];
+    }
+    given_ctx g = {paths, look, ids, matches, n};
+    siamidx_status s = unresolved ? sx_store_foreach_record(idx->st, txn, match_given, &g, err)
+                                  : SIAMIDX_OK;
+    for (size_t i = 0; i < n; i++)
+        if (matches[i] > 1) ids[i] = 0; /* ambiguous: say so, remove nothing */
+    free(look);
+    return s;
+}
+
+siamidx_status sx_index_remove_paths(siamidx_index *idx, const char *const *paths, size_t n,
+                                     size_t *matches, size_t *removed, siamidx_error *err) {
+    if (removed) *removed = 0;
+    remove_ctx c = {.ids = calloc(n + 1, sizeof *c.ids), .matched = calloc(n + 1, 1)};
+    size_t *m = matches ? matches : calloc(n + 1, sizeof *m);
+    MDB_txn *txn = NULL;
+    siamidx_status s = c.ids && c.matched && m ? SIAMIDX_OK
+                                              : sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "out of memory");
+    if (!s) s = sx_store_read_begin(idx->st, &txn, err);
+    if (!s) s = find_paths(idx, txn, paths, n, c.ids, m, err);
+    sx_store_read_end(txn);
+    if (!s) s = run_remove(idx, remove_ids, &c, n, removed, err);
+    for (size_t i = 0; i < n && matches; i++)
+        if (m[i] == 1 && !c.matched[i]) m[i] = 0; /* removed meanwhile by another thread */
+    if (m != matches) free(m);
+    free(c.ids);
     free(c.matched);
     return s;
+}
+
+siamidx_status siamidx_index_remove(siamidx_index *idx, const char *const *paths, size_t n,
+                                    size_t *removed, siamidx_error *err) {
+    return sx_index_remove_paths(idx, paths, n, NULL, removed, err);
 }
 
 siamidx_status siamidx_index_remove_artist(siamidx_index *idx, const char *artist,

@@ -1006,6 +1006,13 @@ typedef struct sx_index_item {
 siamidx_status sx_index_add_embeddings(siamidx_index *idx, const sx_index_item *items, size_t n,
                                        siamidx_error *err);
 sx_store *sx_index_store(siamidx_index *idx);
+/* siamidx_index_remove, saying what each path matched: matches[i] (may be
+   NULL) is 1 when path i named a record (as resolved: normalised absolute,
+   or through symlinks; else as given at build time, as query prints it)
+   and it was removed, 0 when it named none, more when it is a path as given
+   to several records (ambiguous: none of them removed). */
+siamidx_status sx_index_remove_paths(siamidx_index *idx, const char *const *paths, size_t n,
+                                     size_t *matches, size_t *removed, siamidx_error *err);
 
 /*
  * The artist-scoring step of a query: from the neighbours (decreasing

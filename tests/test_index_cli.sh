@@ -76,6 +76,24 @@ python3 "$SRC/tools/make_test_bmps.py" "$T/other" 1 1
 "$BIN" remove --artist 'Newcomer "quoted"' > /dev/null || fail "remove --artist"
 "$BIN" remove col/artist_0/img_4.bmp > /dev/null || fail "remove path"
 "$BIN" remove col/artist_0/nothing.bmp 2> e && fail "removing nothing should fail"
+grep -q "col/artist_0/nothing.bmp: not in the index" e || fail "unmatched path not named: $(cat e)"
+# From another directory: the path exactly as query prints it (as given in the
+# CSV), and a mix of matching and unmatched paths (exit 3, the unmatched named).
+mkdir -p elsewhere
+(
+    cd elsewhere
+    p=$("$BIN" query ../col/artist_2/img_3.bmp -m "$MODEL" -k 1 --json | json 'd["neighbors"][0]["path"]')
+    [ "$p" = col/artist_2/img_3.bmp ] || echo "FAIL: query printed '$p'"
+    "$BIN" remove "$p" > o 2> e || echo "FAIL: remove the path query printed: $(cat e)"
+    "$BIN" remove col/artist_2/img_2.bmp no/such.bmp > o 2> e
+    rc=$?
+    [ $rc = 3 ] && grep -q "removed 1" o && grep -q "no/such.bmp: not in the index" e ||
+        echo "FAIL: partial remove: exit $rc: $(cat o e)"
+    "$BIN" remove "$T/col/artist_2/img_1.bmp" > o 2> e || echo "FAIL: remove absolute: $(cat e)"
+) > sub.out
+grep FAIL sub.out && fails=$((fails + 1))
+"$BIN" add col/artist_2/img_1.bmp col/artist_2/img_2.bmp col/artist_2/img_3.bmp --artist artist_2 -m "$MODEL" > /dev/null ||
+    fail "re-add removed"
 [ "$("$BIN" info --json | json 'd["images"]')" = 18 ] || fail "images after removals"
 "$BIN" verify > v || fail "verify after removals: $(cat v)"
 
