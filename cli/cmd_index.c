@@ -7,7 +7,9 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <dirent.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -187,6 +189,25 @@ static int finish_build(siamidx_status s, const siamidx_error *err, siamidx_buil
     return s == SIAMIDX_ERR_IMAGE ? CLI_EXIT_PARTIAL : CLI_EXIT_FAILURE;
 }
 
+/* Removes an index this command created and left empty (its own files only;
+   anything else in the directory keeps it). */
+static void remove_new_index(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    char path[4096];
+    while ((e = readdir(d))) {
+        const char *n = e->d_name;
+        if (strcmp(n, "data.mdb") && strcmp(n, "lock.mdb") && strcmp(n, "writer.lock") &&
+            strncmp(n, "vectors.", 8))
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, n);
+        unlink(path);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
 static int run_build(int argc, char **argv, int is_add) {
     index_args a;
     int first, rc = parse(argc, argv, &a, &first);
@@ -195,6 +216,10 @@ static int run_build(int argc, char **argv, int is_add) {
         return cli_error("build wants one COLLECTION (see --help)"), CLI_EXIT_USAGE;
     if (is_add && (argc - first < 1 || !a.artist))
         return cli_error("add wants IMAGE... and --artist NAME (see --help)"), CLI_EXIT_USAGE;
+    struct stat sb;
+    if (!is_add && stat(argv[first], &sb) != 0) /* before an index is made for it */
+        return cli_error("%s: %s", argv[first], strerror(errno)), CLI_EXIT_FAILURE;
+    int existed = stat(a.index, &sb) == 0;
     if (a.threads) siamidx_set_threads(a.threads);
     siamidx_model *model = cli_load_model(a.model);
     if (!model) return CLI_EXIT_FAILURE;
@@ -218,6 +243,7 @@ static int run_build(int argc, char **argv, int is_add) {
                               (size_t)(argc - first), a.artist, &o, &r, &err);
     else
         s = siamidx_index_build(idx, model, argv[first], &o, &r, &err);
+    size_t r_indexed = r.indexed; /* finish_build frees the report */
     rc = finish_build(s, &err, &r, p.start);
     siamidx_index_info info;
     if (siamidx_index_info_get(idx, &info, &err) == SIAMIDX_OK) {
@@ -229,6 +255,7 @@ static int run_build(int argc, char **argv, int is_add) {
     }
     siamidx_index_close(idx);
     siamidx_model_free(model);
+    if (!existed && s != SIAMIDX_OK && r_indexed == 0) remove_new_index(a.index);
     return rc;
 }
 

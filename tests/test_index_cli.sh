@@ -151,6 +151,19 @@ for kind in random text truncated; do
 done
 "$BIN" info -i "$T/none.idx" 2> e && fail "missing index accepted"
 
+# A mistyped collection is a clear error and leaves no new index behind; so
+# does a build of which nothing could be indexed.
+for col in /no/such/dir nosuch.csv; do
+    "$BIN" build $col -i new.idx -m "$MODEL" > /dev/null 2> e
+    rc=$?
+    [ $rc = 1 ] && grep -q "$col: No such file" e || fail "build $col: exit $rc: $(cat e)"
+    [ -e new.idx ] && fail "build $col left new.idx behind"
+done
+echo "filename,artist" > gone.csv
+echo "col/nope.bmp,someone" >> gone.csv
+"$BIN" build gone.csv -i new.idx -m "$MODEL" > /dev/null 2> e
+[ -e new.idx ] && fail "a build that indexed nothing left new.idx behind: $(ls new.idx)"
+
 # A batch too big for one LMDB transaction (the test hook's limit of 40 writes
 # stands in for MDB_TXN_FULL) is committed in smaller transactions.
 SIAMIDX_TEST_TXN_PUTS=40 "$BIN" build list.csv -i split.idx -m "$MODEL" --batch 256 > out 2> e
