@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <dirent.h>
@@ -186,7 +187,33 @@ static int finish_build(siamidx_status s, const siamidx_error *err, siamidx_buil
            r->indexed, r->unchanged, r->failed, r->embedded, r->reused, now() - start);
     siamidx_build_report_free(r);
     if (s == SIAMIDX_OK) return CLI_EXIT_OK;
+    if (s == SIAMIDX_ERR_INTERRUPTED) return CLI_EXIT_INTERRUPTED;
     return s == SIAMIDX_ERR_IMAGE ? CLI_EXIT_PARTIAL : CLI_EXIT_FAILURE;
+}
+
+/* SIGINT/SIGTERM during build/add: stop before the next batch, keep what is
+   committed, save the snapshot, exit 130. A second signal kills at once
+   (LMDB's crash safety covers that too). */
+static volatile int stop_requested;
+
+static void on_signal(int sig) {
+    if (stop_requested) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+    }
+    stop_requested = 1;
+}
+
+/* A signal the caller ignores (nohup, a shell's background job) stays ignored. */
+static void catch_signals(void) {
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    const int sigs[] = {SIGINT, SIGTERM};
+    for (int i = 0; i < 2; i++)
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
+            sigaction(sigs[i], &sa, NULL);
 }
 
 /* Removes an index this command created and left empty (its own files only;
@@ -220,6 +247,7 @@ static int run_build(int argc, char **argv, int is_add) {
     if (!is_add && stat(argv[first], &sb) != 0) /* before an index is made for it */
         return cli_error("%s: %s", argv[first], strerror(errno)), CLI_EXIT_FAILURE;
     int existed = stat(a.index, &sb) == 0;
+    catch_signals();
     if (a.threads) siamidx_set_threads(a.threads);
     siamidx_model *model = cli_load_model(a.model);
     if (!model) return CLI_EXIT_FAILURE;
@@ -235,6 +263,7 @@ static int run_build(int argc, char **argv, int is_add) {
     o.batch = a.batch;
     o.progress = show_progress;
     o.progress_ctx = &p;
+    o.stop = &stop_requested;
     siamidx_build_report r;
     siamidx_error err;
     siamidx_status s;

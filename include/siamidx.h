@@ -259,6 +259,10 @@ typedef struct siamidx_build_options {
     siamidx_embed_options embed;
     siamidx_progress_fn progress;
     void *progress_ctx;
+    /* When set and *stop becomes non-zero (e.g. from a signal handler), the
+       build stops before its next batch, every batch before committed, and
+       returns SIAMIDX_ERR_INTERRUPTED. */
+    const volatile int *stop;
 } siamidx_build_options;
 
 void siamidx_build_options_init(siamidx_build_options *opt);
