@@ -141,7 +141,9 @@ siamidx_status sx_index_open_raw(const char *dir, const char *fingerprint, uint3
             s = sx_fail(err, SIAMIDX_ERR_NOT_FOUND, "%s: no such index", dir);
             goto fail;
         }
-        if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+        if (mkdir(dir, 0777) == 0) {
+            sx_fsync_parent(dir); /* the new directory's entry */
+        } else if (errno != EEXIST) {
             s = sx_fail(err, SIAMIDX_ERR_IO, "%s: cannot create: %s", dir, strerror(errno));
             goto fail;
         }

@@ -849,6 +849,11 @@ uint64_t sx_store_file_bytes(const sx_store *st);
 const char *sx_store_id(const sx_store *st);
 const char *sx_store_dir(const sx_store *st);
 
+/* fsync of a directory (after a rename or a file made in it) or of the
+   directory holding path (after mkdir); 0 or -1 with errno. */
+int sx_fsync_dir(const char *dir);
+int sx_fsync_parent(const char *path);
+
 /* A read transaction on the last committed state (MVCC); end with sx_store_read_end. */
 siamidx_status sx_store_read_begin(sx_store *st, MDB_txn **txn, siamidx_error *err);
 void sx_store_read_end(MDB_txn *txn);

@@ -33,6 +33,7 @@
  * process-wide state.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <lmdb.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -219,6 +220,27 @@ static int push_id(uint64_t **a, size_t *n, size_t *cap, uint64_t id) {
 }
 
 /* ---- opening ------------------------------------------------------------------- */
+
+int sx_fsync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+/* The directory holding `path` (its parent; "." for a bare name). */
+int sx_fsync_parent(const char *path) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    size_t n = strlen(buf);
+    while (n > 1 && buf[n - 1] == '/') buf[--n] = 0; /* "a/b/" is "a/b" */
+    char *slash = strrchr(buf, '/');
+    if (!slash) return sx_fsync_dir(".");
+    if (slash == buf) slash[1] = 0;
+    else *slash = 0;
+    return sx_fsync_dir(buf);
+}
 
 /* SIAMIDX_MAP_SIZE: bytes, or with a K/M/G/T suffix (powers of 1024). */
 static siamidx_status map_size(size_t *out, siamidx_error *err) {
@@ -431,10 +453,12 @@ siamidx_status sx_store_open(const char *dir, int read_only, int create, sx_stor
     char path[4096];
     snprintf(path, sizeof path, "%s/data.mdb", dir);
     struct stat sb;
-    if (stat(path, &sb) != 0) {
+    int fresh = stat(path, &sb) != 0;
+    if (fresh) {
         if (!create || read_only)
             return sx_fail(err, SIAMIDX_ERR_NOT_FOUND, "%s: no index here (no data.mdb)", dir);
-        if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+        if (mkdir(dir, 0777) == 0) sx_fsync_parent(dir); /* the new directory's entry */
+        else if (errno != EEXIST)
             return sx_fail(err, SIAMIDX_ERR_IO, "%s: cannot create: %s", dir, strerror(errno));
     } else if (!S_ISREG(sb.st_mode)) {
         return sx_fail(err, SIAMIDX_ERR_INDEX_CORRUPT, "%s: not a regular file", path);
@@ -451,7 +475,10 @@ siamidx_status sx_store_open(const char *dir, int read_only, int create, sx_stor
     if (s) goto fail;
     if (!read_only) mdb_reader_check(st->env, NULL); /* slots of killed readers */
     if (!read_only && (s = sx_store_write(st, init_meta, NULL, err))) goto fail;
-    if ((s = check_magic(st, err))) goto fail;
+    /* LMDB fsyncs data.mdb, not the directory entries of the files it made. */
+    if (fresh && sx_fsync_dir(dir))
+        s = sx_fail(err, SIAMIDX_ERR_IO, "%s: fsync: %s", dir, strerror(errno));
+    if (s || (s = check_magic(st, err))) goto fail;
     *out = st;
     return SIAMIDX_OK;
 fail:

@@ -503,7 +503,7 @@ siamidx_status sx_vindex_save(sx_vindex *v, sx_store *st, siamidx_error *err) {
     uint8_t *data;
     size_t len;
     if (fsync_path(tmp, O_RDONLY) || read_file(tmp, &data, &len) || rename(tmp, path) ||
-        fsync_path(dir, O_RDONLY | O_DIRECTORY)) {
+        sx_fsync_dir(dir)) {
         siamidx_status s = sx_fail(err, SIAMIDX_ERR_IO, "%s: %s", path, strerror(errno));
         unlink(tmp);
         return s;
