@@ -383,6 +383,22 @@ static void release_env(shared_env *e) {
     pthread_mutex_unlock(&envs_mu);
 }
 
+/* A data.mdb shorter than its own meta page says would be read through the
+   map past the end of the file: SIGBUS. A truncated file is an error instead. */
+static siamidx_status check_file_size(MDB_env *env, const sx_store *st, const char *path,
+                                      siamidx_error *err) {
+    MDB_envinfo info;
+    MDB_stat ms;
+    struct stat sb;
+    if (mdb_env_info(env, &info) || mdb_env_stat(env, &ms) || stat(path, &sb))
+        return sx_fail(err, SIAMIDX_ERR_INDEX_CORRUPT, "%s: cannot read its header", path);
+    uint64_t need = ((uint64_t)info.me_last_pgno + 1) * ms.ms_psize;
+    if ((uint64_t)sb.st_size < need)
+        return corrupt(err, st, "truncated: the file ends before its last page (%llu bytes)",
+                       (unsigned long long)sb.st_size);
+    return SIAMIDX_OK;
+}
+
 /* The process's environment of st->dir, opened on first use (under envs_mu). */
 static siamidx_status acquire_env(sx_store *st, int create, siamidx_error *err) {
     char path[4096];
@@ -423,7 +439,7 @@ static siamidx_status acquire_env(sx_store *st, int create, siamidx_error *err) 
         if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH)
             s = sx_fail(err, SIAMIDX_ERR_INDEX_CORRUPT, "%s: not an LMDB file (%s)", path,
                         mdb_strerror(rc));
-    } else {
+    } else if (!(s = check_file_size(e->env, st, path, err))) {
         s = open_tables(e, st, create && !st->read_only, err);
     }
     if (s) {
@@ -462,6 +478,10 @@ siamidx_status sx_store_open(const char *dir, int read_only, int create, sx_stor
             return sx_fail(err, SIAMIDX_ERR_IO, "%s: cannot create: %s", dir, strerror(errno));
     } else if (!S_ISREG(sb.st_mode)) {
         return sx_fail(err, SIAMIDX_ERR_INDEX_CORRUPT, "%s: not a regular file", path);
+    } else if (sb.st_size == 0) { /* LMDB would take it for a new environment and write one */
+        return sx_fail(err, SIAMIDX_ERR_INDEX_CORRUPT,
+                       "%s: empty (0 bytes): damaged, or its creation was interrupted "
+                       "(remove the index directory to start again)", path);
     }
     sx_store *st = calloc(1, sizeof *st);
     if (!st || !(st->dir = strdup(dir))) {
