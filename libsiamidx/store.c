@@ -383,20 +383,71 @@ static void release_env(shared_env *e) {
     pthread_mutex_unlock(&envs_mu);
 }
 
-/* A data.mdb shorter than its own meta page says would be read through the
-   map past the end of the file: SIGBUS. A truncated file is an error instead. */
-static siamidx_status check_file_size(MDB_env *env, const sx_store *st, const char *path,
-                                      siamidx_error *err) {
-    MDB_envinfo info;
+/*
+ * LMDB reads data.mdb through its map, so a page past the end of a truncated
+ * file is SIGBUS, not an error. A file may legitimately end before its last
+ * page number (pages a transaction allocated and freed again are never
+ * written), so the check reads, with pread, what every lookup starts from:
+ * the newest meta page's free and main tree roots, and the roots of the
+ * named tables when the main tree is one leaf page (as it is here). Each
+ * must lie inside the file. (LMDB on-disk format, 64-bit: page header 16
+ * bytes; meta: free root at 80, main root at 128, txnid at 144.)
+ */
+static uint64_t le64(const uint8_t *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static siamidx_status check_roots(MDB_env *env, const sx_store *st, const char *path,
+                                  siamidx_error *err) {
     MDB_stat ms;
     struct stat sb;
-    if (mdb_env_info(env, &info) || mdb_env_stat(env, &ms) || stat(path, &sb))
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || mdb_env_stat(env, &ms) || fstat(fd, &sb) || ms.ms_psize < 512 ||
+        ms.ms_psize > 65536) {
+        if (fd >= 0) close(fd);
         return sx_fail(err, SIAMIDX_ERR_INDEX_CORRUPT, "%s: cannot read its header", path);
-    uint64_t need = ((uint64_t)info.me_last_pgno + 1) * ms.ms_psize;
-    if ((uint64_t)sb.st_size < need)
-        return corrupt(err, st, "truncated: the file ends before its last page (%llu bytes)",
-                       (unsigned long long)sb.st_size);
-    return SIAMIDX_OK;
+    }
+    size_t psize = ms.ms_psize;
+    uint64_t pages = (uint64_t)sb.st_size / psize;
+    uint8_t *page = malloc(psize);
+    siamidx_status s = page ? SIAMIDX_OK : sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "out of memory");
+    uint64_t roots[2 + 16], best = 0;
+    size_t n_roots = 0;
+    for (int m = 0; !s && m < 2; m++) { /* the newer of the two meta pages */
+        if (pread(fd, page, psize, (off_t)(m * psize)) != (ssize_t)psize) continue;
+        uint64_t txnid = le64(page + 144);
+        if (m == 0 || txnid > best) {
+            best = txnid;
+            roots[0] = le64(page + 80);
+            roots[1] = le64(page + 128);
+            n_roots = 2;
+        }
+    }
+    const uint64_t none = ~0ull; /* P_INVALID: an empty tree */
+    if (!s && n_roots == 2 && roots[1] != none && roots[1] < pages &&
+        pread(fd, page, psize, (off_t)(roots[1] * psize)) == (ssize_t)psize) {
+        uint16_t flags, lower;
+        memcpy(&flags, page + 10, 2);
+        memcpy(&lower, page + 12, 2);
+        size_t keys = lower >= 16 && lower <= psize ? (size_t)(lower - 16) / 2 : 0;
+        for (size_t i = 0; (flags & 0x02) && i < keys && n_roots < 18; i++) { /* P_LEAF */
+            uint16_t off, nflags, ksize;
+            memcpy(&off, page + 16 + 2 * i, 2);
+            if ((size_t)off + 8 > psize) break;
+            memcpy(&nflags, page + off + 4, 2);
+            memcpy(&ksize, page + off + 6, 2);
+            size_t data = (size_t)off + 8 + ksize;
+            if ((nflags & 0x02) && data + 48 <= psize) roots[n_roots++] = le64(page + data + 40);
+        }
+    }
+    for (size_t i = 0; !s && i < n_roots; i++)
+        if (roots[i] != none && roots[i] >= pages)
+            s = corrupt(err, st, "truncated: the file ends before its page %llu", roots[i]);
+    free(page);
+    close(fd);
+    return s;
 }
 
 /* The process's environment of st->dir, opened on first use (under envs_mu). */
@@ -439,7 +490,7 @@ static siamidx_status acquire_env(sx_store *st, int create, siamidx_error *err) 
         if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH)
             s = sx_fail(err, SIAMIDX_ERR_INDEX_CORRUPT, "%s: not an LMDB file (%s)", path,
                         mdb_strerror(rc));
-    } else if (!(s = check_file_size(e->env, st, path, err))) {
+    } else if (!(s = check_roots(e->env, st, path, err))) {
         s = open_tables(e, st, create && !st->read_only, err);
     }
     if (s) {
