@@ -287,9 +287,10 @@ siamidx_status siamidx_index_add(siamidx_index *idx, const siamidx_model *model,
                                  const siamidx_build_options *opt, siamidx_build_report *report,
                                  siamidx_error *err);
 
-/* Removes images by path (as given or resolved) or all of an artist's, in one
-   transaction. *removed (may be NULL) receives the count; NOT_FOUND when
-   nothing matched. */
+/* Removes images by path (as given at build time, as query prints it, or
+   resolved) or all of an artist's, in one transaction (several, each
+   consistent, when too big for one). *removed (may be NULL) receives the
+   count; NOT_FOUND when nothing matched. */
 siamidx_status siamidx_index_remove(siamidx_index *idx, const char *const *paths, size_t n,
                                     size_t *removed, siamidx_error *err);
 siamidx_status siamidx_index_remove_artist(siamidx_index *idx, const char *artist,
