@@ -9,7 +9,8 @@ enum {
     CLI_EXIT_OK = 0,
     CLI_EXIT_FAILURE = 1, /* the command failed; nothing (more) was done */
     CLI_EXIT_USAGE = 2,   /* bad command line */
-    CLI_EXIT_PARTIAL = 3  /* some inputs failed, the rest were processed */
+    CLI_EXIT_PARTIAL = 3, /* some inputs failed, the rest were processed */
+    CLI_EXIT_INTERRUPTED = 130 /* SIGINT/SIGTERM: stopped cleanly, work done so far kept */
 };
 
 /* Each subcommand: argv[0] is the subcommand's name. Returns an exit code. */

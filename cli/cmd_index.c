@@ -2,9 +2,13 @@
  * cmd_index.c - the index subcommands: build, add, query, info, remove,
  * verify (and a hidden `dump` for comparing two indexes in tests).
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <dirent.h>
+#include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,7 +38,11 @@ static const char *const usage_text =
     "identical images are embedded once. One write transaction per --batch images\n"
     "(default 256). A second writer fails with 'being written by process N' unless\n"
     "--wait. Readers (query, info, verify) see the last committed state.\n"
-    "exit status: 0 success, 1 failure, 2 usage error, 3 some inputs failed\n";
+    "remove takes each PATH as query prints it (as given at build time) or as a\n"
+    "path to the file, and names the ones that matched nothing.\n"
+    "exit status: 0 success, 1 failure, 2 usage error, 3 some inputs failed (build,\n"
+    "add) or matched nothing (remove) and the rest were done, 130 build or add\n"
+    "interrupted (SIGINT/SIGTERM) after committing the batches done\n";
 
 static void index_usage(FILE *f) { fputs(usage_text, f); }
 
@@ -119,7 +127,52 @@ static int finish_build(siamidx_status s, const siamidx_error *err, siamidx_buil
            r->indexed, r->unchanged, r->failed, r->embedded, r->reused, now() - start);
     siamidx_build_report_free(r);
     if (s == SIAMIDX_OK) return CLI_EXIT_OK;
+    if (s == SIAMIDX_ERR_INTERRUPTED) return CLI_EXIT_INTERRUPTED;
     return s == SIAMIDX_ERR_IMAGE ? CLI_EXIT_PARTIAL : CLI_EXIT_FAILURE;
+}
+
+/* SIGINT/SIGTERM during build/add: stop before the next batch, keep what is
+   committed, save the snapshot, exit 130. A second signal kills at once
+   (LMDB's crash safety covers that too). */
+static volatile int stop_requested;
+
+static void on_signal(int sig) {
+    if (stop_requested) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+    }
+    stop_requested = 1;
+}
+
+/* A signal the caller ignores (nohup, a shell's background job) stays ignored. */
+static void catch_signals(void) {
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    const int sigs[] = {SIGINT, SIGTERM};
+    for (int i = 0; i < 2; i++)
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
+            sigaction(sigs[i], &sa, NULL);
+}
+
+/* Removes an index this command created and left empty (its own files only;
+   anything else in the directory keeps it). */
+static void remove_new_index(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    char path[4096];
+    while ((e = readdir(d))) {
+        const char *n = e->d_name;
+        if (strcmp(n, "data.mdb") && strcmp(n, "lock.mdb") && strcmp(n, "writer.lock") &&
+            strncmp(n, "vectors.", 8))
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, n);
+        unlink(path);
+    }
+    closedir(d);
+    rmdir(dir);
 }
 
 static int run_build(int argc, char **argv, int is_add) {
@@ -130,6 +183,11 @@ static int run_build(int argc, char **argv, int is_add) {
         return cli_error("build wants one COLLECTION (see --help)"), CLI_EXIT_USAGE;
     if (is_add && (argc - first < 1 || !a.artist))
         return cli_error("add wants IMAGE... and --artist NAME (see --help)"), CLI_EXIT_USAGE;
+    struct stat sb;
+    if (!is_add && stat(argv[first], &sb) != 0) /* before an index is made for it */
+        return cli_error("%s: %s", argv[first], strerror(errno)), CLI_EXIT_FAILURE;
+    int existed = stat(a.index, &sb) == 0;
+    catch_signals();
     if (a.threads) siamidx_set_threads(a.threads);
     siamidx_model *model = cli_load_model(a.model);
     if (!model) return CLI_EXIT_FAILURE;
@@ -145,6 +203,7 @@ static int run_build(int argc, char **argv, int is_add) {
     o.batch = a.batch;
     o.progress = show_progress;
     o.progress_ctx = &p;
+    o.stop = &stop_requested;
     siamidx_build_report r;
     siamidx_error err;
     siamidx_status s;
@@ -153,6 +212,7 @@ static int run_build(int argc, char **argv, int is_add) {
                               (size_t)(argc - first), a.artist, &o, &r, &err);
     else
         s = siamidx_index_build(idx, model, argv[first], &o, &r, &err);
+    size_t r_indexed = r.indexed; /* finish_build frees the report */
     rc = finish_build(s, &err, &r, p.start);
     siamidx_index_info info;
     if (siamidx_index_info_get(idx, &info, &err) == SIAMIDX_OK) {
@@ -164,6 +224,7 @@ static int run_build(int argc, char **argv, int is_add) {
     }
     siamidx_index_close(idx);
     siamidx_model_free(model);
+    if (!existed && s != SIAMIDX_OK && r_indexed == 0) remove_new_index(a.index);
     return rc;
 }
 
@@ -331,6 +392,29 @@ int cmd_info(int argc, char **argv) {
 
 /* ---- remove / verify -------------------------------------------------------------------------- */
 
+/* remove PATH...: each path as query prints it or as a path to the file;
+   exit 3 when some named nothing and the others were removed. */
+static int remove_paths(siamidx_index *idx, char **paths, size_t n) {
+    size_t *matches = calloc(n + 1, sizeof *matches), removed = 0;
+    if (!matches) return cli_error("out of memory"), CLI_EXIT_FAILURE;
+    siamidx_error err;
+    siamidx_status s =
+        siamidx_index_remove_paths(idx, (const char *const *)paths, n, matches, &removed, &err);
+    size_t unmatched = 0;
+    for (size_t i = 0; i < n && (s == SIAMIDX_OK || s == SIAMIDX_ERR_NOT_FOUND); i++) {
+        if (matches[i] == 0) cli_error("%s: not in the index", paths[i]);
+        if (matches[i] > 1)
+            cli_error("%s: names %zu images (as given to different builds); give its full path",
+                      paths[i], matches[i]);
+        unmatched += matches[i] != 1;
+    }
+    free(matches);
+    if (s) cli_error("%s", err.message);
+    else printf("removed %zu\n", removed);
+    if (s) return CLI_EXIT_FAILURE;
+    return unmatched ? CLI_EXIT_PARTIAL : CLI_EXIT_OK;
+}
+
 int cmd_remove(int argc, char **argv) {
     index_args a;
     int first, rc = parse(argc, argv, &a, &first);
@@ -339,12 +423,14 @@ int cmd_remove(int argc, char **argv) {
         return cli_error("remove wants PATH... or --artist NAME (see --help)"), CLI_EXIT_USAGE;
     siamidx_index *idx = open_index(&a, NULL, 0, 0);
     if (!idx) return CLI_EXIT_FAILURE;
+    if (!a.artist) {
+        rc = remove_paths(idx, argv + first, (size_t)(argc - first));
+        siamidx_index_close(idx);
+        return rc;
+    }
     size_t removed = 0;
     siamidx_error err;
-    siamidx_status s =
-        a.artist ? siamidx_index_remove_artist(idx, a.artist, &removed, &err)
-                 : siamidx_index_remove(idx, (const char *const *)argv + first,
-                                        (size_t)(argc - first), &removed, &err);
+    siamidx_status s = siamidx_index_remove_artist(idx, a.artist, &removed, &err);
     if (s) cli_error("%s", err.message);
     else printf("removed %zu\n", removed);
     siamidx_index_close(idx);

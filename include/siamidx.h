@@ -261,6 +261,10 @@ typedef struct siamidx_build_options {
     siamidx_embed_options embed;
     siamidx_progress_fn progress;
     void *progress_ctx;
+    /* When set and *stop becomes non-zero (e.g. from a signal handler), the
+       build stops before its next batch, every batch before committed, and
+       returns SIAMIDX_ERR_INTERRUPTED. */
+    const volatile int *stop;
 } siamidx_build_options;
 
 void siamidx_build_options_init(siamidx_build_options *opt);
@@ -285,13 +289,21 @@ siamidx_status siamidx_index_add(siamidx_index *idx, const siamidx_model *model,
                                  const siamidx_build_options *opt, siamidx_build_report *report,
                                  siamidx_error *err);
 
-/* Removes images by path (as given or resolved) or all of an artist's, in one
-   transaction. *removed (may be NULL) receives the count; NOT_FOUND when
-   nothing matched. */
+/* Removes images by path (as given at build time, as query prints it, or
+   resolved) or all of an artist's, in one transaction (several, each
+   consistent, when too big for one). *removed (may be NULL) receives the
+   count; NOT_FOUND when nothing matched. */
 siamidx_status siamidx_index_remove(siamidx_index *idx, const char *const *paths, size_t n,
                                     size_t *removed, siamidx_error *err);
 siamidx_status siamidx_index_remove_artist(siamidx_index *idx, const char *artist,
                                            size_t *removed, siamidx_error *err);
+/* siamidx_index_remove, saying what each path matched: matches[i] (may be
+   NULL) is 1 when path i named a record (as resolved: normalised absolute,
+   or through symlinks; else as given at build time, as query prints it)
+   and it was removed, 0 when it named none, more when it is a path as given
+   to several records (ambiguous: none of them removed). */
+siamidx_status siamidx_index_remove_paths(siamidx_index *idx, const char *const *paths, size_t n,
+                                          size_t *matches, size_t *removed, siamidx_error *err);
 
 /* ---- querying ---- */
 

@@ -1,7 +1,9 @@
 #!/bin/bash
-# test_crash.sh - kill -9 a build at random moments: after each kill the index
-# verifies and a rerun completes; the final index holds the same records
-# (paths, artists, hashes, embeddings) as a clean build.
+# test_crash.sh - kill -9 at random moments of a build, of train (the head
+# written into the index) and of remove: each kill must land mid-operation
+# (checked: for build, some records committed and fewer than all), after
+# each the index verifies clean, and a rerun completes; the rebuilt index
+# holds the same records (paths, artists, hashes, embeddings) as a clean one.
 set -u
 BIN=${SIAMIDX_BIN:?}
 SRC=${SIAMIDX_SOURCE:-$(dirname "$0")/..}
@@ -13,30 +15,12 @@ fails=0
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 cd "$T"
 python3 "$SRC/tools/make_test_bmps.py" col 6 30
+TOTAL=180
 build() { "$BIN" build col -i "$1" -m "$MODEL" --threads 2 --batch 7 --quiet; }
-
-build clean.idx > /dev/null 2>&1 || fail "clean build"
-"$BIN" dump -i clean.idx > clean.tsv
-
-RANDOM=$$
-for round in 1 2 3 4 5 6; do
-    "$BIN" build col -i crashed.idx -m "$MODEL" --threads 2 --batch 7 --quiet > /dev/null 2>&1 &
-    pid=$! # the siamidx process itself, not a subshell
-    d=$((RANDOM % 25 + 5)) # 0.5 to 2.9 s: model load, embedding, commits, snapshot
-    sleep "$((d / 10)).$((d % 10))"
-    kill -9 $pid 2>/dev/null
-    wait $pid 2>/dev/null
-    [ -d crashed.idx ] || continue
-    "$BIN" verify -i crashed.idx > v 2>&1 || fail "round $round: verify after kill -9: $(cat v)"
-    n=$("$BIN" info -i crashed.idx 2>/dev/null | awk '/^images/ {print $2}')
-    echo "round $round: killed with ${n:-0} images committed"
-done
-build crashed.idx > out 2>&1 || fail "rerun after crashes: $(cat out)"
-"$BIN" verify -i crashed.idx > v 2>&1 || fail "final verify: $(cat v)"
-build crashed.idx > out 2>&1
-grep -q "indexed 0, unchanged 180" out || fail "third build not a no-op: $(cat out)"
-"$BIN" dump -i crashed.idx > crashed.tsv
-python3 - clean.tsv crashed.tsv <<'PY' || fail "crashed index differs from a clean build"
+images() { "$BIN" info -i "$1" 2>/dev/null | awk '/^images/ {print $2}'; }
+same_as_clean() { # idx: same records as clean.idx
+    "$BIN" dump -i "$1" > crashed.tsv
+    python3 - clean.tsv crashed.tsv <<'PY'
 import sys
 def load(p):
     rows = {}
@@ -51,4 +35,76 @@ for k in a:
     assert a[k][:3] == b[k][:3], k
     assert len(a[k][3]) == len(b[k][3]) and all(abs(x - y) < 1e-4 for x, y in zip(a[k][3], b[k][3])), k
 PY
+}
+after_kill() { # what idx: the index verifies clean
+    "$BIN" verify -i "$2" > v 2>&1 || fail "$1: verify after kill -9: $(cat v)"
+}
+
+build clean.idx > /dev/null 2>&1 || fail "clean build"
+"$BIN" dump -i clean.idx > clean.tsv
+
+# build: kill once a random number of images (7..150) is committed, so the
+# kill lands anywhere among embedding, commits and snapshot writing.
+RANDOM=$$
+for round in 1 2 3 4 5 6; do
+    rm -rf b.idx
+    "$BIN" build col -i b.idx -m "$MODEL" --threads 2 --batch 7 --quiet > /dev/null 2>&1 &
+    pid=$! # the siamidx process itself, not a subshell
+    want=$((RANDOM % 144 + 7))
+    for _ in $(seq 400); do
+        n=$(images b.idx)
+        [ "${n:-0}" -ge $want ] && break
+        sleep 0.02
+    done
+    kill -9 $pid 2>/dev/null
+    wait $pid 2>/dev/null
+    n=$(images b.idx)
+    echo "build round $round: killed at ${n:-0} of $TOTAL images"
+    [ "${n:-0}" -gt 0 ] && [ "$n" -lt $TOTAL ] || fail "build round $round: the kill did not land mid-build ($n)"
+    after_kill "build round $round" b.idx
+    build b.idx > out 2>&1 || fail "build round $round: rerun: $(cat out)"
+    grep -q "indexed $((TOTAL - n)), unchanged $n" out || fail "build round $round: rerun: $(cat out)"
+    same_as_clean b.idx || fail "build round $round: index differs from a clean build"
+done
+build b.idx > out 2>&1
+grep -q "indexed 0, unchanged $TOTAL" out || fail "a build after the reruns is not a no-op: $(cat out)"
+
+# train: the head is written into the index at the end of a training run.
+landed=0
+for round in 1 2 3; do
+    "$BIN" train -i b.idx --epochs 200 --seed $round > /dev/null 2>&1 &
+    pid=$!
+    sleep 0.0$((RANDOM % 9 + 1))
+    kill -9 $pid 2>/dev/null
+    wait $pid 2>/dev/null
+    [ $? = 137 ] && landed=$((landed + 1))
+    after_kill "train round $round" b.idx
+done
+echo "train: $landed of 3 kills landed mid-train"
+[ $landed -ge 1 ] || fail "no kill landed during train"
+"$BIN" train -i b.idx --epochs 5 > out 2>&1 || fail "train rerun: $(cat out)"
+"$BIN" verify -i b.idx > v 2>&1 || fail "verify after train: $(cat v)"
+
+# remove: 150 paths, one small transaction each (the test hook), killed at a
+# random moment; a rerun removes the rest.
+paths=$(for a in 1 2 3 4 5; do for i in $(seq 0 29); do echo col/artist_$a/img_$i.bmp; done; done)
+landed=0
+for round in 1 2 3; do
+    SIAMIDX_TEST_TXN_PUTS=8 "$BIN" remove -i b.idx $paths > /dev/null 2>&1 &
+    pid=$!
+    sleep 0.0$((RANDOM % 9 + 1))
+    kill -9 $pid 2>/dev/null
+    wait $pid 2>/dev/null
+    n=$(images b.idx)
+    echo "remove round $round: killed at ${n:-?} images left"
+    [ "${n:-0}" -gt 30 ] && [ "$n" -lt $TOTAL ] && landed=$((landed + 1))
+    after_kill "remove round $round" b.idx
+    "$BIN" remove -i b.idx $paths > out 2>&1
+    [ "$(images b.idx)" = 30 ] || fail "remove round $round: rerun left $(images b.idx): $(cat out)"
+    "$BIN" verify -i b.idx > v 2>&1 || fail "remove round $round: verify after rerun: $(cat v)"
+    build b.idx > out 2>&1 || fail "remove round $round: rebuild: $(cat out)"
+done
+echo "remove: $landed of 3 kills landed mid-remove"
+[ $landed -ge 1 ] || fail "no kill landed during remove"
+same_as_clean b.idx || fail "index differs from a clean build after the remove rounds"
 [ $fails = 0 ] && echo "ok" || { echo "$fails failure(s)"; exit 1; }

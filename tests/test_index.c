@@ -163,8 +163,13 @@ static void test_basic(void) {
     idx = open_idx(NULL, 1, &s);
     CHECK(s == SIAMIDX_OK);
     CHECK(siamidx_index_info_get(idx, &info, &err) == SIAMIDX_OK);
-    snprintf(snap, sizeof snap, "%llu", (unsigned long long)sx_vindex_disk_generation(dir));
-    CHECK(sx_vindex_disk_generation(dir) == info.generation);
+    MDB_txn *txn;
+    sx_snapshot_meta sm;
+    CHECK(sx_store_read_begin(sx_index_store(idx), &txn, &err) == SIAMIDX_OK);
+    CHECK(sx_store_get_snapshot(sx_index_store(idx), txn, &sm, &err) == SIAMIDX_OK);
+    sx_store_read_end(txn);
+    snprintf(snap, sizeof snap, "%llu", (unsigned long long)sm.generation);
+    CHECK(sm.generation == info.generation && sm.count == info.images);
     siamidx_index_info_free(&info);
     CHECK(verify_problems(idx) == 0);
     siamidx_index_close(idx);

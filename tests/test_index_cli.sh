@@ -76,6 +76,24 @@ python3 "$SRC/tools/make_test_bmps.py" "$T/other" 1 1
 "$BIN" remove --artist 'Newcomer "quoted"' > /dev/null || fail "remove --artist"
 "$BIN" remove col/artist_0/img_4.bmp > /dev/null || fail "remove path"
 "$BIN" remove col/artist_0/nothing.bmp 2> e && fail "removing nothing should fail"
+grep -q "col/artist_0/nothing.bmp: not in the index" e || fail "unmatched path not named: $(cat e)"
+# From another directory: the path exactly as query prints it (as given in the
+# CSV), and a mix of matching and unmatched paths (exit 3, the unmatched named).
+mkdir -p elsewhere
+(
+    cd elsewhere
+    p=$("$BIN" query ../col/artist_2/img_3.bmp -m "$MODEL" -k 1 --json | json 'd["neighbors"][0]["path"]')
+    [ "$p" = col/artist_2/img_3.bmp ] || echo "FAIL: query printed '$p'"
+    "$BIN" remove "$p" > o 2> e || echo "FAIL: remove the path query printed: $(cat e)"
+    "$BIN" remove col/artist_2/img_2.bmp no/such.bmp > o 2> e
+    rc=$?
+    [ $rc = 3 ] && grep -q "removed 1" o && grep -q "no/such.bmp: not in the index" e ||
+        echo "FAIL: partial remove: exit $rc: $(cat o e)"
+    "$BIN" remove "$T/col/artist_2/img_1.bmp" > o 2> e || echo "FAIL: remove absolute: $(cat e)"
+) > sub.out
+grep FAIL sub.out && fails=$((fails + 1))
+"$BIN" add col/artist_2/img_1.bmp col/artist_2/img_2.bmp col/artist_2/img_3.bmp --artist artist_2 -m "$MODEL" > /dev/null ||
+    fail "re-add removed"
 [ "$("$BIN" info --json | json 'd["images"]')" = 18 ] || fail "images after removals"
 "$BIN" verify > v || fail "verify after removals: $(cat v)"
 
@@ -132,5 +150,27 @@ for kind in random text truncated; do
     [ $? = 1 ] || fail "$kind data.mdb: build should fail: $(cat e)"
 done
 "$BIN" info -i "$T/none.idx" 2> e && fail "missing index accepted"
+
+# A mistyped collection is a clear error and leaves no new index behind; so
+# does a build of which nothing could be indexed.
+for col in /no/such/dir nosuch.csv; do
+    "$BIN" build $col -i new.idx -m "$MODEL" > /dev/null 2> e
+    rc=$?
+    [ $rc = 1 ] && grep -q "$col: No such file" e || fail "build $col: exit $rc: $(cat e)"
+    [ -e new.idx ] && fail "build $col left new.idx behind"
+done
+echo "filename,artist" > gone.csv
+echo "col/nope.bmp,someone" >> gone.csv
+"$BIN" build gone.csv -i new.idx -m "$MODEL" > /dev/null 2> e
+[ -e new.idx ] && fail "a build that indexed nothing left new.idx behind: $(ls new.idx)"
+
+# A batch too big for one LMDB transaction (the test hook's limit of 40 writes
+# stands in for MDB_TXN_FULL) is committed in smaller transactions.
+SIAMIDX_TEST_TXN_PUTS=40 "$BIN" build list.csv -i split.idx -m "$MODEL" --batch 256 > out 2> e
+rc=$?
+[ $rc = 3 ] && grep -q "indexed 19," out || fail "split build: exit $rc: $(cat out e)"
+"$BIN" verify -i split.idx > v || fail "verify split build: $(cat v)"
+[ "$("$BIN" info -i split.idx --json | json 'd["images"]')" = 19 ] || fail "split build images"
+[ "$("$BIN" info -i split.idx --json | json 'd["generation"]')" -ge 4 ] || fail "split build: not split"
 
 [ $fails = 0 ] && echo "ok" || { echo "$fails failure(s)"; exit 1; }

@@ -38,6 +38,14 @@ static siamidx_status put_batch(sx_wtxn *w, void *ctx, siamidx_error *err) {
     return sx_store_blob_put(w, "head", "weights", 7, err);
 }
 
+/* The same records as put_batch, for a range of one batch. */
+static siamidx_status put_range(sx_wtxn *w, void *ctx, size_t from, size_t to,
+                                siamidx_error *err) {
+    const batch *whole = ctx;
+    batch part = {whole->from + from, whole->from + to, whole->emb, 0};
+    return put_batch(w, &part, err);
+}
+
 static void count_problem(void *ctx, const char *p) {
     (void)p;
     (*(int *)ctx)++;
@@ -58,7 +66,7 @@ int main(void) {
     float *emb = calloc(DIM, sizeof *emb);
     for (int i = 0; i < DIM; i++) emb[i] = (float)i / DIM;
 
-    /* 6000 records of 4 KiB: well past the 16 MiB initial map, so it must grow. */
+    /* 6000 records of 4 KiB: past the 16 MiB the map once started with. */
     for (size_t from = 0; from < 6000; from += 1000) {
         batch b = {from, from + 1000, emb, from == 1000 ? 10 : 0};
         CHECK(sx_store_write(st, put_batch, &b, &err) == SIAMIDX_OK);
@@ -151,6 +159,55 @@ int main(void) {
     mdb_env_close(env);
     CHECK(sx_store_open(dir, 1, 0, &st, &err) == SIAMIDX_ERR_INDEX_CORRUPT);
     CHECK(sx_store_open(dir, 0, 1, &st, &err) == SIAMIDX_ERR_INDEX_CORRUPT);
+
+    /* A batch too big for one LMDB transaction (MDB_TXN_FULL, here by the test
+       hook's limit of 500 writes) is committed in halves, each consistent;
+       one item over the limit is a clear error, not a map to grow. */
+    CHECK(system(cmd) == 0);
+    setenv("SIAMIDX_TEST_TXN_PUTS", "500", 1);
+    CHECK(sx_store_open(dir, 0, 1, &st, &err) == SIAMIDX_OK);
+    batch big = {0, 1000, emb, 0}; /* ~6 writes a record: ~6000 in all */
+    siamidx_status split = sx_store_write_range(st, put_range, &big, 0, 1000, &err);
+    CHECK_MSG(split == SIAMIDX_OK, "%s", err.message);
+    CHECK(sx_store_read_begin(st, &txn, &err) == SIAMIDX_OK);
+    CHECK(sx_store_count(st, txn) == 1000);
+    CHECK(sx_store_get_meta(st, txn, &m, &err) == SIAMIDX_OK);
+    CHECK_MSG(m.generation >= 16 && m.next_id == 1001, "generation %llu",
+              (unsigned long long)m.generation); /* >= 16 transactions of <= 64 records */
+    CHECK(sx_store_verify(st, txn, NULL, NULL, &problems, &err) == SIAMIDX_OK && problems == 0);
+    sx_store_read_end(txn);
+    sx_store_close(st);
+    setenv("SIAMIDX_TEST_TXN_PUTS", "3", 1);
+    CHECK(sx_store_open(dir, 0, 0, &st, &err) == SIAMIDX_OK);
+    batch one = {5000, 5001, emb, 0};
+    CHECK(sx_store_write_range(st, put_range, &one, 0, 1, &err) == SIAMIDX_ERR_BACKEND);
+    CHECK(strstr(err.message, "too big") != NULL);
+    sx_store_close(st);
+    unsetenv("SIAMIDX_TEST_TXN_PUTS");
+
+    /* A map sized by SIAMIDX_MAP_SIZE: filling it is a clear error that names
+       the variable, the failed batch leaves nothing behind, and a bad value is
+       refused. */
+    CHECK(system(cmd) == 0);
+    setenv("SIAMIDX_MAP_SIZE", "2M", 1);
+    CHECK(sx_store_open(dir, 0, 1, &st, &err) == SIAMIDX_OK);
+    siamidx_status full = SIAMIDX_OK;
+    size_t from = 0;
+    for (; from < 2000 && !full; from += 100) {
+        batch b = {from, from + 100, emb, 0};
+        full = sx_store_write(st, put_batch, &b, &err);
+    }
+    CHECK_MSG(full == SIAMIDX_ERR_IO && strstr(err.message, "SIAMIDX_MAP_SIZE") &&
+                  strstr(err.message, "full"),
+              "status %d: %s", (int)full, err.message);
+    CHECK(sx_store_read_begin(st, &txn, &err) == SIAMIDX_OK);
+    CHECK(sx_store_count(st, txn) == from - 100); /* every batch but the failed one */
+    sx_store_read_end(txn);
+    sx_store_close(st);
+    setenv("SIAMIDX_MAP_SIZE", "lots", 1);
+    CHECK(sx_store_open(dir, 1, 0, &st, &err) == SIAMIDX_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(err.message, "SIAMIDX_MAP_SIZE") != NULL);
+    unsetenv("SIAMIDX_MAP_SIZE");
 
     free(emb);
     CHECK(system(cmd) == 0);

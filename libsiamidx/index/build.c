@@ -256,6 +256,10 @@ static siamidx_status run_jobs(build_state *b, const job *jobs, size_t n, siamid
     size_t done0 = b->rep->total - n;
     for (size_t i = 0; i < n; i += batch) {
         size_t m = n - i < batch ? n - i : batch;
+        if (b->opt && b->opt->stop && *b->opt->stop)
+            return sx_fail(err, SIAMIDX_ERR_INTERRUPTED,
+                           "interrupted: %zu of %zu entries done, each batch committed",
+                           done0 + i, b->rep->total);
         siamidx_status s = run_batch(b, jobs + i, m, err);
         if (s) return s;
         if (b->opt && b->opt->progress)

@@ -145,7 +145,9 @@ siamidx_status sx_index_open_raw(const char *dir, const char *fingerprint, uint3
             s = sx_fail(err, SIAMIDX_ERR_NOT_FOUND, "%s: no such index", dir);
             goto fail;
         }
-        if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+        if (mkdir(dir, 0777) == 0) {
+            sx_fsync_parent(dir); /* the new directory's entry */
+        } else if (errno != EEXIST) {
             s = sx_fail(err, SIAMIDX_ERR_IO, "%s: cannot create: %s", dir, strerror(errno));
             goto fail;
         }
@@ -162,7 +164,10 @@ siamidx_status sx_index_open_raw(const char *dir, const char *fingerprint, uint3
     sx_store_read_end(txn);
     if (s) goto fail;
     if ((s = adopt_model(idx, fingerprint, dim, arch, pool, opt, err))) goto fail;
-    if ((s = sx_vindex_load(dir, idx->meta.dim, &idx->vi, err))) goto fail;
+    if ((s = sx_store_read_begin(idx->st, &txn, err))) goto fail;
+    s = sx_vindex_load(idx->st, txn, idx->meta.dim, &idx->vi, err);
+    sx_store_read_end(txn);
+    if (s) goto fail;
     if ((s = sync_now(idx, err))) goto fail;
     *out = idx;
     return SIAMIDX_OK;
@@ -182,16 +187,19 @@ siamidx_status siamidx_index_open(const char *dir, const siamidx_model *model,
                              siamidx_pool_name(pool), opt, out, err);
 }
 
+/* Saves the derived index so the next open starts from it (unless the
+   verified snapshot on disk already is of this state); a failure here only
+   costs the next open a catch-up. */
+static void save_snapshot(siamidx_index *idx) {
+    siamidx_error e;
+    if (!sx_vindex_is_saved(idx->vi) && sx_vindex_save(idx->vi, idx->st, &e))
+        fprintf(stderr, "siamidx: warning: %s (the next open rebuilds or catches up)\n",
+                e.message);
+}
+
 void siamidx_index_close(siamidx_index *idx) {
     if (!idx) return;
-    if (idx->lock && idx->st && idx->vi) {
-        /* Save the derived index so the next open starts from it; a failure here
-           only costs the next open a catch-up. */
-        siamidx_error e;
-        uint64_t gen = sx_vindex_generation(idx->vi);
-        if (sx_vindex_disk_generation(idx->dir) != gen && sx_vindex_save(idx->vi, idx->dir, &e) == 0)
-            sx_store_prune_changes(idx->st, gen, &e);
-    }
+    if (idx->lock && idx->st && idx->vi) save_snapshot(idx);
     sx_vindex_free(idx->vi);
     sx_store_close(idx->st);
     sx_lock_release(idx->lock);
@@ -209,11 +217,12 @@ typedef struct items_ctx {
     uint32_t dim;
 } items_ctx;
 
-/* One transaction: each item replaces whatever record its path had. */
-static siamidx_status write_items(sx_wtxn *w, void *ctx, siamidx_error *err) {
+/* Items [from, to) in one transaction: each replaces whatever record its path had. */
+static siamidx_status write_items(sx_wtxn *w, void *ctx, size_t from, size_t to,
+                                  siamidx_error *err) {
     items_ctx *c = ctx;
     MDB_txn *txn = sx_wtxn_txn(w);
-    for (size_t i = 0; i < c->n; i++) {
+    for (size_t i = from; i < to; i++) {
         const sx_index_item *it = &c->items[i];
         uint64_t old;
         siamidx_status s = sx_store_find_path(c->st, txn, it->resolved, &old, err);
@@ -245,7 +254,7 @@ siamidx_status sx_index_add_embeddings(siamidx_index *idx, const sx_index_item *
     siamidx_status s = sx_index_writable(idx, err);
     if (s || n == 0) return s;
     items_ctx c = {.st = idx->st, .items = items, .n = n, .dim = idx->meta.dim};
-    if ((s = sx_store_write(idx->st, write_items, &c, err))) return s;
+    if ((s = sx_store_write_range(idx->st, write_items, &c, 0, n, err))) return s;
     return sync_now(idx, err);
 }
 
@@ -253,71 +262,142 @@ siamidx_status sx_index_add_embeddings(siamidx_index *idx, const sx_index_item *
 
 typedef struct remove_ctx {
     sx_store *st;
-    const char *const *paths;
-    size_t n;
-    const char *artist;
+    uint64_t *ids;     /* the records to remove, found first (0: none) */
+    uint8_t *matched;  /* per id: it was removed */
     size_t removed;
 } remove_ctx;
 
-static siamidx_status remove_paths(sx_wtxn *w, void *ctx, siamidx_error *err) {
+static siamidx_status remove_ids(sx_wtxn *w, void *ctx, size_t from, size_t to,
+                                 siamidx_error *err) {
     remove_ctx *c = ctx;
-    c->removed = 0;
-    for (size_t i = 0; i < c->n; i++) {
-        char *abs = sx_path_absolute(c->paths[i]);
-        if (!abs) return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "remove: out of memory");
-        uint64_t id;
-        siamidx_error e;
-        siamidx_status s = sx_store_find_path(c->st, sx_wtxn_txn(w), abs, &id, &e);
-        free(abs);
-        if (s == SIAMIDX_ERR_NOT_FOUND) continue;
-        if (!s) s = sx_store_delete_record(w, id, err);
-        else if (err) *err = e;
+    for (size_t i = from; i < to; i++) {
+        c->matched[i] = 0;
+        if (!c->ids[i]) continue;
+        siamidx_status s = sx_store_delete_record(w, c->ids[i], err);
+        c->matched[i] = s == SIAMIDX_OK;
+        if (s == SIAMIDX_ERR_NOT_FOUND) continue; /* removed meanwhile */
         if (s) return s;
-        c->removed++;
     }
     return SIAMIDX_OK;
 }
 
-static siamidx_status remove_artist(sx_wtxn *w, void *ctx, siamidx_error *err) {
-    remove_ctx *c = ctx;
-    MDB_txn *txn = sx_wtxn_txn(w);
-    uint32_t aid;
-    c->removed = 0;
-    siamidx_status s = sx_store_artist_id(c->st, txn, c->artist, &aid, err);
-    if (s) return s;
-    uint64_t *ids;
-    size_t n;
-    if ((s = sx_store_artist_records(c->st, txn, aid, &ids, &n, err))) return s;
-    for (size_t i = 0; i < n && !s; i++) s = sx_store_delete_record(w, ids[i], err);
-    free(ids);
-    if (!s) c->removed = n;
-    return s;
-}
-
-static siamidx_status run_remove(siamidx_index *idx, sx_write_fn fn, remove_ctx *c,
-                                 size_t *removed, siamidx_error *err) {
+static siamidx_status run_remove(siamidx_index *idx, sx_write_range_fn fn, remove_ctx *c,
+                                 size_t n, size_t *removed, siamidx_error *err) {
+    if (removed) *removed = 0;
     if (idx->read_only)
         return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "index %s was opened read-only",
                        idx->dir);
     c->st = idx->st;
-    siamidx_status s = sx_store_write(idx->st, fn, c, err);
-    if (!s) s = sync_now(idx, err);
+    c->removed = 0;
+    siamidx_status s = n ? sx_store_write_range(idx->st, fn, c, 0, n, err) : SIAMIDX_OK;
+    for (size_t i = 0; i < n; i++) c->removed += c->matched[i];
+    if (c->removed) {
+        siamidx_status ss = sync_now(idx, err);
+        if (!s) s = ss;
+    }
     if (removed) *removed = c->removed;
     if (!s && c->removed == 0) s = sx_fail(err, SIAMIDX_ERR_NOT_FOUND, "nothing matched in %s",
                                           idx->dir);
     return s;
 }
 
+/* Paths as given at build time (as query prints them) that named no
+   resolved path: one pass over the records. */
+typedef struct given_ctx {
+    const char *const *paths;
+    const uint8_t *look; /* per path: not found as resolved */
+    uint64_t *ids;
+    size_t *matches;
+    size_t n;
+} given_ctx;
+
+static int match_given(void *ctx, const sx_record *r) {
+    given_ctx *g = ctx;
+    for (size_t i = 0; i < g->n; i++)
+        if (g->look[i] && !strcmp(r->path, g->paths[i]) && g->matches[i]++ == 0)
+            g->ids[i] = r->id;
+    return 0;
+}
+
+/* The record each path names, in txn: as resolved (normalised absolute, then
+   through symlinks), else as given at build time when exactly one record
+   was given so. */
+static siamidx_status find_paths(siamidx_index *idx, MDB_txn *txn, const char *const *paths,
+                                 size_t n, uint64_t *ids, size_t *matches, siamidx_error *err) {
+    size_t unresolved = 0;
+    uint8_t *look = calloc(n + 1, 1);
+    if (!look) return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "remove: out of memory");
+    for (size_t i = 0; i < n; i++) {
+        char *abs = sx_path_absolute(paths[i]), *real = realpath(paths[i], NULL);
+        if (!abs) {
+            free(real);
+            free(look);
+            return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "remove: out of memory");
+        }
+        siamidx_error e;
+        ids[i] = 0;
+        matches[i] = 0;
+        if (sx_store_find_path(idx->st, txn, abs, &ids[i], &e) &&
+            (!real || sx_store_find_path(idx->st, txn, real, &ids[i], &e)))
+            ids[i] = 0;
+        free(abs);
+        free(real);
+        matches[i] = ids[i] != 0;
+        look[i] = !ids[i];
+        unresolved += !ids[i];
+    }
+    given_ctx g = {paths, look, ids, matches, n};
+    siamidx_status s = unresolved ? sx_store_foreach_record(idx->st, txn, match_given, &g, err)
+                                  : SIAMIDX_OK;
+    for (size_t i = 0; i < n; i++)
+        if (matches[i] > 1) ids[i] = 0; /* ambiguous: say so, remove nothing */
+    free(look);
+    return s;
+}
+
+siamidx_status siamidx_index_remove_paths(siamidx_index *idx, const char *const *paths, size_t n,
+                                     size_t *matches, size_t *removed, siamidx_error *err) {
+    if (removed) *removed = 0;
+    remove_ctx c = {.ids = calloc(n + 1, sizeof *c.ids), .matched = calloc(n + 1, 1)};
+    size_t *m = matches ? matches : calloc(n + 1, sizeof *m);
+    MDB_txn *txn = NULL;
+    siamidx_status s = c.ids && c.matched && m ? SIAMIDX_OK
+                                              : sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "out of memory");
+    if (!s) s = sx_store_read_begin(idx->st, &txn, err);
+    if (!s) s = find_paths(idx, txn, paths, n, c.ids, m, err);
+    sx_store_read_end(txn);
+    if (!s) s = run_remove(idx, remove_ids, &c, n, removed, err);
+    for (size_t i = 0; i < n && matches; i++)
+        if (m[i] == 1 && !c.matched[i]) m[i] = 0; /* removed meanwhile by another thread */
+    if (m != matches) free(m);
+    free(c.ids);
+    free(c.matched);
+    return s;
+}
+
 siamidx_status siamidx_index_remove(siamidx_index *idx, const char *const *paths, size_t n,
                                     size_t *removed, siamidx_error *err) {
-    remove_ctx c = {.paths = paths, .n = n};
-    return run_remove(idx, remove_paths, &c, removed, err);
+    return siamidx_index_remove_paths(idx, paths, n, NULL, removed, err);
 }
 
 siamidx_status siamidx_index_remove_artist(siamidx_index *idx, const char *artist,
                                            size_t *removed, siamidx_error *err) {
-    remove_ctx c = {.artist = artist};
-    return run_remove(idx, remove_artist, &c, removed, err);
+    if (removed) *removed = 0;
+    MDB_txn *txn;
+    siamidx_status s = sx_store_read_begin(idx->st, &txn, err);
+    if (s) return s;
+    uint32_t aid;
+    size_t n = 0;
+    remove_ctx c = {0};
+    s = sx_store_artist_id(idx->st, txn, artist ? artist : "", &aid, err);
+    if (!s) s = sx_store_artist_records(idx->st, txn, aid, &c.ids, &n, err);
+    sx_store_read_end(txn);
+    if (!s && !(c.matched = calloc(n + 1, 1)))
+        s = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "remove: out of memory");
+    if (!s) s = run_remove(idx, remove_ids, &c, n, removed, err);
+    free(c.ids);
+    free(c.matched);
+    return s;
 }
 
 /* ---- searching ------------------------------------------------------------------------ */
@@ -670,25 +750,21 @@ siamidx_status siamidx_index_verify(siamidx_index *idx, siamidx_problem_fn fn, v
     vcheck v = {.idx = idx, .report = {fn, ctx, 0}};
     sx_store_meta m = {0};
     size_t store_problems = 0;
-    /* Read before the transaction: a snapshot is only written after its commit. */
-    uint64_t disk = sx_vindex_disk_generation(idx->dir);
     MDB_txn *txn;
     siamidx_status s = sx_store_read_begin(idx->st, &txn, err);
     if (s) return s;
     s = sx_store_verify(idx->st, txn, fn, ctx, &store_problems, err);
     if (!s) s = sx_store_get_meta(idx->st, txn, &m, err);
-    /* The snapshot on disk must load and must not claim a future generation. */
-    if (!s && disk > m.generation)
+    /* The snapshot the store records must be this store's, intact, loadable. */
+    sx_snapshot_meta snap;
+    siamidx_error e;
+    if (!s && sx_store_get_snapshot(idx->st, txn, &snap, &e) == SIAMIDX_OK &&
+        snap.generation > m.generation)
         sx_problem(&v.report, "FAISS snapshot is of generation %llu, the store only of %llu",
-                 (unsigned long long)disk, (unsigned long long)m.generation);
-    if (!s && disk && m.dim) {
-        sx_vindex *fresh = NULL;
-        if (sx_vindex_load(idx->dir, m.dim, &fresh, err) == 0 &&
-            sx_vindex_generation(fresh) < disk) /* newer: a writer saved meanwhile */
-            sx_problem(&v.report, "FAISS snapshot of generation %llu does not load",
-                     (unsigned long long)disk);
-        sx_vindex_free(fresh);
-    }
+                   (unsigned long long)snap.generation, (unsigned long long)m.generation);
+    char why[SIAMIDX_ERROR_MESSAGE_MAX];
+    if (!s && m.dim && sx_vindex_check_snapshot(idx->st, txn, m.dim, why, sizeof why))
+        sx_problem(&v.report, "%s (the next build or add rebuilds it)", why);
     if (!s && m.dim) {
         pthread_mutex_lock(&idx->mu);
         s = sync_locked(idx, txn, err);

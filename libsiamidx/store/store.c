@@ -2,9 +2,11 @@
  * store.c - the LMDB store: the index's source of truth.
  *
  * Named databases (keys big-endian so that cursors walk them in id order):
- *   meta          "magic" "format" "fingerprint" "arch" "pool" "dim"
+ *   meta          "magic" "format" "store_id" "fingerprint" "arch" "pool" "dim"
  *                 "index_type" "generation" "next_id" "next_artist",
- *                 "blob/NAME" (named blobs, e.g. a trained head)
+ *                 "snapshot" (the FAISS snapshot on disk: generation, vector
+ *                 count, SHA-256, factory string), "blob/NAME" (named blobs,
+ *                 e.g. a trained head)
  *   records       id(u64)        -> encoded record (see encode_record)
  *   by_path       resolved path  -> id   (paths over 480 bytes: "#"+sha256 hex)
  *   by_hash       sha256(32)     -> ids  (DUPSORT: identical images)
@@ -13,16 +15,33 @@
  *   artist_names  name           -> artist(u32)
  *   changes       generation(u64)-> u32 flags, u32 n_added, u32 n_removed, ids
  *
- * Every write goes through sx_store_write: one transaction, retried with a
- * doubled map when LMDB reports MDB_MAP_FULL, and logged under generation+1
- * when it changed records, so the FAISS snapshot can catch up incrementally.
+ * Every write goes through sx_store_write: one transaction, logged under
+ * generation+1 when it changed records, so the FAISS snapshot can catch up
+ * incrementally.
+ *
+ * The map is sized once, at open, and never changed: LMDB forbids
+ * mdb_env_set_mapsize while any thread of the process has a transaction,
+ * and readers of a shared handle always may. The default is large (1 TiB
+ * on 64-bit: address space only, the file grows as data is written), and
+ * SIAMIDX_MAP_SIZE overrides it; a full map is a clear error.
+ *
+ * LMDB also forbids opening one environment twice in a process (closing the
+ * second would drop the first's fcntl locks, and another process's
+ * mdb_reader_check would then free our readers' slots under them). So the
+ * process keeps one MDB_env per index directory (by device and inode),
+ * shared by every handle on it and counted; that is the library's only
+ * process-wide state.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "store/store.h"
 #include "base/sha256.h"
@@ -32,22 +51,46 @@
 #define RECORD_MAGIC 0x31525853u /* "SXR1" */
 #define RECORD_HEADER 72
 #define MAX_KEY 480
-#define INITIAL_MAP (16ull << 20)
+#define DEFAULT_MAP_64 (1ull << 40) /* 1 TiB of address space */
+#define DEFAULT_MAP_32 (1ull << 30)
+
+/* One per index directory per process; see the top of the file. */
+typedef struct shared_env {
+    dev_t dev;
+    ino_t ino;
+    MDB_env *env;
+    int rdonly; /* opened MDB_RDONLY: the directory or data.mdb is not writable */
+    MDB_dbi meta, records, by_path, by_hash, by_artist, artists, artist_names, changes;
+    size_t map_size;
+    int refs;
+    struct shared_env *next;
+} shared_env;
+
+static pthread_mutex_t envs_mu = PTHREAD_MUTEX_INITIALIZER;
+static shared_env *envs; /* guarded by envs_mu */
 
 struct sx_store {
+    shared_env *shared;
     MDB_env *env;
     MDB_dbi meta, records, by_path, by_hash, by_artist, artists, artist_names, changes;
     char *dir;
     int read_only;
+    char id[SX_STORE_ID_LEN + 1]; /* "" for an index made before store ids */
+    size_t map_size;
+    /* Test hook, SIAMIDX_TEST_TXN_PUTS=N: a transaction's write N+1 fails as
+       MDB_TXN_FULL would (LMDB's own limit, 2^17 dirty pages, takes ~512 MiB
+       of writes to reach); 0: off. */
+    size_t txn_put_limit;
 };
 
 struct sx_wtxn {
     sx_store *st;
     MDB_txn *txn;
-    int map_full; /* an operation hit MDB_MAP_FULL: grow and retry */
     uint32_t flags;
     uint64_t *added, *removed;
     size_t n_added, n_removed, cap_added, cap_removed;
+    size_t puts;  /* writes so far, for the test hook below */
+    int txn_full; /* LMDB (or the hook) said MDB_TXN_FULL: too big for one transaction */
 };
 
 /* ---- small helpers ----------------------------------------------------------- */
@@ -74,6 +117,16 @@ static MDB_val val(const void *p, size_t n) {
 
 static siamidx_status mdb_fail(siamidx_error *err, int rc, const char *what, const sx_store *st) {
     siamidx_status s = SIAMIDX_ERR_BACKEND;
+    if (rc == MDB_MAP_FULL)
+        return sx_fail(err, SIAMIDX_ERR_IO,
+                       "%s/data.mdb: %s: the index is full: its map of %zu MiB is used up "
+                       "(set SIAMIDX_MAP_SIZE larger, e.g. 4T)",
+                       st ? st->dir : "?", what, st ? st->map_size >> 20 : (size_t)0);
+    if (rc == MDB_MAP_RESIZED)
+        return sx_fail(err, SIAMIDX_ERR_IO,
+                       "%s/data.mdb: %s: another process grew the index past this process's "
+                       "map of %zu MiB (set SIAMIDX_MAP_SIZE as large and reopen)",
+                       st ? st->dir : "?", what, st ? st->map_size >> 20 : (size_t)0);
     if (rc == MDB_CORRUPTED || rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH ||
         rc == MDB_INCOMPATIBLE || rc == MDB_PAGE_NOTFOUND || rc == MDB_BAD_VALSIZE)
         s = SIAMIDX_ERR_INDEX_CORRUPT;
@@ -103,17 +156,21 @@ static MDB_val string_key(const char *s, char buf[68]) {
 
 MDB_txn *sx_wtxn_txn(sx_wtxn *w) { return w->txn; }
 
-/* Every write goes through here so that MDB_MAP_FULL is noticed wherever it happens. */
+/* Every write goes through these two, so that MDB_TXN_FULL is noticed wherever it happens. */
+static int hook_full(sx_wtxn *w) {
+    return w->st->txn_put_limit && ++w->puts > w->st->txn_put_limit;
+}
+
 static siamidx_status wput(sx_wtxn *w, MDB_dbi dbi, MDB_val k, MDB_val v, unsigned flags,
                            siamidx_error *err) {
-    int rc = mdb_put(w->txn, dbi, &k, &v, flags);
-    if (rc == MDB_MAP_FULL || rc == MDB_TXN_FULL) w->map_full = 1;
+    int rc = hook_full(w) ? MDB_TXN_FULL : mdb_put(w->txn, dbi, &k, &v, flags);
+    if (rc == MDB_TXN_FULL) w->txn_full = 1;
     return rc ? mdb_fail(err, rc, "write", w->st) : SIAMIDX_OK;
 }
 
 static siamidx_status wdel(sx_wtxn *w, MDB_dbi dbi, MDB_val k, MDB_val *v, siamidx_error *err) {
-    int rc = mdb_del(w->txn, dbi, &k, v);
-    if (rc == MDB_MAP_FULL || rc == MDB_TXN_FULL) w->map_full = 1;
+    int rc = hook_full(w) ? MDB_TXN_FULL : mdb_del(w->txn, dbi, &k, v);
+    if (rc == MDB_TXN_FULL) w->txn_full = 1;
     if (rc == MDB_NOTFOUND) return SIAMIDX_OK;
     return rc ? mdb_fail(err, rc, "delete", w->st) : SIAMIDX_OK;
 }
@@ -166,7 +223,49 @@ static int push_id(uint64_t **a, size_t *n, size_t *cap, uint64_t id) {
 
 /* ---- opening ------------------------------------------------------------------- */
 
-static int open_dbis(sx_store *st, MDB_txn *txn, unsigned flags) {
+int sx_fsync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+/* The directory holding `path` (its parent; "." for a bare name). */
+int sx_fsync_parent(const char *path) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    size_t n = strlen(buf);
+    while (n > 1 && buf[n - 1] == '/') buf[--n] = 0; /* "a/b/" is "a/b" */
+    char *slash = strrchr(buf, '/');
+    if (!slash) return sx_fsync_dir(".");
+    if (slash == buf) slash[1] = 0;
+    else *slash = 0;
+    return sx_fsync_dir(buf);
+}
+
+/* SIAMIDX_MAP_SIZE: bytes, or with a K/M/G/T suffix (powers of 1024). */
+static siamidx_status map_size(size_t *out, siamidx_error *err) {
+    uint64_t def = sizeof(size_t) >= 8 ? DEFAULT_MAP_64 : DEFAULT_MAP_32;
+    const char *e = getenv("SIAMIDX_MAP_SIZE");
+    *out = (size_t)def;
+    if (!e || !*e) return SIAMIDX_OK;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(e, &end, 10);
+    int shift = 0;
+    if (*end) shift = *end == 'K' || *end == 'k' ? 10 : *end == 'M' || *end == 'm' ? 20
+                    : *end == 'G' || *end == 'g' ? 30 : *end == 'T' || *end == 't' ? 40 : -1;
+    if (*end && end[1]) shift = -1;
+    if (errno || end == e || shift < 0 || v == 0 || v > (SIZE_MAX >> shift) ||
+        (v << shift) < (64u << 10))
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT,
+                       "SIAMIDX_MAP_SIZE='%s': want a size of at least 64K, like 1T or 512G", e);
+    *out = (size_t)(v << shift);
+    return SIAMIDX_OK;
+}
+
+static int open_dbis(shared_env *st, MDB_txn *txn, unsigned flags) {
     struct {
         const char *name;
         MDB_dbi *dbi;
@@ -183,15 +282,37 @@ static int open_dbis(sx_store *st, MDB_txn *txn, unsigned flags) {
     return 0;
 }
 
+/* A random identity, written once when the store is made: derived files (the
+   FAISS snapshot) name it, so that they are never taken for another store's. */
+static siamidx_status put_store_id(sx_wtxn *w, siamidx_error *err) {
+    uint8_t r[SX_STORE_ID_LEN / 2];
+    size_t got = 0;
+    while (got < sizeof r) {
+        ssize_t n = getrandom(r + got, sizeof r - got, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0)
+            return sx_fail(err, SIAMIDX_ERR_IO, "%s: getrandom: %s", w->st->dir, strerror(errno));
+        got += (size_t)n;
+    }
+    char hex[SX_STORE_ID_LEN + 1];
+    sx_hex(r, sizeof r, hex);
+    return put_meta_string(w, "store_id", hex, err);
+}
+
 static siamidx_status init_meta(sx_wtxn *w, void *ctx, siamidx_error *err) {
     (void)ctx;
     sx_store *st = w->st;
     MDB_val v;
-    if (get(w->txn, st->meta, val("magic", 5), &v) == 0) return SIAMIDX_OK; /* already made */
+    if (get(w->txn, st->meta, val("magic", 5), &v) == 0) { /* already made */
+        if (get(w->txn, st->meta, val("store_id", 8), &v) == MDB_NOTFOUND)
+            return put_store_id(w, err); /* an index from before store ids */
+        return SIAMIDX_OK;
+    }
     MDB_stat ms;
     if (mdb_stat(w->txn, st->meta, &ms) == 0 && ms.ms_entries > 0)
         return corrupt(err, st, "not a siamidx index (no magic record)", 0);
     siamidx_status s = put_meta_string(w, "magic", STORE_MAGIC, err);
+    if (!s) s = put_store_id(w, err);
     if (!s) s = put_meta_u64(w, "format", SX_STORE_FORMAT, err);
     if (!s) s = put_meta_u64(w, "generation", 0, err);
     if (!s) s = put_meta_u64(w, "next_id", 1, err);
@@ -214,9 +335,185 @@ static siamidx_status check_magic(sx_store *st, siamidx_error *err) {
         s = meta_u64(st, txn, "format", &fmt, err);
         if (!s && fmt != SX_STORE_FORMAT)
             s = corrupt(err, st, "index format %llu is not supported by this siamidx", fmt);
+        meta_string(st, txn, "store_id", st->id, sizeof st->id);
+        size_t n = strlen(st->id); /* it goes into file names: hex only */
+        if (!s && n && (n != SX_STORE_ID_LEN || strspn(st->id, "0123456789abcdef") != n))
+            s = corrupt(err, st, "malformed store id", 0);
     }
     sx_store_read_end(txn);
     return s;
+}
+
+/* Checks and opens the tables in a new environment (the first handle on it). */
+static siamidx_status open_tables(shared_env *e, sx_store *st, int create, siamidx_error *err) {
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(e->env, NULL, create ? 0 : MDB_RDONLY, &txn);
+    if (rc) return mdb_fail(err, rc, "begin", st);
+    if (create) { /* never adopt someone else's LMDB environment */
+        MDB_dbi main_db, probe;
+        MDB_stat ms;
+        if (mdb_dbi_open(txn, "meta", 0, &probe) == MDB_NOTFOUND &&
+            mdb_dbi_open(txn, NULL, 0, &main_db) == 0 && mdb_stat(txn, main_db, &ms) == 0 &&
+            ms.ms_entries > 0) {
+            mdb_txn_abort(txn);
+            return corrupt(err, st, "not a siamidx index (a foreign LMDB database)", 0);
+        }
+    }
+    rc = open_dbis(e, txn, create ? MDB_CREATE : 0);
+    if (rc) {
+        mdb_txn_abort(txn);
+        if (rc == MDB_NOTFOUND) return corrupt(err, st, "not a siamidx index (missing tables)", 0);
+        if (rc == MDB_INCOMPATIBLE) return corrupt(err, st, "not a siamidx index", 0);
+        return mdb_fail(err, rc, "opening tables", st);
+    }
+    rc = mdb_txn_commit(txn); /* makes the table handles the environment's */
+    return rc ? mdb_fail(err, rc, "commit", st) : SIAMIDX_OK;
+}
+
+static void release_env(shared_env *e) {
+    if (!e) return;
+    pthread_mutex_lock(&envs_mu);
+    if (--e->refs == 0) {
+        for (shared_env **p = &envs; *p; p = &(*p)->next)
+            if (*p == e) {
+                *p = e->next;
+                break;
+            }
+        mdb_env_close(e->env);
+        free(e);
+    }
+    pthread_mutex_unlock(&envs_mu);
+}
+
+/*
+ * LMDB reads data.mdb through its map, so a page past the end of a truncated
+ * file is SIGBUS, not an error. A file may legitimately end before its last
+ * page number (pages a transaction allocated and freed again are never
+ * written), so the check reads, with pread, what every lookup starts from:
+ * the newest meta page's free and main tree roots, and the roots of the
+ * named tables when the main tree is one leaf page (as it is here). Each
+ * must lie inside the file. (LMDB on-disk format, 64-bit: page header 16
+ * bytes; meta: free root at 80, main root at 128, txnid at 144.)
+ */
+static uint64_t le64(const uint8_t *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static siamidx_status check_roots(MDB_env *env, const sx_store *st, const char *path,
+                                  siamidx_error *err) {
+    MDB_stat ms;
+    struct stat sb;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || mdb_env_stat(env, &ms) || fstat(fd, &sb) || ms.ms_psize < 512 ||
+        ms.ms_psize > 65536) {
+        if (fd >= 0) close(fd);
+        return sx_fail(err, SIAMIDX_ERR_INDEX_CORRUPT, "%s: cannot read its header", path);
+    }
+    size_t psize = ms.ms_psize;
+    uint64_t pages = (uint64_t)sb.st_size / psize;
+    uint8_t *page = malloc(psize);
+    siamidx_status s = page ? SIAMIDX_OK : sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "out of memory");
+    uint64_t roots[2 + 16], best = 0;
+    size_t n_roots = 0;
+    for (int m = 0; !s && m < 2; m++) { /* the newer of the two meta pages */
+        if (pread(fd, page, psize, (off_t)(m * psize)) != (ssize_t)psize) continue;
+        uint64_t txnid = le64(page + 144);
+        if (m == 0 || txnid > best) {
+            best = txnid;
+            roots[0] = le64(page + 80);
+            roots[1] = le64(page + 128);
+            n_roots = 2;
+        }
+    }
+    const uint64_t none = ~0ull; /* P_INVALID: an empty tree */
+    if (!s && n_roots == 2 && roots[1] != none && roots[1] < pages &&
+        pread(fd, page, psize, (off_t)(roots[1] * psize)) == (ssize_t)psize) {
+        uint16_t flags, lower;
+        memcpy(&flags, page + 10, 2);
+        memcpy(&lower, page + 12, 2);
+        size_t keys = lower >= 16 && lower <= psize ? (size_t)(lower - 16) / 2 : 0;
+        for (size_t i = 0; (flags & 0x02) && i < keys && n_roots < 18; i++) { /* P_LEAF */
+            uint16_t off, nflags, ksize;
+            memcpy(&off, page + 16 + 2 * i, 2);
+            if ((size_t)off + 8 > psize) break;
+            memcpy(&nflags, page + off + 4, 2);
+            memcpy(&ksize, page + off + 6, 2);
+            size_t data = (size_t)off + 8 + ksize;
+            if ((nflags & 0x02) && data + 48 <= psize) roots[n_roots++] = le64(page + data + 40);
+        }
+    }
+    for (size_t i = 0; !s && i < n_roots; i++)
+        if (roots[i] != none && roots[i] >= pages)
+            s = corrupt(err, st, "truncated: the file ends before its page %llu", roots[i]);
+    free(page);
+    close(fd);
+    return s;
+}
+
+/* The process's environment of st->dir, opened on first use (under envs_mu). */
+static siamidx_status acquire_env(sx_store *st, int create, siamidx_error *err) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/data.mdb", st->dir);
+    struct stat db;
+    if (stat(st->dir, &db) != 0)
+        return sx_fail(err, SIAMIDX_ERR_NOT_FOUND, "%s: %s", st->dir, strerror(errno));
+    size_t want_map;
+    siamidx_status s = map_size(&want_map, err);
+    if (s) return s;
+    pthread_mutex_lock(&envs_mu);
+    shared_env *e = envs;
+    while (e && !(e->dev == db.st_dev && e->ino == db.st_ino)) e = e->next;
+    if (e) {
+        if (!st->read_only && e->rdonly)
+            s = sx_fail(err, SIAMIDX_ERR_IO, "%s: open read-only in this process (not writable)",
+                        st->dir);
+        else
+            e->refs++;
+        goto out;
+    }
+    if (!(e = calloc(1, sizeof *e))) {
+        s = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "%s: out of memory", st->dir);
+        goto out;
+    }
+    e->dev = db.st_dev;
+    e->ino = db.st_ino;
+    e->map_size = want_map;
+    /* Readers share the environment with writers, so it is opened read-write
+       whenever it can be; only an unwritable index gets a read-only one. */
+    e->rdonly = st->read_only && (access(st->dir, W_OK) != 0 || access(path, W_OK) != 0);
+    int rc = mdb_env_create(&e->env);
+    if (!rc) rc = mdb_env_set_maxdbs(e->env, 16);
+    if (!rc) rc = mdb_env_set_mapsize(e->env, e->map_size); /* once: see the top */
+    if (!rc) rc = mdb_env_open(e->env, st->dir, MDB_NOTLS | (e->rdonly ? MDB_RDONLY : 0), 0666);
+    if (rc) {
+        s = mdb_fail(err, rc, "cannot open", st);
+        if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH)
+            s = sx_fail(err, SIAMIDX_ERR_INDEX_CORRUPT, "%s: not an LMDB file (%s)", path,
+                        mdb_strerror(rc));
+    } else if (!(s = check_roots(e->env, st, path, err))) {
+        s = open_tables(e, st, create && !st->read_only, err);
+    }
+    if (s) {
+        if (e->env) mdb_env_close(e->env);
+        free(e);
+        e = NULL;
+        goto out;
+    }
+    e->refs = 1;
+    e->next = envs;
+    envs = e;
+out:
+    pthread_mutex_unlock(&envs_mu);
+    if (s) return s;
+    st->shared = e;
+    st->env = e->env;
+    st->map_size = e->map_size;
+    st->meta = e->meta, st->records = e->records, st->by_path = e->by_path;
+    st->by_hash = e->by_hash, st->by_artist = e->by_artist, st->artists = e->artists;
+    st->artist_names = e->artist_names, st->changes = e->changes;
+    return SIAMIDX_OK;
 }
 
 siamidx_status sx_store_open(const char *dir, int read_only, int create, sx_store **out,
@@ -225,13 +522,19 @@ siamidx_status sx_store_open(const char *dir, int read_only, int create, sx_stor
     char path[4096];
     snprintf(path, sizeof path, "%s/data.mdb", dir);
     struct stat sb;
-    if (stat(path, &sb) != 0) {
+    int fresh = stat(path, &sb) != 0;
+    if (fresh) {
         if (!create || read_only)
             return sx_fail(err, SIAMIDX_ERR_NOT_FOUND, "%s: no index here (no data.mdb)", dir);
-        if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+        if (mkdir(dir, 0777) == 0) sx_fsync_parent(dir); /* the new directory's entry */
+        else if (errno != EEXIST)
             return sx_fail(err, SIAMIDX_ERR_IO, "%s: cannot create: %s", dir, strerror(errno));
     } else if (!S_ISREG(sb.st_mode)) {
         return sx_fail(err, SIAMIDX_ERR_INDEX_CORRUPT, "%s: not a regular file", path);
+    } else if (sb.st_size == 0) { /* LMDB would take it for a new environment and write one */
+        return sx_fail(err, SIAMIDX_ERR_INDEX_CORRUPT,
+                       "%s: empty (0 bytes): damaged, or its creation was interrupted "
+                       "(remove the index directory to start again)", path);
     }
     sx_store *st = calloc(1, sizeof *st);
     if (!st || !(st->dir = strdup(dir))) {
@@ -239,51 +542,16 @@ siamidx_status sx_store_open(const char *dir, int read_only, int create, sx_stor
         return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "%s: out of memory", dir);
     }
     st->read_only = read_only;
-    int rc = mdb_env_create(&st->env);
-    if (!rc) rc = mdb_env_set_maxdbs(st->env, 16);
-    if (!rc) rc = mdb_env_set_mapsize(st->env, INITIAL_MAP);
-    if (!rc) rc = mdb_env_open(st->env, dir, MDB_NOTLS | (read_only ? MDB_RDONLY : 0), 0666);
-    siamidx_status s = SIAMIDX_OK;
-    if (rc) {
-        s = mdb_fail(err, rc, "cannot open", st);
-        if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH)
-            s = sx_fail(err, SIAMIDX_ERR_INDEX_CORRUPT, "%s: not an LMDB file (%s)", path,
-                        mdb_strerror(rc));
-        goto fail;
-    }
+    const char *hook = getenv("SIAMIDX_TEST_TXN_PUTS");
+    if (hook && *hook) st->txn_put_limit = (size_t)strtoull(hook, NULL, 10);
+    siamidx_status s = acquire_env(st, create || !read_only, err);
+    if (s) goto fail;
     if (!read_only) mdb_reader_check(st->env, NULL); /* slots of killed readers */
-    MDB_txn *txn;
-    rc = mdb_txn_begin(st->env, NULL, read_only ? MDB_RDONLY : 0, &txn);
-    if (rc) {
-        s = mdb_fail(err, rc, "begin", st);
-        goto fail;
-    }
-    if (!read_only) { /* never adopt someone else's LMDB environment */
-        MDB_dbi main_db, probe;
-        MDB_stat ms;
-        if (mdb_dbi_open(txn, "meta", 0, &probe) == MDB_NOTFOUND &&
-            mdb_dbi_open(txn, NULL, 0, &main_db) == 0 && mdb_stat(txn, main_db, &ms) == 0 &&
-            ms.ms_entries > 0) {
-            mdb_txn_abort(txn);
-            s = corrupt(err, st, "not a siamidx index (a foreign LMDB database)", 0);
-            goto fail;
-        }
-    }
-    rc = open_dbis(st, txn, read_only ? 0 : MDB_CREATE);
-    if (rc) {
-        mdb_txn_abort(txn);
-        s = rc == MDB_NOTFOUND ? corrupt(err, st, "not a siamidx index (missing tables)", 0)
-                               : mdb_fail(err, rc, "opening tables", st);
-        if (rc == MDB_INCOMPATIBLE) s = corrupt(err, st, "not a siamidx index", 0);
-        goto fail;
-    }
-    rc = mdb_txn_commit(txn);
-    if (rc) {
-        s = mdb_fail(err, rc, "commit", st);
-        goto fail;
-    }
     if (!read_only && (s = sx_store_write(st, init_meta, NULL, err))) goto fail;
-    if ((s = check_magic(st, err))) goto fail;
+    /* LMDB fsyncs data.mdb, not the directory entries of the files it made. */
+    if (fresh && sx_fsync_dir(dir))
+        s = sx_fail(err, SIAMIDX_ERR_IO, "%s: fsync: %s", dir, strerror(errno));
+    if (s || (s = check_magic(st, err))) goto fail;
     *out = st;
     return SIAMIDX_OK;
 fail:
@@ -291,9 +559,12 @@ fail:
     return s;
 }
 
+const char *sx_store_id(const sx_store *st) { return st->id; }
+const char *sx_store_dir(const sx_store *st) { return st->dir; }
+
 void sx_store_close(sx_store *st) {
     if (!st) return;
-    if (st->env) mdb_env_close(st->env);
+    release_env(st->shared);
     free(st->dir);
     free(st);
 }
@@ -309,10 +580,7 @@ uint64_t sx_store_file_bytes(const sx_store *st) {
 
 siamidx_status sx_store_read_begin(sx_store *st, MDB_txn **txn, siamidx_error *err) {
     int rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, txn);
-    if (rc == MDB_MAP_RESIZED) { /* another process grew the map: adopt its size */
-        mdb_env_set_mapsize(st->env, 0);
-        rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, txn);
-    }
+    if (rc) *txn = NULL;
     return rc ? mdb_fail(err, rc, "read transaction", st) : SIAMIDX_OK;
 }
 
@@ -342,39 +610,64 @@ static siamidx_status log_changes(sx_wtxn *w, siamidx_error *err) {
     return s;
 }
 
-static siamidx_status grow_map(sx_store *st, siamidx_error *err) {
-    MDB_envinfo info;
-    mdb_env_info(st->env, &info);
-    size_t size = info.me_mapsize * 2;
-    int rc = mdb_env_set_mapsize(st->env, size);
-    return rc ? mdb_fail(err, rc, "growing the map", st) : SIAMIDX_OK;
+/* One transaction; on any failure nothing of it stays (LMDB aborts it whole). */
+static siamidx_status run_txn(sx_store *st, sx_write_fn fn, void *ctx, int *txn_full,
+                              siamidx_error *err) {
+    *txn_full = 0;
+    if (st->read_only)
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "%s: index opened read-only", st->dir);
+    sx_wtxn w = {.st = st};
+    int rc = mdb_txn_begin(st->env, NULL, 0, &w.txn);
+    if (rc) return mdb_fail(err, rc, "write transaction", st);
+    siamidx_status s = fn(&w, ctx, err);
+    if (!s) s = log_changes(&w, err);
+    if (!s) {
+        rc = mdb_txn_commit(w.txn);
+        w.txn = NULL;
+        if (rc == MDB_TXN_FULL) w.txn_full = 1;
+        if (rc) s = mdb_fail(err, rc, "commit", st);
+    }
+    if (w.txn) mdb_txn_abort(w.txn);
+    free(w.added);
+    free(w.removed);
+    *txn_full = w.txn_full && s;
+    return s;
 }
 
 siamidx_status sx_store_write(sx_store *st, sx_write_fn fn, void *ctx, siamidx_error *err) {
-    if (st->read_only)
-        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "%s: index opened read-only", st->dir);
-    for (;;) {
-        sx_wtxn w = {.st = st};
-        int rc = mdb_txn_begin(st->env, NULL, 0, &w.txn);
-        if (rc == MDB_MAP_RESIZED) {
-            mdb_env_set_mapsize(st->env, 0);
-            rc = mdb_txn_begin(st->env, NULL, 0, &w.txn);
-        }
-        if (rc) return mdb_fail(err, rc, "write transaction", st);
-        siamidx_status s = fn(&w, ctx, err);
-        if (!s) s = log_changes(&w, err);
-        if (!s) {
-            rc = mdb_txn_commit(w.txn);
-            w.txn = NULL;
-            if (rc == MDB_MAP_FULL) w.map_full = 1;
-            else if (rc) s = mdb_fail(err, rc, "commit", st);
-        }
-        if (w.txn) mdb_txn_abort(w.txn);
-        free(w.added);
-        free(w.removed);
-        if (!w.map_full) return s;
-        if ((s = grow_map(st, err))) return s;
-    }
+    int full;
+    return run_txn(st, fn, ctx, &full, err);
+}
+
+typedef struct range_call {
+    sx_write_range_fn fn;
+    void *ctx;
+    size_t from, to;
+} range_call;
+
+static siamidx_status run_range(sx_wtxn *w, void *ctx, siamidx_error *err) {
+    range_call *c = ctx;
+    return c->fn(w, c->ctx, c->from, c->to, err);
+}
+
+/*
+ * A change too big for one LMDB transaction (MDB_TXN_FULL) is committed in
+ * halves, recursively: several transactions, each consistent on its own
+ * and logged as its own generation. A crash between them keeps the halves
+ * that committed, as between the batches of a build.
+ */
+siamidx_status sx_store_write_range(sx_store *st, sx_write_range_fn fn, void *ctx, size_t from,
+                                    size_t to, siamidx_error *err) {
+    range_call c = {fn, ctx, from, to};
+    int full;
+    siamidx_status s = run_txn(st, run_range, &c, &full, err);
+    if (!full) return s;
+    if (to - from < 2)
+        return sx_fail(err, SIAMIDX_ERR_BACKEND,
+                       "%s/data.mdb: one item is too big for an LMDB transaction", st->dir);
+    size_t mid = from + (to - from) / 2;
+    s = sx_store_write_range(st, fn, ctx, from, mid, err);
+    return s ? s : sx_store_write_range(st, fn, ctx, mid, to, err);
 }
 
 /* ---- meta ------------------------------------------------------------------------ */
@@ -828,13 +1121,53 @@ static siamidx_status prune(sx_wtxn *w, void *ctx, siamidx_error *err) {
         if (rc) break;
     }
     mdb_cursor_close(c);
-    if (rc == MDB_MAP_FULL) w->map_full = 1;
     return rc && rc != MDB_NOTFOUND ? mdb_fail(err, rc, "pruning the change log", w->st)
                                     : SIAMIDX_OK;
 }
 
 siamidx_status sx_store_prune_changes(sx_store *st, uint64_t gen, siamidx_error *err) {
     return sx_store_write(st, prune, &gen, err);
+}
+
+/* ---- the FAISS snapshot's record ---------------------------------------------------- */
+
+/* "snapshot": generation(8) count(8) sha256(32) description NUL */
+siamidx_status sx_store_get_snapshot(sx_store *st, MDB_txn *txn, sx_snapshot_meta *m,
+                                     siamidx_error *err) {
+    memset(m, 0, sizeof *m);
+    MDB_val v;
+    int rc = get(txn, st->meta, val("snapshot", 8), &v);
+    if (rc == MDB_NOTFOUND) return sx_fail(err, SIAMIDX_ERR_NOT_FOUND, "%s: no snapshot", st->dir);
+    if (rc) return mdb_fail(err, rc, "snapshot record", st);
+    const uint8_t *b = v.mv_data;
+    size_t n = v.mv_size;
+    if (n < 49 || n - 48 > sizeof m->desc || b[n - 1] != 0 || memchr(b + 48, 0, n - 49))
+        return corrupt(err, st, "snapshot record is malformed (%llu bytes)", n);
+    m->generation = get_be64(b);
+    m->count = get_be64(b + 8);
+    memcpy(m->sha256, b + 16, 32);
+    memcpy(m->desc, b + 48, n - 48);
+    return SIAMIDX_OK;
+}
+
+static siamidx_status record_snapshot(sx_wtxn *w, void *ctx, siamidx_error *err) {
+    const sx_snapshot_meta *m = ctx;
+    size_t d = strlen(m->desc);
+    uint8_t b[48 + sizeof m->desc];
+    put_be64(b, m->generation);
+    put_be64(b + 8, m->count);
+    memcpy(b + 16, m->sha256, 32);
+    memcpy(b + 48, m->desc, d + 1);
+    siamidx_status s = wput(w, w->st->meta, val("snapshot", 8), val(b, 48 + d + 1), 0, err);
+    uint64_t upto = m->generation;
+    return s ? s : prune(w, &upto, err);
+}
+
+siamidx_status sx_store_record_snapshot(sx_store *st, const sx_snapshot_meta *m,
+                                        siamidx_error *err) {
+    if (strlen(m->desc) >= sizeof m->desc)
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "snapshot description too long");
+    return sx_store_write(st, record_snapshot, (void *)m, err);
 }
 
 /* ---- verification ---------------------------------------------------------------------- */

@@ -12,6 +12,7 @@ typedef struct sx_store sx_store;
 typedef struct sx_wtxn sx_wtxn; /* a write transaction with its change log */
 
 #define SX_STORE_FORMAT 1
+#define SX_STORE_ID_LEN 32 /* hex digits of the random store identity */
 
 /* The durable description of an index (meta DB). */
 typedef struct sx_store_meta {
@@ -50,6 +51,15 @@ siamidx_status sx_store_open(const char *dir, int read_only, int create, sx_stor
 void sx_store_close(sx_store *st);
 /* Disk bytes of data.mdb. */
 uint64_t sx_store_file_bytes(const sx_store *st);
+/* The store's random identity (hex, written when it was made; "" for an
+   index from before ids, until a writer opens it) and its directory. */
+const char *sx_store_id(const sx_store *st);
+const char *sx_store_dir(const sx_store *st);
+
+/* fsync of a directory (after a rename or a file made in it) or of the
+   directory holding path (after mkdir); 0 or -1 with errno. */
+int sx_fsync_dir(const char *dir);
+int sx_fsync_parent(const char *path);
 
 /* A read transaction on the last committed state (MVCC); end with sx_store_read_end. */
 siamidx_status sx_store_read_begin(sx_store *st, MDB_txn **txn, siamidx_error *err);
@@ -57,13 +67,23 @@ void sx_store_read_end(MDB_txn *txn);
 MDB_txn *sx_wtxn_txn(sx_wtxn *w);
 
 /*
- * Runs fn inside ONE write transaction and commits it; on MDB_MAP_FULL the
- * map is doubled and fn runs again from scratch, so fn must only write
- * through the transaction. Changes made through sx_store_put_record /
- * sx_store_delete_record are logged under a new generation.
+ * Runs fn inside ONE write transaction and commits it (or, on any error,
+ * aborts it whole). Changes made through sx_store_put_record /
+ * sx_store_delete_record are logged under a new generation. The map is
+ * fixed at open (SIAMIDX_MAP_SIZE, default 1 TiB on 64-bit); a full one is
+ * an error naming that variable.
  */
 typedef siamidx_status (*sx_write_fn)(sx_wtxn *w, void *ctx, siamidx_error *err);
 siamidx_status sx_store_write(sx_store *st, sx_write_fn fn, void *ctx, siamidx_error *err);
+/* fn writes items [from, to) of a batch in one transaction; when that is too
+   big for one (MDB_TXN_FULL) it runs again on halves, each committed as its
+   own transaction, recursively. fn must derive everything from its range.
+   SIAMIDX_TEST_TXN_PUTS=N (a test hook) makes write N+1 of a transaction
+   fail as MDB_TXN_FULL. */
+typedef siamidx_status (*sx_write_range_fn)(sx_wtxn *w, void *ctx, size_t from, size_t to,
+                                            siamidx_error *err);
+siamidx_status sx_store_write_range(sx_store *st, sx_write_range_fn fn, void *ctx, size_t from,
+                                    size_t to, siamidx_error *err);
 
 siamidx_status sx_store_get_meta(sx_store *st, MDB_txn *txn, sx_store_meta *m,
                                  siamidx_error *err);
@@ -119,6 +139,17 @@ siamidx_status sx_store_get_change(sx_store *st, MDB_txn *txn, uint64_t gen, sx_
 void sx_change_free(sx_change *c);
 /* Drops log entries up to and including `gen` (a snapshot covers them). */
 siamidx_status sx_store_prune_changes(sx_store *st, uint64_t gen, siamidx_error *err);
+/* The FAISS snapshot the store trusts: written after the snapshot file is in
+   place; one transaction records it and prunes the log it covers. */
+typedef struct sx_snapshot_meta {
+    uint64_t generation, count; /* store generation it reflects; vectors in it */
+    uint8_t sha256[32];         /* of the whole file */
+    char desc[64];              /* FAISS factory string */
+} sx_snapshot_meta;
+siamidx_status sx_store_get_snapshot(sx_store *st, MDB_txn *txn, sx_snapshot_meta *m,
+                                     siamidx_error *err); /* NOT_FOUND when none */
+siamidx_status sx_store_record_snapshot(sx_store *st, const sx_snapshot_meta *m,
+                                        siamidx_error *err);
 /* Every consistency problem (decoding, lookups both ways, artist counts) to fn. */
 siamidx_status sx_store_verify(sx_store *st, MDB_txn *txn, siamidx_problem_fn fn, void *ctx,
                                size_t *n_problems, siamidx_error *err);

@@ -10,10 +10,13 @@
  * (ivf/ivfpq fall back to "Flat" until there is enough data to train).
  * Embeddings are L2-normalised, so inner product is cosine similarity.
  *
- * A snapshot on disk is named vectors.<generation>.<description>.faiss: the
+ * A snapshot on disk is named vectors.<store id>.<generation>.<description>.faiss
+ * and checked against the store's record of it (see "snapshots" below): the
  * generation is the store state it reflects, so a stale one is caught up
  * from the store's change log (or rebuilt when the log was pruned, when the
- * type changed, or when FAISS cannot remove, as with HNSW).
+ * type changed, or when FAISS cannot remove, as with HNSW). After every
+ * sync the vector count must equal the store's record count, else the
+ * index is rebuilt.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -23,6 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <stdint.h>
 
 #include <faiss/c_api/AutoTune_c.h>
 #include <faiss/c_api/Index_c.h>
@@ -35,6 +40,7 @@
 #include "store/vindex.h"
 #include "store/store.h"
 #include "base/error.h"
+#include "base/sha256.h"
 
 #define IVF_MIN_VECTORS 2000   /* fewer: IVF falls back to Flat */
 #define IVFPQ_MIN_VECTORS 10000 /* PQ's 256 centroids per sub-quantizer want ~39x that */
@@ -45,11 +51,18 @@ struct sx_vindex {
     uint32_t dim;
     uint64_t gen;
     char desc[64];
+    uint64_t saved_gen;   /* the verified snapshot on disk this process knows of */
+    char saved_desc[64];  /* ("" when none) */
 };
 
 static siamidx_status faiss_fail(siamidx_error *err, const char *what) {
     const char *m = faiss_get_last_error();
     return sx_fail(err, SIAMIDX_ERR_BACKEND, "FAISS: %s: %s", what, m ? m : "unknown error");
+}
+
+/* Derived state that cannot be trusted is only rebuilt, but say so. */
+static void warn_rebuild(const char *why) {
+    fprintf(stderr, "siamidx: warning: %s; rebuilding it from the store\n", why);
 }
 
 /* ---- choosing the index ------------------------------------------------------------ */
@@ -282,6 +295,17 @@ siamidx_status sx_vindex_sync(sx_vindex *v, sx_store *st, MDB_txn *txn, siamidx_
     p.rebuild = !v->index || v->gen > m.generation || !good_enough(v->desc, want);
     if (!p.rebuild) s = collect(v, st, txn, m.generation, &p, err);
     if (!s) s = p.rebuild ? rebuild(v, st, txn, want, n, err) : apply(v, st, txn, &p, err);
+    if (!s && (uint64_t)faiss_Index_ntotal(v->index) != n) {
+        /* The log and the vectors disagree with the records: start again from them. */
+        char why[160];
+        snprintf(why, sizeof why, "FAISS holds %lld vectors, the store %llu records",
+                 (long long)faiss_Index_ntotal(v->index), (unsigned long long)n);
+        if (!p.rebuild) warn_rebuild(why);
+        s = p.rebuild ? sx_fail(err, SIAMIDX_ERR_INDEX_CORRUPT, "%s", why)
+                      : rebuild(v, st, txn, want, n, err);
+        if (!s && (uint64_t)faiss_Index_ntotal(v->index) != n)
+            s = sx_fail(err, SIAMIDX_ERR_INDEX_CORRUPT, "%s after a rebuild", why);
+    }
     if (!s) v->gen = m.generation;
     else if (v->index) { /* half-applied: forget it, the next sync rebuilds */
         faiss_Index_free(v->index);
@@ -294,75 +318,136 @@ siamidx_status sx_vindex_sync(sx_vindex *v, sx_store *st, MDB_txn *txn, siamidx_
 
 /* ---- snapshots ------------------------------------------------------------------------ */
 
-/* vectors.<gen>.<desc with ',' as '_'>.faiss */
-static int parse_snapshot(const char *name, uint64_t *gen, char *desc, size_t cap) {
-    unsigned long long g;
-    int off = 0;
-    if (sscanf(name, "vectors.%llu.%n", &g, &off) != 1 || off == 0) return 0;
-    const char *d = name + off, *end = strstr(d, ".faiss");
-    if (!end || end[6] != 0 || end == d || (size_t)(end - d) >= cap) return 0;
-    for (size_t i = 0; d + i < end; i++) desc[i] = d[i] == '_' ? ',' : d[i];
-    desc[end - d] = 0;
-    *gen = g;
-    return 1;
-}
-
-static int newest_snapshot(const char *dir, uint64_t *gen, char *desc, size_t cap) {
-    DIR *d = opendir(dir);
-    if (!d) return 0;
-    int found = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        uint64_t g;
-        char ds[64];
-        if (parse_snapshot(e->d_name, &g, ds, sizeof ds) && (!found || g > *gen)) {
-            found = 1;
-            *gen = g;
-            snprintf(desc, cap, "%s", ds);
-        }
-    }
-    closedir(d);
-    return found;
-}
-
-uint64_t sx_vindex_disk_generation(const char *dir) {
-    uint64_t g = 0;
-    char desc[64];
-    return newest_snapshot(dir, &g, desc, sizeof desc) ? g : 0;
-}
-
-static void snapshot_name(const char *dir, uint64_t gen, const char *desc, char *out,
-                          size_t cap) {
+/*
+ * A snapshot is DIR/vectors.<store id>.<generation>.<desc, ',' as '_'>.faiss,
+ * and the store's "snapshot" record (sx_store_record_snapshot) names its
+ * generation, vector count and SHA-256. A snapshot is used only when the
+ * record names it and every byte matches: a file of another store (the same
+ * directory after data.mdb was replaced), a damaged or truncated file, or
+ * one FAISS cannot read is never given to FAISS's loader unchecked, and the
+ * index is rebuilt from the store instead, with a warning.
+ */
+static void snapshot_name(const char *dir, const char *store_id, uint64_t gen,
+                          const char *desc, char *out, size_t cap) {
     char d[64];
     snprintf(d, sizeof d, "%s", desc);
     for (char *p = d; *p; p++)
         if (*p == ',') *p = '_';
-    snprintf(out, cap, "%s/vectors.%llu.%s.faiss", dir, (unsigned long long)gen, d);
+    snprintf(out, cap, "%s/vectors.%s.%llu.%s.faiss", dir, store_id, (unsigned long long)gen, d);
 }
 
-siamidx_status sx_vindex_load(const char *dir, uint32_t dim, sx_vindex **out,
+/* The whole file in memory (so that what is checked is what is loaded). */
+static int read_file(const char *path, uint8_t **data, size_t *len) {
+    *data = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    size_t cap = 1 << 16, n = 0;
+    uint8_t *b = malloc(cap);
+    for (size_t got; b && (got = fread(b + n, 1, cap - n, f)) > 0;) {
+        n += got;
+        if (n == cap) {
+            uint8_t *p = cap < SIZE_MAX / 2 ? realloc(b, cap * 2) : NULL;
+            if (!p) {
+                free(b);
+                b = NULL;
+                break;
+            }
+            b = p;
+            cap *= 2;
+        }
+    }
+    int bad = !b || ferror(f);
+    fclose(f);
+    if (bad) {
+        free(b);
+        return -1;
+    }
+    *data = b;
+    *len = n;
+    return 0;
+}
+
+static void sha256_of(const void *data, size_t len, uint8_t out[32]) {
+    sx_sha256 h;
+    sx_sha256_init(&h);
+    sx_sha256_update(&h, data, len);
+    sx_sha256_final(&h, out);
+}
+
+enum { SNAP_LOADED, SNAP_NONE, SNAP_REJECTED };
+
+/* Loads the snapshot the store records, checked; why says what was wrong. */
+static int load_checked(sx_store *st, MDB_txn *txn, uint32_t dim, FaissIndex **out,
+                        sx_snapshot_meta *m, char *why, size_t cap) {
+    *out = NULL;
+    why[0] = 0;
+    siamidx_error e;
+    siamidx_status s = sx_store_get_snapshot(st, txn, m, &e);
+    if (s == SIAMIDX_ERR_NOT_FOUND || !dim || !*sx_store_id(st)) return SNAP_NONE;
+    if (s) {
+        snprintf(why, cap, "%s", e.message);
+        return SNAP_REJECTED;
+    }
+    char path[4096];
+    snapshot_name(sx_store_dir(st), sx_store_id(st), m->generation, m->desc, path, sizeof path);
+    uint8_t *data, digest[32];
+    size_t len;
+    if (read_file(path, &data, &len)) {
+        if (errno == ENOENT) return SNAP_NONE; /* removed: nothing to distrust */
+        snprintf(why, cap, "%s: %s", path, strerror(errno));
+        return SNAP_REJECTED;
+    }
+    sha256_of(data, len, digest);
+    FaissIndex *idx = NULL;
+    if (memcmp(digest, m->sha256, 32)) {
+        snprintf(why, cap, "FAISS snapshot %s is damaged (checksum mismatch)", path);
+    } else {
+        FILE *f = len ? fmemopen(data, len, "rb") : NULL;
+        if (!f || faiss_read_index(f, 0, &idx) || !idx)
+            snprintf(why, cap, "FAISS snapshot %s does not load", path);
+        else if (faiss_Index_d(idx) != (int)dim || !faiss_IndexIDMap2_cast(idx))
+            snprintf(why, cap, "FAISS snapshot %s is not a %u-dimensional id map", path, dim);
+        else if ((uint64_t)faiss_Index_ntotal(idx) != m->count)
+            snprintf(why, cap, "FAISS snapshot %s holds %lld vectors, the store recorded %llu",
+                     path, (long long)faiss_Index_ntotal(idx), (unsigned long long)m->count);
+        if (f) fclose(f);
+    }
+    free(data);
+    if (why[0]) {
+        if (idx) faiss_Index_free(idx);
+        return SNAP_REJECTED;
+    }
+    *out = idx;
+    return SNAP_LOADED;
+}
+
+siamidx_status sx_vindex_load(sx_store *st, MDB_txn *txn, uint32_t dim, sx_vindex **out,
                               siamidx_error *err) {
     sx_vindex *v = calloc(1, sizeof *v);
     if (!v) return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "out of memory");
     v->dim = dim;
     *out = v;
-    uint64_t gen;
-    char desc[64], path[4096];
-    if (!dim || !newest_snapshot(dir, &gen, desc, sizeof desc)) return SIAMIDX_OK;
-    snapshot_name(dir, gen, desc, path, sizeof path);
-    FaissIndex *idx = NULL;
-    /* A snapshot that does not load is only stale state: the store rebuilds it. */
-    if (faiss_read_index_fname(path, 0, &idx) == 0 && idx) {
-        if (faiss_Index_d(idx) == (int)dim && faiss_IndexIDMap2_cast(idx)) {
-            v->index = idx;
-            v->gen = gen;
-            snprintf(v->desc, sizeof v->desc, "%s", desc);
-            tune(v);
-        } else {
-            faiss_Index_free(idx);
-        }
-    }
+    sx_snapshot_meta m;
+    char why[SIAMIDX_ERROR_MESSAGE_MAX];
+    FaissIndex *idx;
+    int r = load_checked(st, txn, dim, &idx, &m, why, sizeof why);
+    if (r == SNAP_REJECTED) warn_rebuild(why); /* only derived state: sync rebuilds it */
+    if (r != SNAP_LOADED) return SIAMIDX_OK;
+    v->index = idx;
+    v->gen = v->saved_gen = m.generation;
+    snprintf(v->desc, sizeof v->desc, "%s", m.desc);
+    snprintf(v->saved_desc, sizeof v->saved_desc, "%s", m.desc);
+    tune(v);
     return SIAMIDX_OK;
+}
+
+int sx_vindex_check_snapshot(sx_store *st, MDB_txn *txn, uint32_t dim, char *why, size_t cap) {
+    FaissIndex *idx;
+    sx_snapshot_meta m;
+    int r = load_checked(st, txn, dim, &idx, &m, why, cap);
+    if (idx) faiss_Index_free(idx);
+    return r == SNAP_REJECTED;
 }
 
 void sx_vindex_free(sx_vindex *v) {
@@ -379,42 +464,65 @@ static int fsync_path(const char *path, int flags) {
     return rc;
 }
 
-/* Removes older snapshots and temporary files of dead writers (we hold the lock). */
-static void drop_old(const char *dir, uint64_t keep) {
+/* Removes every snapshot but `keep` and temporary files of dead writers (we
+   hold the writer lock). A reader still loading one keeps its open file. */
+static void drop_old(const char *dir, const char *keep) {
     DIR *d = opendir(dir);
     if (!d) return;
     struct dirent *e;
     char path[4096];
+    size_t n;
     while ((e = readdir(d))) {
-        uint64_t g;
-        char ds[64];
-        int old = parse_snapshot(e->d_name, &g, ds, sizeof ds) && g < keep;
-        if (old || !strncmp(e->d_name, "vectors.tmp.", 12)) {
-            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-            unlink(path);
-        }
+        int snap = !strncmp(e->d_name, "vectors.", 8) && (n = strlen(e->d_name)) > 14 &&
+                   !strcmp(e->d_name + n - 6, ".faiss");
+        if (!snap && strncmp(e->d_name, "vectors.tmp.", 12)) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (!keep || strcmp(path, keep)) unlink(path);
     }
     closedir(d);
 }
 
-siamidx_status sx_vindex_save(sx_vindex *v, const char *dir, siamidx_error *err) {
+/*
+ * Crash order: the file is complete and fsynced under a temporary name,
+ * renamed, the directory fsynced, and only then recorded in the store (with
+ * the pruning of the log it covers, one transaction). A crash before the
+ * record leaves the old record naming the old snapshot, still on disk.
+ */
+siamidx_status sx_vindex_save(sx_vindex *v, sx_store *st, siamidx_error *err) {
     if (!v->index) return SIAMIDX_OK;
+    const char *dir = sx_store_dir(st);
+    if (!*sx_store_id(st))
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "%s: store has no id", dir);
     char tmp[4096], path[4096];
-    snapshot_name(dir, v->gen, v->desc, path, sizeof path);
-    if (access(path, F_OK) == 0) return SIAMIDX_OK; /* already on disk */
-    drop_old(dir, 0); /* stale temporaries first */
+    snapshot_name(dir, sx_store_id(st), v->gen, v->desc, path, sizeof path);
+    drop_old(dir, NULL); /* stale temporaries first */
     snprintf(tmp, sizeof tmp, "%s/vectors.tmp.%ld", dir, (long)getpid());
     if (faiss_write_index_fname(v->index, tmp)) {
         unlink(tmp);
         return faiss_fail(err, tmp);
     }
-    if (fsync_path(tmp, O_RDONLY) || rename(tmp, path) || fsync_path(dir, O_RDONLY)) {
+    sx_snapshot_meta m = {.generation = v->gen, .count = (uint64_t)faiss_Index_ntotal(v->index)};
+    snprintf(m.desc, sizeof m.desc, "%s", v->desc);
+    uint8_t *data;
+    size_t len;
+    if (fsync_path(tmp, O_RDONLY) || read_file(tmp, &data, &len) || rename(tmp, path) ||
+        sx_fsync_dir(dir)) {
         siamidx_status s = sx_fail(err, SIAMIDX_ERR_IO, "%s: %s", path, strerror(errno));
         unlink(tmp);
         return s;
     }
-    drop_old(dir, v->gen);
+    sha256_of(data, len, m.sha256);
+    free(data);
+    siamidx_status s = sx_store_record_snapshot(st, &m, err);
+    if (s) return s;
+    v->saved_gen = v->gen;
+    snprintf(v->saved_desc, sizeof v->saved_desc, "%s", v->desc);
+    drop_old(dir, path);
     return SIAMIDX_OK;
+}
+
+int sx_vindex_is_saved(const sx_vindex *v) {
+    return !v->index || (v->saved_gen == v->gen && !strcmp(v->saved_desc, v->desc));
 }
 
 /* ---- queries ---------------------------------------------------------------------------- */

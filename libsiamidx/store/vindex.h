@@ -9,19 +9,26 @@
 #include "store/store.h"
 
 typedef struct sx_vindex sx_vindex;
-/* Loads the newest snapshot in dir (none: an empty index at generation 0). */
-siamidx_status sx_vindex_load(const char *dir, uint32_t dim, sx_vindex **out,
+/* Loads the snapshot the store records (as of txn) when it is this store's
+   and intact; else, with a warning on stderr when one was there but damaged
+   or foreign, an empty index at generation 0 that the first sync rebuilds. */
+siamidx_status sx_vindex_load(sx_store *st, MDB_txn *txn, uint32_t dim, sx_vindex **out,
                               siamidx_error *err);
 void sx_vindex_free(sx_vindex *v);
-/* Brings the index to the state of `txn` (log catch-up, or a rebuild). */
+/* Brings the index to the state of `txn` (log catch-up, or a rebuild); the
+   vector count must then equal the record count. */
 siamidx_status sx_vindex_sync(sx_vindex *v, sx_store *st, MDB_txn *txn, siamidx_error *err);
 uint64_t sx_vindex_generation(const sx_vindex *v);
 const char *sx_vindex_description(const sx_vindex *v); /* "Flat", "HNSW32", "IVF94,Flat" ... */
 int64_t sx_vindex_ntotal(const sx_vindex *v);
-/* Atomically writes the snapshot (tmp + fsync + rename) and drops older ones. */
-siamidx_status sx_vindex_save(sx_vindex *v, const char *dir, siamidx_error *err);
-/* Newest snapshot's generation on disk, 0 when none. */
-uint64_t sx_vindex_disk_generation(const char *dir);
+/* Writes the snapshot (tmp + fsync + rename + fsync of the directory), then
+   records it in the store, then drops every other snapshot. Writers only. */
+siamidx_status sx_vindex_save(sx_vindex *v, sx_store *st, siamidx_error *err);
+/* 1 when the snapshot on disk (loaded or saved by v) is of v's state. */
+int sx_vindex_is_saved(const sx_vindex *v);
+/* 1 (with why) when the store records a snapshot that is damaged, foreign or
+   unreadable; 0 when it is sound or there is none. */
+int sx_vindex_check_snapshot(sx_store *st, MDB_txn *txn, uint32_t dim, char *why, size_t cap);
 /* n queries: ids[n*k] (-1 when fewer) and inner products sims[n*k]. */
 siamidx_status sx_vindex_search(const sx_vindex *v, const float *q, size_t n, int k,
                                 int64_t *ids, float *sims, siamidx_error *err);
