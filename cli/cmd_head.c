@@ -251,7 +251,7 @@ static void print_attr_json(const char *what, const siamidx_attribution_metrics 
     printf("}");
 }
 
-int cmd_eval(int argc, char **argv) {
+int cmd_eval_legacy(int argc, char **argv) {
     static const struct option longs[] = {{"index", required_argument, NULL, 'i'},
                                           {"json", no_argument, NULL, 'j'},
                                           {"help", no_argument, NULL, 'h'},

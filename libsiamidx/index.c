@@ -218,7 +218,8 @@ static siamidx_status write_items(sx_wtxn *w, void *ctx, siamidx_error *err) {
         if (s) return s;
         sx_record r = {.size = it->size, .mtime_ns = it->mtime_ns, .path = it->path,
                        .resolved = it->resolved, .title = it->title, .style = it->style,
-                       .genre = it->genre, .date = it->date, .dim = c->dim,
+                       .genre = it->genre, .date = it->date, .source_repo = it->source_repo,
+                       .source_path = it->source_path, .dim = c->dim,
                        .embedding = it->embedding};
         memcpy(r.hash, it->hash, 32);
         if ((s = sx_store_put_record(w, &r, it->artist, err))) return s;
@@ -250,6 +251,7 @@ siamidx_status sx_index_add_embeddings(siamidx_index *idx, const sx_index_item *
 /* What one image of a build needs. */
 typedef struct job {
     const char *path, *resolved, *artist, *title, *style, *genre, *date;
+    const char *source_repo, *source_path;
 } job;
 
 typedef struct build_state {
@@ -335,7 +337,8 @@ static siamidx_status triage(build_state *b, const job *jobs, size_t n, pending 
         q->state = PENDING_SKIP;
         q->item = (sx_index_item){.path = j->path, .resolved = j->resolved, .artist = j->artist,
                                   .title = j->title, .style = j->style, .genre = j->genre,
-                                  .date = j->date, .embedding = emb + i * dim};
+                                  .date = j->date, .source_repo = j->source_repo,
+                                  .source_path = j->source_path, .embedding = emb + i * dim};
         struct stat sb;
         char msg[SIAMIDX_ERROR_MESSAGE_MAX];
         int missing = stat(j->resolved, &sb) != 0;
@@ -365,7 +368,10 @@ static siamidx_status triage(build_state *b, const job *jobs, size_t n, pending 
             sx_store_artist_name(st, txn, r.artist_id, &artist, NULL, &e);
             /* The path as given may differ (CSV vs folder): same file, unchanged. */
             if (artist && !strcmp(artist, j->artist) && same_text(r.title, j->title) && same_text(r.style, j->style) &&
-                same_text(r.genre, j->genre) && same_text(r.date, j->date)) {
+                same_text(r.genre, j->genre) && same_text(r.date, j->date) &&
+                /* A collection without provenance (a folder) keeps the stored one. */
+                (!j->source_repo || same_text(r.source_repo, j->source_repo)) &&
+                (!j->source_path || same_text(r.source_path, j->source_path))) {
                 b->rep->unchanged++;
                 continue;
             }
@@ -538,7 +544,8 @@ siamidx_status siamidx_index_build(siamidx_index *idx, const siamidx_model *mode
     if (!s && !jobs) s = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "build: out of memory");
     for (size_t i = 0; !s && i < c.n_entries; i++) {
         const sx_collection_entry *e = &c.entries[i];
-        jobs[i] = (job){e->path, e->resolved, e->artist, e->title, e->style, e->genre, e->date};
+        jobs[i] = (job){e->path,  e->resolved, e->artist,      e->title,      e->style,
+                        e->genre, e->date,     e->source_repo, e->source_path};
     }
     if (!s) {
         report->total = c.n_entries + report->failed;

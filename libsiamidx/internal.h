@@ -291,6 +291,7 @@ typedef struct sx_collection_entry {
     char *resolved; /* absolute, lexically normalised ("." and ".." removed) */
     char *artist;
     char *title, *style, *genre, *date;
+    char *source_repo, *source_path; /* provenance (evaluation groups by them) */
     long line; /* CSV line, 0 for directory collections */
 } sx_collection_entry;
 
@@ -318,7 +319,8 @@ typedef struct sx_collection {
  *    loop; the artist is the first path component below the directory, and
  *    images at its top level (no artist) are reported and skipped;
  *  - a CSV file with a header naming `filename` (or `new_filename`) and
- *    `artist`, optionally `title`, `style`, `genre`, `date`, in any order,
+ *    `artist`, optionally `title`, `style`, `genre`, `date`, `source_repo`,
+ *    `source_path` (where the image came from), in any order,
  *    any case, other columns ignored. Relative paths start from `root` when
  *    not NULL, else from the CSV's folder. Rows with an empty filename or
  *    artist, a wrong number of fields, a malformed record, invalid UTF-8 in
@@ -830,6 +832,7 @@ typedef struct sx_record {
     int64_t mtime_ns;
     uint8_t hash[32]; /* SHA-256 of the file's bytes */
     const char *path, *resolved, *title, *style, *genre, *date; /* optional ones may be "" */
+    const char *source_repo, *source_path; /* provenance, may be "" (evaluation groups by it) */
     uint32_t dim;
     const void *embedding; /* dim float32, possibly unaligned: copy with sx_record_embedding */
 } sx_record;
@@ -962,6 +965,7 @@ siamidx_status sx_index_open_raw(const char *dir, const char *fingerprint, uint3
 typedef struct sx_index_item {
     const char *path, *resolved, *artist;
     const char *title, *style, *genre, *date; /* may be NULL */
+    const char *source_repo, *source_path;    /* may be NULL */
     uint64_t size;
     int64_t mtime_ns;
     uint8_t hash[32];
