@@ -405,15 +405,15 @@ static siamidx_status attribution_for(const eval_data *x, const uint8_t *roles,
     return st;
 }
 
-static size_t unseen_artists_in(const eval_data *x, const uint8_t *roles, int32_t source) {
-    uint8_t *hit = calloc(x->artists.n + 1, 1);
+/* Distinct unseen artists with an image from `source` (-1: any); hit: n_artists scratch bytes. */
+static size_t unseen_artists_in(const eval_data *x, const uint8_t *roles, int32_t source,
+                                uint8_t *hit) {
     size_t k = 0;
-    if (!hit) return 0;
+    memset(hit, 0, x->artists.n);
     for (size_t i = 0; i < x->n; i++)
         if (roles[i] == SX_ROLE_UNSEEN && (source < 0 || x->item[i].source == source) &&
             !hit[x->item[i].artist])
             hit[x->item[i].artist] = 1, k++;
-    free(hit);
     return k;
 }
 
@@ -440,8 +440,9 @@ static siamidx_status run(const sx_head *h, eval_data *x, const siamidx_protocol
                 malloc(((size_t)h->n_feat + 1) * sizeof(float))};
     pop_pairs seen = {0}, unseen = {0};
     char **sorted = malloc((x->sources.n + 1) * sizeof *sorted);
+    uint8_t *hit = malloc(x->artists.n + 1);
     siamidx_status st = SIAMIDX_OK;
-    if (!roles || !q || !qrow || !s.z || !s.feat || !sorted)
+    if (!roles || !q || !qrow || !s.z || !s.feat || !sorted || !hit)
         st = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "evaluation: out of memory");
     if (!st) st = assign_roles(h, x, o, roles, err);
     for (size_t i = 0; !st && i < n; i++) sx_head_project(h, x->emb + i * dim, s.z + i * dim);
@@ -453,13 +454,12 @@ static siamidx_status run(const sx_head *h, eval_data *x, const siamidx_protocol
         out->seed = o->seed;
         out->pairs = pairs;
         out->gallery_images = ng;
-        uint8_t *in_gallery = calloc(x->artists.n + 1, 1);
-        for (size_t i = 0; in_gallery && i < n; i++)
+        memset(hit, 0, x->artists.n);
+        for (size_t i = 0; i < n; i++)
             if (roles[i] == SX_ROLE_TRAIN || roles[i] == SX_ROLE_VAL) {
-                out->gallery_artists += !in_gallery[x->item[i].artist];
-                in_gallery[x->item[i].artist] = 1;
+                out->gallery_artists += !hit[x->item[i].artist];
+                hit[x->item[i].artist] = 1;
             }
-        free(in_gallery);
         memcpy(sorted, x->sources.name, x->sources.n * sizeof *sorted);
         qsort(sorted, x->sources.n, sizeof *sorted, cmp_name);
         out->groups = calloc(x->sources.n + 1, sizeof *out->groups);
@@ -479,11 +479,11 @@ static siamidx_status run(const sx_head *h, eval_data *x, const siamidx_protocol
         if (!st) st = pairs_for(&seen, x, source, &g->seen_pairs, err);
         if (!st) st = pairs_for(&unseen, x, source, &g->unseen_pairs, err);
         if (!st) st = attribution_for(x, roles, q, qrow, nq, source, g, err);
-        g->unseen_artists = unseen_artists_in(x, roles, source);
+        g->unseen_artists = unseen_artists_in(x, roles, source, hit);
     }
     if (st) siamidx_protocol_report_free(out);
     pop_pairs_free(&seen), pop_pairs_free(&unseen);
-    free(roles), free(q), free(qrow), free(s.z), free(s.feat), free(sorted);
+    free(roles), free(q), free(qrow), free(s.z), free(s.feat), free(sorted), free(hit);
     return st;
 }
 
