@@ -369,7 +369,7 @@ static siamidx_status triage(build_state *b, const job *jobs, size_t n, pending 
             /* The path as given may differ (CSV vs folder): same file, unchanged. */
             if (artist && !strcmp(artist, j->artist) && same_text(r.title, j->title) && same_text(r.style, j->style) &&
                 same_text(r.genre, j->genre) && same_text(r.date, j->date) &&
-                /* A collection without provenance (a folder) keeps the stored one. */
+                /* No provenance given (a folder) is no change of the stored one. */
                 (!j->source_repo || same_text(r.source_repo, j->source_repo)) &&
                 (!j->source_path || same_text(r.source_path, j->source_path))) {
                 b->rep->unchanged++;

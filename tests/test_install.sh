@@ -48,7 +48,8 @@ cmake --install "$BUILD" --prefix "$PREFIX" >"$TMP/install.log" 2>&1 ||
 BIN=${SIAMIDX_BIN:-$PREFIX/bin/siamidx}
 [ -x "$PREFIX/bin/siamidx" ] || fail "no bin/siamidx installed"
 "$PREFIX/bin/siamidx" --version >/dev/null || fail "installed CLI does not run"
-[ "$(ls "$PREFIX/include")" = "siamidx.h" ] || fail "include/ holds: $(ls "$PREFIX/include")"
+[ "$(ls "$PREFIX/include" | tr "\n" " ")" = "siamidx.h siamidx_eval.h " ] ||
+    fail "include/ holds: $(ls "$PREFIX/include")"
 pc=$(find "$PREFIX" -name siamidx.pc)
 [ -n "$pc" ] || die "no siamidx.pc installed"
 LIBDIR=$(dirname "$(dirname "$pc")")
