@@ -214,7 +214,7 @@ static void print_attr_json(cli_json *j, const char *what, const siamidx_attribu
     cli_json_end(j);
 }
 
-int cmd_eval(int argc, char **argv) {
+int cmd_eval_legacy(int argc, char **argv) {
     const char *index = NULL;
     int json = 0, first;
     const cli_option opts[] = {CLI_OPT("index", 'i', CLI_STRING, &index),

@@ -23,7 +23,7 @@ static const command commands[] = {
     {"verify", cmd_verify, "check an index's store and FAISS index for consistency"},
     {"train-encoder", cmd_train_encoder, "train the ResNet encoder on a collection"},
     {"train", cmd_train, "fit the Siamese head on an index and store it there"},
-    {"eval", cmd_eval, "measure the trained head on the images training held out"},
+    {"eval", cmd_eval, "measure the head on held-out images and artists (the protocol)"},
     {"pair", cmd_pair, "P(same artist) for two images, or a pairs CSV"},
 };
 

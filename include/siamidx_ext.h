@@ -174,6 +174,7 @@ typedef struct siamidx_index_record {
     int64_t mtime_ns;
     uint32_t dim;
     const float *embedding; /* dim floats */
+    const char *source_repo, *source_path; /* provenance from the collection CSV, may be "" */
 } siamidx_index_record;
 
 /* Every record in id order, in one read transaction; fn returns non-zero to stop. */

@@ -76,11 +76,21 @@ out=$("$BIN" model-info "$T/$BAD.safetensors" --json) || fail "model-info (Latin
 # One artist held out: its images make same-artist pairs only, so no AUC.
 "$BIN" train -i "$T/idx" --val-fraction 0.5 --holdout-artists 1 --seed 3 >/dev/null ||
     fail "train --holdout-artists exit $?"
-e=$("$BIN" eval -i "$T/idx" --json) || fail "eval exit $?"
+e=$("$BIN" eval -i "$T/idx" --json --legacy) || fail "eval --legacy exit $?"
 [ "$(echo "$e" | json 'd["unseen_pairs"]["pairs"]')" = 0 ] || fail "unseen pairs of one artist: $e"
 [ "$(echo "$e" | json '[d["unseen_pairs"][k] for k in ("auc", "accuracy", "eer", "tar_at_far1", "ece")]')" = \
   "[None, None, None, None, None]" ] || fail "unmeasurable pair metrics are not null: $e"
 [ "$(echo "$e" | json 'isinstance(d["seen_pairs"]["auc"], float)')" = True ] || fail "seen AUC: $e"
+# the protocol's report: the same rule
+e=$("$BIN" eval -i "$T/idx" --json) || fail "eval exit $?"
+for set in same_source same_style; do
+    [ "$(echo "$e" | json 'd["overall"]["unseen"]["pairs"]["'$set'"]["positives"]')" = 0 ] ||
+        fail "protocol: unseen $set pairs of one artist: $e"
+    [ "$(echo "$e" | json '[d["overall"]["unseen"]["pairs"]["'$set'"][k] for k in ("auc", "eer", "tar_at_far1", "ece")]')" = \
+      "[None, None, None, None]" ] || fail "protocol: unmeasurable $set metrics are not null: $e"
+    [ "$(echo "$e" | json 'isinstance(d["overall"]["seen"]["pairs"]["'$set'"]["auc"], float)')" = True ] ||
+        fail "protocol: seen $set AUC: $e"
+done
 
 # ---- pair -o replaces its output atomically ----
 printf 'index,image1,image2\n0,%s,%s\n' "$A" "$n1" >"$T/p.csv"

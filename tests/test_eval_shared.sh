@@ -30,7 +30,7 @@ awk -F, -v root="$PAINT" 'NR > 1 && n[$2] < 12 && (n[$2] > 0 || a < 16) {
 out=$("$BIN" train -i "$TMP/idx" --seed 5 --val-fraction 0.4 --holdout-artists 4) ||
     fail "train exit $?"
 [[ $out == *"validation: AUC"* ]] || fail "train output: $out"
-json=$("$BIN" eval -i "$TMP/idx" --json) || fail "eval exit $?"
+json=$("$BIN" eval -i "$TMP/idx" --legacy --json) || fail "eval exit $?"
 for key in seen_pairs unseen_pairs seen_attribution unseen_attribution auc eer tar_at_far1 ece \
     top1 top3 balanced unknown_first; do
     [[ $json == *"\"$key\""* ]] || fail "eval JSON lacks $key: $json"
@@ -39,7 +39,7 @@ auc=$(echo "$json" | sed -n 's/.*"seen_pairs":{[^}]*"auc":\([0-9.]*\).*/\1/p')
 awk -v a="$auc" 'BEGIN { exit !(a > 0.6) }' || fail "seen AUC $auc is not above 0.6"
 # same seed, same head: eval is reproducible
 json2=$("$BIN" train -i "$TMP/idx" --seed 5 --val-fraction 0.4 --holdout-artists 4 >/dev/null &&
-        "$BIN" eval -i "$TMP/idx" --json)
+        "$BIN" eval -i "$TMP/idx" --legacy --json)
 [ "$json" = "$json2" ] || fail "retraining with the same seed changed eval"
 # pair answers from the index's head agree with the library's batch answers
 A=$(sed -n 2p "$TMP/subset.csv" | cut -d, -f1); B=$(sed -n 30p "$TMP/subset.csv" | cut -d, -f1)

@@ -107,7 +107,7 @@ if "$BIN" build --help >/dev/null 2>&1; then
     t1=$("$BIN" train -i "$TMP/idx3" --val-fraction 0.5 --seed 4 --json) || fail "train exit $?"
     [[ $t1 =~ \"val_auc\":[0-9.]+ && $t1 == *'"images":{"train":12,"val":6,"test":6,"unseen":0}'* ]] ||
         fail "train JSON: $t1"
-    e1=$("$BIN" eval -i "$TMP/idx3" --json) || fail "eval exit $?"
+    e1=$("$BIN" eval -i "$TMP/idx3" --legacy --json) || fail "eval exit $?"
     [[ $e1 == *'"seen_pairs":{"pairs":20000,'* && $e1 == *'"seen_attribution":{"queries":6,'* ]] ||
         fail "eval JSON: $e1"
     [[ $e1 != *unseen* ]] || fail "eval reports unseen artists without --holdout-artists"

@@ -89,6 +89,8 @@ static void entry_free(sx_collection_entry *e) {
     free(e->style);
     free(e->genre);
     free(e->date);
+    free(e->source_repo);
+    free(e->source_path);
 }
 
 void sx_collection_free(sx_collection *c) {
@@ -274,9 +276,11 @@ static long find_column(char **cells, size_t n, const char *name) {
     return -1;
 }
 
-enum { COL_FILE, COL_ARTIST, COL_TITLE, COL_STYLE, COL_GENRE, COL_DATE, N_COLS };
+enum { COL_FILE, COL_ARTIST, COL_TITLE, COL_STYLE, COL_GENRE, COL_DATE, COL_SOURCE_REPO,
+       COL_SOURCE_PATH, N_COLS };
 static const char *const column_names[N_COLS] = {"filename", "artist", "title",
-                                                 "style",    "genre",  "date"};
+                                                 "style",    "genre",  "date",
+                                                 "source_repo", "source_path"};
 
 typedef struct csv_layout {
     size_t n_fields;
@@ -406,7 +410,9 @@ static siamidx_status csv_row(loader *ld, sx_csv *csv, const csv_layout *lay, ch
     char **opt[N_COLS] = {[COL_TITLE] = &e->title,
                           [COL_STYLE] = &e->style,
                           [COL_GENRE] = &e->genre,
-                          [COL_DATE] = &e->date};
+                          [COL_DATE] = &e->date,
+                          [COL_SOURCE_REPO] = &e->source_repo,
+                          [COL_SOURCE_PATH] = &e->source_path};
     for (int k = COL_TITLE; k < N_COLS && !st; k++)
         if (lay->col[k] >= 0)
             st = optional_field(ld, csv, cells[lay->col[k]], column_names[k], file, opt[k]);

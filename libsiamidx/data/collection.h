@@ -13,6 +13,7 @@ typedef struct sx_collection_entry {
     char *resolved; /* absolute, lexically normalised ("." and ".." removed) */
     char *artist;
     char *title, *style, *genre, *date;
+    char *source_repo, *source_path; /* provenance (evaluation groups by them) */
     long line; /* CSV line, 0 for directory collections */
 } sx_collection_entry;
 
@@ -40,7 +41,8 @@ typedef struct sx_collection {
  *    loop; the artist is the first path component below the directory, and
  *    images at its top level (no artist) are reported and skipped;
  *  - a CSV file with a header naming `filename` (or `new_filename`) and
- *    `artist`, optionally `title`, `style`, `genre`, `date`, in any order,
+ *    `artist`, optionally `title`, `style`, `genre`, `date`, `source_repo`,
+ *    `source_path` (where the image came from), in any order,
  *    any case, other columns ignored. Relative paths start from `root` when
  *    not NULL, else from the CSV's folder. Rows with an empty filename or
  *    artist, a wrong number of fields, a malformed record, invalid UTF-8 in

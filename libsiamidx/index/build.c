@@ -30,6 +30,7 @@ void siamidx_build_options_init(siamidx_build_options *opt) {
 /* What one image of a build needs. */
 typedef struct job {
     const char *path, *resolved, *artist, *title, *style, *genre, *date;
+    const char *source_repo, *source_path;
 } job;
 
 typedef struct build_state {
@@ -101,7 +102,8 @@ static siamidx_status triage(build_state *b, const job *jobs, size_t n, pending 
         q->state = PENDING_SKIP;
         q->item = (sx_index_item){.path = j->path, .resolved = j->resolved, .artist = j->artist,
                                   .title = j->title, .style = j->style, .genre = j->genre,
-                                  .date = j->date, .embedding = emb + i * dim};
+                                  .date = j->date, .source_repo = j->source_repo,
+                                  .source_path = j->source_path, .embedding = emb + i * dim};
         struct stat sb;
         char msg[SIAMIDX_ERROR_MESSAGE_MAX];
         int missing = stat(j->resolved, &sb) != 0;
@@ -131,7 +133,10 @@ static siamidx_status triage(build_state *b, const job *jobs, size_t n, pending 
             sx_store_artist_name(st, txn, r.artist_id, &artist, NULL, &e);
             /* The path as given may differ (CSV vs folder): same file, unchanged. */
             if (artist && !strcmp(artist, j->artist) && same_text(r.title, j->title) && same_text(r.style, j->style) &&
-                same_text(r.genre, j->genre) && same_text(r.date, j->date)) {
+                same_text(r.genre, j->genre) && same_text(r.date, j->date) &&
+                /* No provenance given (a folder) is no change of the stored one. */
+                (!j->source_repo || same_text(r.source_repo, j->source_repo)) &&
+                (!j->source_path || same_text(r.source_path, j->source_path))) {
                 b->rep->unchanged++;
                 continue;
             }
@@ -308,7 +313,8 @@ siamidx_status siamidx_index_build(siamidx_index *idx, const siamidx_model *mode
     if (!s && !jobs) s = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "build: out of memory");
     for (size_t i = 0; !s && i < c.n_entries; i++) {
         const sx_collection_entry *e = &c.entries[i];
-        jobs[i] = (job){e->path, e->resolved, e->artist, e->title, e->style, e->genre, e->date};
+        jobs[i] = (job){e->path,  e->resolved, e->artist,      e->title,      e->style,
+                        e->genre, e->date,     e->source_repo, e->source_path};
     }
     if (!s) {
         report->total = c.n_entries + report->failed;

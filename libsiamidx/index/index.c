@@ -231,7 +231,8 @@ static siamidx_status write_items(sx_wtxn *w, void *ctx, size_t from, size_t to,
         if (s) return s;
         sx_record r = {.size = it->size, .mtime_ns = it->mtime_ns, .path = it->path,
                        .resolved = it->resolved, .title = it->title, .style = it->style,
-                       .genre = it->genre, .date = it->date, .dim = c->dim,
+                       .genre = it->genre, .date = it->date, .source_repo = it->source_repo,
+                       .source_path = it->source_path, .dim = c->dim,
                        .embedding = it->embedding};
         memcpy(r.hash, it->hash, 32);
         if ((s = sx_store_put_record(w, &r, it->artist, err))) return s;
@@ -547,7 +548,9 @@ static int visit_record(void *ctx, const sx_record *r) {
     sx_record_embedding(r, c->buf);
     siamidx_index_record v = {.id = r->id, .path = r->path, .resolved = r->resolved,
                               .artist = artist, .artist_id = r->artist_id, .size = r->size,
-                              .mtime_ns = r->mtime_ns, .dim = r->dim, .embedding = c->buf};
+                              .mtime_ns = r->mtime_ns, .dim = r->dim, .embedding = c->buf,
+                              .source_repo = r->source_repo ? r->source_repo : "",
+                              .source_path = r->source_path ? r->source_path : ""};
     memcpy(v.hash, r->hash, 32);
     return c->fn(c->ctx, &v);
 }

@@ -35,6 +35,7 @@ sx_store *sx_index_store(siamidx_index *idx);
 typedef struct sx_index_item {
     const char *path, *resolved, *artist;
     const char *title, *style, *genre, *date; /* may be NULL */
+    const char *source_repo, *source_path;    /* may be NULL */
     uint64_t size;
     int64_t mtime_ns;
     uint8_t hash[32];

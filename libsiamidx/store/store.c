@@ -50,6 +50,11 @@
 #define STORE_MAGIC "siamidx index"
 #define RECORD_MAGIC 0x31525853u /* "SXR1" */
 #define RECORD_HEADER 72
+/* "SXR2": SXR1 plus two strings (source_repo, source_path), written only
+   when a record has a provenance, so records without one stay SXR1 bytes. */
+#define RECORD_MAGIC_SOURCE 0x32525853u
+#define RECORD_HEADER_SOURCE 76
+#define RECORD_STRINGS 8
 #define MAX_KEY 480
 #define DEFAULT_MAP_64 (1ull << 40) /* 1 TiB of address space */
 #define DEFAULT_MAP_32 (1ull << 30)
@@ -734,32 +739,35 @@ void sx_record_embedding(const sx_record *r, float *out) {
 
 static const char *nz(const char *s) { return s ? s : ""; }
 
-/* header | dim floats | six NUL-terminated strings */
+/* header | dim floats | six (SXR1) or eight (SXR2) NUL-terminated strings */
 static uint8_t *encode_record(const sx_record *r, size_t *size) {
-    const char *str[6] = {nz(r->path),  nz(r->resolved), nz(r->title),
-                          nz(r->style), nz(r->genre),    nz(r->date)};
-    size_t len[6], n = RECORD_HEADER + (size_t)r->dim * 4;
-    for (int i = 0; i < 6; i++) {
+    const char *str[RECORD_STRINGS] = {nz(r->path),  nz(r->resolved), nz(r->title),
+                                       nz(r->style), nz(r->genre),    nz(r->date),
+                                       nz(r->source_repo), nz(r->source_path)};
+    int ns = *str[6] || *str[7] ? 8 : 6;
+    size_t header = ns == 8 ? RECORD_HEADER_SOURCE : RECORD_HEADER;
+    size_t len[RECORD_STRINGS], n = header + (size_t)r->dim * 4;
+    for (int i = 0; i < ns; i++) {
         len[i] = strlen(str[i]);
         if (len[i] > 65535) return NULL;
         n += len[i] + 1;
     }
     uint8_t *b = malloc(n);
     if (!b) return NULL;
-    uint32_t magic = RECORD_MAGIC;
+    uint32_t magic = ns == 8 ? RECORD_MAGIC_SOURCE : RECORD_MAGIC;
     memcpy(b, &magic, 4);
     memcpy(b + 4, &r->artist_id, 4);
     memcpy(b + 8, &r->size, 8);
     memcpy(b + 16, &r->mtime_ns, 8);
     memcpy(b + 24, r->hash, 32);
     memcpy(b + 56, &r->dim, 4);
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < ns; i++) {
         uint16_t l = (uint16_t)len[i];
         memcpy(b + 60 + 2 * i, &l, 2);
     }
-    memcpy(b + RECORD_HEADER, r->embedding, (size_t)r->dim * 4);
-    uint8_t *p = b + RECORD_HEADER + (size_t)r->dim * 4;
-    for (int i = 0; i < 6; i++) {
+    memcpy(b + header, r->embedding, (size_t)r->dim * 4);
+    uint8_t *p = b + header + (size_t)r->dim * 4;
+    for (int i = 0; i < ns; i++) {
         memcpy(p, str[i], len[i] + 1);
         p += len[i] + 1;
     }
@@ -775,26 +783,32 @@ static siamidx_status decode_record(sx_store *st, uint64_t id, MDB_val v, sx_rec
     if (v.mv_size < RECORD_HEADER)
         return corrupt(err, st, "record %llu is truncated", (unsigned long long)id);
     memcpy(&magic, b, 4);
-    if (magic != RECORD_MAGIC)
+    if (magic != RECORD_MAGIC && magic != RECORD_MAGIC_SOURCE)
         return corrupt(err, st, "record %llu has a bad magic", (unsigned long long)id);
+    int ns = magic == RECORD_MAGIC_SOURCE ? 8 : 6;
+    size_t header = ns == 8 ? RECORD_HEADER_SOURCE : RECORD_HEADER;
+    if (v.mv_size < header)
+        return corrupt(err, st, "record %llu is truncated", (unsigned long long)id);
     r->id = id;
     memcpy(&r->artist_id, b + 4, 4);
     memcpy(&r->size, b + 8, 8);
     memcpy(&r->mtime_ns, b + 16, 8);
     memcpy(r->hash, b + 24, 32);
     memcpy(&r->dim, b + 56, 4);
-    size_t need = RECORD_HEADER + (size_t)r->dim * 4;
-    uint16_t len[6];
-    for (int i = 0; i < 6; i++) {
+    size_t need = header + (size_t)r->dim * 4;
+    uint16_t len[RECORD_STRINGS];
+    for (int i = 0; i < ns; i++) {
         memcpy(&len[i], b + 60 + 2 * i, 2);
         need += len[i] + 1u;
     }
     if (r->dim > 1u << 20 || need != v.mv_size)
         return corrupt(err, st, "record %llu has inconsistent sizes", (unsigned long long)id);
-    r->embedding = b + RECORD_HEADER;
-    const char *p = (const char *)b + RECORD_HEADER + (size_t)r->dim * 4;
-    const char **out[6] = {&r->path, &r->resolved, &r->title, &r->style, &r->genre, &r->date};
-    for (int i = 0; i < 6; i++) {
+    r->embedding = b + header;
+    const char *p = (const char *)b + header + (size_t)r->dim * 4;
+    const char **out[RECORD_STRINGS] = {&r->path,  &r->resolved, &r->title,       &r->style,
+                                        &r->genre, &r->date,     &r->source_repo, &r->source_path};
+    r->source_repo = r->source_path = "";
+    for (int i = 0; i < ns; i++) {
         if (p[len[i]] != 0 || memchr(p, 0, len[i]))
             return corrupt(err, st, "record %llu has a malformed string", (unsigned long long)id);
         *out[i] = p;

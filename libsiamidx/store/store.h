@@ -34,6 +34,7 @@ typedef struct sx_record {
     int64_t mtime_ns;
     uint8_t hash[32]; /* SHA-256 of the file's bytes */
     const char *path, *resolved, *title, *style, *genre, *date; /* optional ones may be "" */
+    const char *source_repo, *source_path; /* provenance, may be "" (evaluation groups by it) */
     uint32_t dim;
     const void *embedding; /* dim float32, possibly unaligned: copy with sx_record_embedding */
 } sx_record;
