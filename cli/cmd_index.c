@@ -23,7 +23,7 @@ typedef struct index_args {
 } index_args;
 
 static const char *const usage_text =
-    "usage: siamidx build COLLECTION [-i INDEX] [-m MODEL] [--index-type flat|hnsw|ivf|ivfpq]\n"
+    "usage: siamidx build COLLECTION... [-i INDEX] [-m MODEL] [--index-type flat|hnsw|ivf|ivfpq]\n"
     "                    [--root DIR] [--batch N] [--threads N] [--quiet] [--wait]\n"
     "       siamidx add IMAGE... --artist NAME [-i INDEX] [-m MODEL] [--wait]\n"
     "       siamidx query IMAGE [-i INDEX] [-m MODEL] [-k K] [--json]\n"
@@ -33,7 +33,8 @@ static const char *const usage_text =
     "\n"
     "The index is a directory: -i INDEX, else $SIAMIDX_INDEX, else ./siamidx.idx.\n"
     "COLLECTION is a directory of ARTIST/IMAGE files or a CSV with filename and\n"
-    "artist columns (relative paths from --root, else the CSV's folder).\n"
+    "artist columns (relative paths from --root, else the CSV's folder); several\n"
+    "are read as one (an artist name in more than one is one artist).\n"
     "build is incremental: unchanged files (same size and mtime) are skipped and\n"
     "identical images are embedded once. One write transaction per --batch images\n"
     "(default 256). A second writer fails with 'being written by process N' unless\n"
@@ -179,13 +180,14 @@ static int run_build(int argc, char **argv, int is_add) {
     index_args a;
     int first, rc = parse(argc, argv, &a, &first);
     if (rc >= 0) return rc;
-    if (!is_add && argc - first != 1)
-        return cli_error("build wants one COLLECTION (see --help)"), CLI_EXIT_USAGE;
+    if (!is_add && argc - first < 1)
+        return cli_error("build wants a COLLECTION (see --help)"), CLI_EXIT_USAGE;
     if (is_add && (argc - first < 1 || !a.artist))
         return cli_error("add wants IMAGE... and --artist NAME (see --help)"), CLI_EXIT_USAGE;
     struct stat sb;
-    if (!is_add && stat(argv[first], &sb) != 0) /* before an index is made for it */
-        return cli_error("%s: %s", argv[first], strerror(errno)), CLI_EXIT_FAILURE;
+    for (int i = first; !is_add && i < argc; i++) /* before an index is made for them */
+        if (stat(argv[i], &sb) != 0)
+            return cli_error("%s: %s", argv[i], strerror(errno)), CLI_EXIT_FAILURE;
     int existed = stat(a.index, &sb) == 0;
     catch_signals();
     if (a.threads) siamidx_set_threads(a.threads);
@@ -211,7 +213,8 @@ static int run_build(int argc, char **argv, int is_add) {
         s = siamidx_index_add(idx, model, (const char *const *)argv + first,
                               (size_t)(argc - first), a.artist, &o, &r, &err);
     else
-        s = siamidx_index_build(idx, model, argv[first], &o, &r, &err);
+        s = siamidx_index_build_many(idx, model, (const char *const *)argv + first,
+                                     (size_t)(argc - first), &o, &r, &err);
     size_t r_indexed = r.indexed; /* finish_build frees the report */
     rc = finish_build(s, &err, &r, p.start);
     siamidx_index_info info;

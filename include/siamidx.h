@@ -282,6 +282,13 @@ void siamidx_build_options_init(siamidx_build_options *opt);
 siamidx_status siamidx_index_build(siamidx_index *idx, const siamidx_model *model,
                                    const char *collection, const siamidx_build_options *opt,
                                    siamidx_build_report *report, siamidx_error *err);
+/* The same over several collections read as one (as train-encoder reads them): an
+   artist name in more than one is one artist; an image (resolved path) listed by an
+   earlier collection is reported as a failure and skipped. Nothing is copied. */
+siamidx_status siamidx_index_build_many(siamidx_index *idx, const siamidx_model *model,
+                                        const char *const *collections, size_t n_collections,
+                                        const siamidx_build_options *opt,
+                                        siamidx_build_report *report, siamidx_error *err);
 
 /* Indexes image files as paintings by `artist` (same rules as build). */
 siamidx_status siamidx_index_add(siamidx_index *idx, const siamidx_model *model,

@@ -173,4 +173,24 @@ rc=$?
 [ "$("$BIN" info -i split.idx --json | json 'd["images"]')" = 19 ] || fail "split build images"
 [ "$("$BIN" info -i split.idx --json | json 'd["generation"]')" -ge 4 ] || fail "split build: not split"
 
+# Several collections read as one: a folder and a CSV, the same artist name in
+# both is one artist, an image listed by both is reported once and skipped.
+python3 "$SRC/tools/make_test_bmps.py" "$T/col2" 2 3
+python3 "$SRC/tools/make_test_bmps.py" "$T/col3" 1 1
+{
+    echo "filename,artist"
+    echo "col2/artist_0/img_0.bmp,artist_0"
+    echo "col3/artist_0/img_0.bmp,artist_9"
+} > more.csv
+"$BIN" build col2 more.csv -i many.idx -m "$MODEL" --quiet > out 2> e
+rc=$?
+[ $rc = 3 ] || fail "two collections with a shared image: exit $rc, want 3: $(cat out e)"
+grep -q "img_0.bmp" e || fail "the image listed twice is not reported: $(cat e)"
+[ "$("$BIN" info -i many.idx --json | json 'd["images"]')" = 7 ] ||
+    fail "two collections: images $("$BIN" info -i many.idx --json)"
+[ "$("$BIN" info -i many.idx --json | json 'd["artists"]')" = 3 ] ||
+    fail "two collections: artists $("$BIN" info -i many.idx --json)"
+"$BIN" build col2 nope_dir -i many2.idx -m "$MODEL" --quiet > /dev/null 2> e
+[ $? = 1 ] && grep -q "nope_dir" e && [ ! -e many2.idx ] || fail "a missing second collection: $(cat e)"
+
 [ $fails = 0 ] && echo "ok" || { echo "$fails failure(s)"; exit 1; }

@@ -17,6 +17,7 @@
 #include "base/path.h"
 #include "base/sha256.h"
 #include "data/collection.h"
+#include "data/collection_many.h"
 #include "index/index.h"
 #include "store/store.h"
 
@@ -298,13 +299,25 @@ static siamidx_status start_build(siamidx_index *idx, const siamidx_model *model
 siamidx_status siamidx_index_build(siamidx_index *idx, const siamidx_model *model,
                                    const char *collection, const siamidx_build_options *opt,
                                    siamidx_build_report *report, siamidx_error *err) {
+    return siamidx_index_build_many(idx, model, &collection, 1, opt, report, err);
+}
+
+siamidx_status siamidx_index_build_many(siamidx_index *idx, const siamidx_model *model,
+                                        const char *const *collections, size_t n_collections,
+                                        const siamidx_build_options *opt,
+                                        siamidx_build_report *report, siamidx_error *err) {
+    if (!collections || n_collections == 0)
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "build: no collection given");
     siamidx_build_report local;
     if (!report) report = &local;
     build_state b;
     siamidx_status s = start_build(idx, model, opt, report, &b, err);
     if (s) return s;
     sx_collection c;
-    if ((s = sx_collection_load(collection, opt ? opt->root : NULL, &c, err))) return s;
+    const char *root = opt ? opt->root : NULL;
+    s = n_collections == 1 ? sx_collection_load(collections[0], root, &c, err)
+                           : sx_collection_load_many(collections, n_collections, root, &c, err);
+    if (s) return s;
     report->total = c.n_entries + c.n_issues;
     for (size_t i = 0; i < c.n_issues && !s; i++)
         if (report_failure(&b, c.issues[i].path, c.issues[i].status, c.issues[i].message))
