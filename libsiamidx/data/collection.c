@@ -81,7 +81,7 @@ static sx_collection_entry *new_entry(loader *ld) {
     return e;
 }
 
-static void entry_free(sx_collection_entry *e) {
+void sx_collection_entry_free(sx_collection_entry *e) {
     free(e->path);
     free(e->resolved);
     free(e->artist);
@@ -96,7 +96,7 @@ static void entry_free(sx_collection_entry *e) {
 void sx_collection_free(sx_collection *c) {
     if (!c) return;
     for (size_t i = 0; i < c->n_entries; i++)
-        entry_free(&c->entries[i]);
+        sx_collection_entry_free(&c->entries[i]);
     for (size_t i = 0; i < c->n_issues; i++) {
         free(c->issues[i].path);
         free(c->issues[i].message);
@@ -422,7 +422,7 @@ static siamidx_status csv_row(loader *ld, sx_csv *csv, const csv_layout *lay, ch
     if (first == -2) return no_memory(ld->err);
     if (first >= 0) {
         long first_line = ld->c->entries[first].line;
-        entry_free(e);
+        sx_collection_entry_free(e);
         ld->c->n_entries--;
         return add_issue(ld, SIAMIDX_ERR_CSV, line, file,
                          "%s: line %ld: '%s' is listed again (first on line %ld); skipped", name,

@@ -54,6 +54,8 @@ typedef struct sx_collection {
  */
 siamidx_status sx_collection_load(const char *collection, const char *root, sx_collection *out,
                                   siamidx_error *err);
+/* Frees one entry's strings (every field, provenance included). */
+void sx_collection_entry_free(sx_collection_entry *e);
 void sx_collection_free(sx_collection *c);
 
 /* A row of a pairs CSV (Kaggle submission_info.csv: index,image1,image2). */

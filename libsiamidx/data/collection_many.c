@@ -14,16 +14,6 @@
 #include "data/collection_many.h"
 #include "base/error.h"
 
-static void entry_free(sx_collection_entry *e) {
-    free(e->path);
-    free(e->resolved);
-    free(e->artist);
-    free(e->title);
-    free(e->style);
-    free(e->genre);
-    free(e->date);
-}
-
 static int cmp_str(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
@@ -89,12 +79,12 @@ static siamidx_status join(sx_collection *all, sx_collection *part, const char *
             snprintf(msg, sizeof msg, "%s: %s is listed by an earlier collection; skipped", name,
                      x->path);
             s = add_issue(all, x->path, msg, err);
-            entry_free(x);
+            sx_collection_entry_free(x);
             continue;
         }
         all->entries[all->n_entries++] = *x;
     }
-    for (; i < part->n_entries; i++) entry_free(&part->entries[i]); /* after a failure */
+    for (; i < part->n_entries; i++) sx_collection_entry_free(&part->entries[i]); /* after a failure */
     free(part->entries);
     part->entries = NULL;
     part->n_entries = 0;
@@ -193,7 +183,7 @@ siamidx_status sx_collection_drop_artists(sx_collection *c, char *const *names, 
         }
         if (found) /* lists are short: a scan is enough */
             for (size_t j = 0; j < n; j++) found[j] |= !strcmp(names[j], e->artist);
-        entry_free(e);
+        sx_collection_entry_free(e);
         (*dropped)++;
     }
     c->n_entries = k;

@@ -9,6 +9,7 @@
 
 #include "image/jpeg_write.h"
 #include "base/error.h"
+#include "base/strbuf.h"
 
 #define STB_IMAGE_WRITE_IMPLEMENTATION
 #define STB_IMAGE_WRITE_STATIC
@@ -28,42 +29,23 @@
 #pragma GCC diagnostic pop
 #endif
 
-typedef struct byte_buf {
-    uint8_t *data;
-    size_t len, cap;
-    int failed;
-} byte_buf;
-
+/* stb's writer callback: append to an sx_strbuf (which records running out of memory). */
 static void buf_write(void *ctx, void *data, int size) {
-    byte_buf *b = ctx;
-    if (b->failed || size <= 0) return;
-    if (b->len + (size_t)size > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 65536;
-        while (cap < b->len + (size_t)size) cap *= 2;
-        uint8_t *d = realloc(b->data, cap);
-        if (!d) {
-            b->failed = 1;
-            return;
-        }
-        b->data = d;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, data, (size_t)size);
-    b->len += (size_t)size;
+    if (size > 0) sx_strbuf_put(ctx, data, (size_t)size);
 }
 
 siamidx_status sx_jpeg_encode(const sx_image *im, int quality, uint8_t **out, size_t *len,
                               siamidx_error *err) {
-    byte_buf b = {0};
+    sx_strbuf b = {0};
     *out = NULL;
     *len = 0;
     if (!stbi_write_jpg_to_func(buf_write, &b, im->width, im->height, 3, im->rgb, quality) ||
-        b.failed) {
-        free(b.data);
+        b.oom) {
+        free(b.buf);
         return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "JPEG encoding of %dx%d failed", im->width,
                        im->height);
     }
-    *out = b.data;
+    *out = (uint8_t *)b.buf;
     *len = b.len;
     return SIAMIDX_OK;
 }
