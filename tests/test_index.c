@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "index_fixture.h"
 #include "index/index.h"
 #include "store/vindex.h"
 
@@ -16,24 +17,7 @@
 
 static char dir[4096];
 
-static float frand(uint64_t *s) {
-    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((*s >> 40) & 0xffffff) / (float)0xffffff - 0.5f;
-}
-
-/* n unit vectors; artist i % n_artists. */
-static float *make_vectors(size_t n, uint64_t seed) {
-    float *v = malloc(n * DIM * sizeof *v);
-    for (size_t i = 0; i < n; i++) {
-        double norm = 0;
-        for (int d = 0; d < DIM; d++) {
-            v[i * DIM + d] = frand(&seed);
-            norm += v[i * DIM + d] * v[i * DIM + d];
-        }
-        for (int d = 0; d < DIM; d++) v[i * DIM + d] /= (float)sqrt(norm);
-    }
-    return v;
-}
+static float *make_vectors(size_t n, uint64_t seed) { return fixture_unit_vectors(n, DIM, seed); }
 
 static siamidx_status add_range(siamidx_index *idx, const float *v, size_t from, size_t to,
                                 int n_artists) {

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "index_fixture.h"
 #include "index/index.h"
 #include "store/store.h"
 
@@ -23,15 +24,7 @@
 static char dir[4096];
 
 static siamidx_index *open_as(const char *path, int read_only) {
-    siamidx_index_options o;
-    siamidx_index_options_init(&o);
-    o.create = !read_only;
-    o.read_only = read_only;
-    siamidx_index *idx = NULL;
-    siamidx_error err;
-    if (sx_index_open_raw(path, FP, DIM, "test", "avg", &o, &idx, &err))
-        fprintf(stderr, "open %s: %s\n", path, err.message);
-    return idx;
+    return fixture_open_raw(path, FP, DIM, read_only);
 }
 
 static void vec(size_t i, float *v) {

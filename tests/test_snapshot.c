@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "index_fixture.h"
 #include "index/index.h"
 #include "store/store.h"
 
@@ -20,35 +21,9 @@
 
 static char dir[4096];
 
-static float frand(uint64_t *s) {
-    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((*s >> 40) & 0xffffff) / (float)0xffffff - 0.5f;
-}
+static float *make_vectors(size_t n, uint64_t seed) { return fixture_unit_vectors(n, DIM, seed); }
 
-static float *make_vectors(size_t n, uint64_t seed) {
-    float *v = malloc(n * DIM * sizeof *v);
-    for (size_t i = 0; i < n; i++) {
-        double norm = 0;
-        for (int d = 0; d < DIM; d++) {
-            v[i * DIM + d] = frand(&seed);
-            norm += v[i * DIM + d] * v[i * DIM + d];
-        }
-        for (int d = 0; d < DIM; d++) v[i * DIM + d] /= (float)sqrt(norm);
-    }
-    return v;
-}
-
-static siamidx_index *open_idx(int read_only) {
-    siamidx_index_options o;
-    siamidx_index_options_init(&o);
-    o.create = !read_only;
-    o.read_only = read_only;
-    siamidx_index *idx = NULL;
-    siamidx_error err;
-    if (sx_index_open_raw(dir, FP, DIM, "test", "avg", &o, &idx, &err))
-        fprintf(stderr, "open: %s\n", err.message);
-    return idx;
-}
+static siamidx_index *open_idx(int read_only) { return fixture_open_raw(dir, FP, DIM, read_only); }
 
 /* n vectors in batches of 100 (one generation each), paths /img/<i>.jpg. */
 static void add_all(siamidx_index *idx, const float *v, size_t n) {
