@@ -28,7 +28,7 @@ int cmd_dump(int argc, char **argv); /* hidden: records as TSV, for tests */
 int cmd_train_encoder(int argc, char **argv); /* cmd_train_encoder.c */
 int cmd_train(int argc, char **argv); /* cmd_head.c */
 int cmd_eval(int argc, char **argv); /* cmd_eval.c: the evaluation protocol */
-int cmd_eval_legacy(int argc, char **argv); /* cmd_head.c: the earlier report */
+int cmd_eval_legacy(const char *index, int json); /* cmd_head.c: the earlier report */
 int cmd_pair(int argc, char **argv);
 
 /* Prints "siamidx: <message>" to stderr (one line). */

@@ -1,16 +1,16 @@
 /*
  * cmd_eval.c - `siamidx eval`: the evaluation protocol on an index
- * (siamidx_eval.h, docs/evaluation.md). `--legacy` gives the report of the
+ * (siamidx.h, docs/evaluation.md). `--legacy` gives the report of the
  * earlier design (random negatives across sources), kept for comparison.
  */
 #include <errno.h>
-#include <getopt.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "args.h"
 #include "cli.h"
+#include "json.h"
 #include "siamidx.h"
 
 static void usage(FILE *f) {
@@ -88,84 +88,104 @@ oom:
     return -1;
 }
 
-/* ---- JSON ----------------------------------------------------------------------- */
+/* ---- JSON (cli/json.c: unmeasurable figures come out as null) ------------------- */
 
-static void json_str(const char *s) {
-    putchar('"');
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') printf("\\%c", c);
-        else if (c < 0x20) printf("\\u%04x", c);
-        else putchar(c);
-    }
-    putchar('"');
+static void json_num(cli_json *j, const char *key, double v) {
+    cli_json_key(j, key);
+    cli_json_number(j, v, "%.6g");
 }
 
-/* JSON has no NaN: a figure that could not be measured is null. */
-static void num(const char *key, double v, int comma) {
-    if (isfinite(v)) printf("\"%s\":%.6g%s", key, v, comma ? "," : "");
-    else printf("\"%s\":null%s", key, comma ? "," : "");
+static void json_count(cli_json *j, const char *key, size_t v) {
+    cli_json_key(j, key);
+    cli_json_uint(j, v);
 }
 
-static void json_verif(const char *key, const siamidx_protocol_verification *v) {
-    printf("\"%s\":{\"positives\":%zu,\"negatives\":%zu,", key, v->positives, v->negatives);
-    num("auc", v->auc, 1);
-    num("eer", v->eer, 1);
-    num("tar_at_far1", v->tar_at_far1, 1);
-    num("ece", v->ece, 0);
-    printf("}");
+static void json_verif(cli_json *j, const char *key, const siamidx_protocol_verification *v) {
+    cli_json_key(j, key);
+    cli_json_object(j);
+    json_count(j, "positives", v->positives);
+    json_count(j, "negatives", v->negatives);
+    json_num(j, "auc", v->auc);
+    json_num(j, "eer", v->eer);
+    json_num(j, "tar_at_far1", v->tar_at_far1);
+    json_num(j, "ece", v->ece);
+    cli_json_end(j);
 }
 
-static void json_pairs(const siamidx_protocol_pairs *p) {
-    printf("\"pairs\":{");
-    json_verif("same_source", &p->same_source);
-    printf(",");
-    json_verif("same_style", &p->same_style);
-    printf(",\"style_fallback\":%zu,\"source_fallback\":%zu}", p->style_fallback,
-           p->source_fallback);
+static void json_pairs(cli_json *j, const siamidx_protocol_pairs *p) {
+    cli_json_key(j, "pairs");
+    cli_json_object(j);
+    json_verif(j, "same_source", &p->same_source);
+    json_verif(j, "same_style", &p->same_style);
+    json_count(j, "style_fallback", p->style_fallback);
+    json_count(j, "source_fallback", p->source_fallback);
+    cli_json_end(j);
 }
 
-static void json_attr(const siamidx_protocol_attribution *a, int named) {
-    printf("\"attribution\":{\"queries\":%zu,\"artists\":%zu,", a->queries, a->artists);
+static void json_attr(cli_json *j, const siamidx_protocol_attribution *a, int named) {
+    cli_json_key(j, "attribution");
+    cli_json_object(j);
+    json_count(j, "queries", a->queries);
+    json_count(j, "artists", a->artists);
     if (named) {
-        num("top1", a->top1, 1);
-        num("top3", a->top3, 1);
-        num("balanced_top1", a->balanced_top1, 1);
+        json_num(j, "top1", a->top1);
+        json_num(j, "top3", a->top3);
+        json_num(j, "balanced_top1", a->balanced_top1);
     }
-    num("unknown_first", a->unknown_first, 1);
-    num("mean_unknown", a->mean_unknown, 0);
-    printf("}");
+    json_num(j, "unknown_first", a->unknown_first);
+    json_num(j, "mean_unknown", a->mean_unknown);
+    cli_json_end(j);
 }
 
-static void json_group(const siamidx_protocol_group *g) {
-    printf("{\"seen\":{\"images\":%zu,", g->seen_images);
-    json_pairs(&g->seen_pairs);
-    printf(",");
-    json_attr(&g->seen_attribution, 1);
-    printf("},\"unseen\":{\"images\":%zu,\"artists\":%zu,", g->unseen_images, g->unseen_artists);
-    json_pairs(&g->unseen_pairs);
-    printf(",");
-    json_attr(&g->unseen_attribution, 0);
-    printf("},\"open_set\":{");
-    num("auroc", g->open_set_auroc, 1);
-    num("unknown_first_indexed", g->seen_attribution.unknown_first, 1);
-    num("unknown_first_unseen", g->unseen_attribution.unknown_first, 0);
-    printf("}}");
+static void json_group(cli_json *j, const siamidx_protocol_group *g) {
+    cli_json_object(j);
+    cli_json_key(j, "seen");
+    cli_json_object(j);
+    json_count(j, "images", g->seen_images);
+    json_pairs(j, &g->seen_pairs);
+    json_attr(j, &g->seen_attribution, 1);
+    cli_json_end(j);
+    cli_json_key(j, "unseen");
+    cli_json_object(j);
+    json_count(j, "images", g->unseen_images);
+    json_count(j, "artists", g->unseen_artists);
+    json_pairs(j, &g->unseen_pairs);
+    json_attr(j, &g->unseen_attribution, 0);
+    cli_json_end(j);
+    cli_json_key(j, "open_set");
+    cli_json_object(j);
+    json_num(j, "auroc", g->open_set_auroc);
+    json_num(j, "unknown_first_indexed", g->seen_attribution.unknown_first);
+    json_num(j, "unknown_first_unseen", g->unseen_attribution.unknown_first);
+    cli_json_end(j);
+    cli_json_end(j);
 }
 
 static void print_json(const siamidx_protocol_report *r) {
-    printf("{\"protocol\":1,\"seed\":%llu,\"pairs\":%zu,", (unsigned long long)r->seed, r->pairs);
-    printf("\"gallery\":{\"images\":%zu,\"artists\":%zu},\"overall\":", r->gallery_images,
-           r->gallery_artists);
-    json_group(&r->groups[0]);
-    printf(",\"by_source\":{");
+    cli_json j;
+    cli_json_init(&j, stdout, 0);
+    cli_json_object(&j);
+    cli_json_key(&j, "protocol");
+    cli_json_int(&j, 1);
+    cli_json_key(&j, "seed");
+    cli_json_uint(&j, r->seed);
+    json_count(&j, "pairs", r->pairs);
+    cli_json_key(&j, "gallery");
+    cli_json_object(&j);
+    json_count(&j, "images", r->gallery_images);
+    json_count(&j, "artists", r->gallery_artists);
+    cli_json_end(&j);
+    cli_json_key(&j, "overall");
+    json_group(&j, &r->groups[0]);
+    cli_json_key(&j, "by_source");
+    cli_json_object(&j);
     for (size_t i = 1; i < r->n_groups; i++) {
-        if (i > 1) printf(",");
-        json_str(*r->groups[i].source ? r->groups[i].source : "(none)");
-        printf(":");
-        json_group(&r->groups[i]);
+        cli_json_key(&j, *r->groups[i].source ? r->groups[i].source : "(none)");
+        json_group(&j, &r->groups[i]);
     }
-    printf("}}\n");
+    cli_json_end(&j);
+    cli_json_end(&j);
+    cli_json_finish(&j);
 }
 
 /* ---- text ----------------------------------------------------------------------- */
@@ -201,56 +221,32 @@ static void print_text(const siamidx_protocol_report *r) {
 
 /* ---- the command ---------------------------------------------------------------------- */
 
-static int parse_count(const char *s, unsigned long long hi, unsigned long long *out) {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *end || *s == '-' || v > hi) return -1;
-    *out = v;
-    return 0;
-}
-
 int cmd_eval(int argc, char **argv) {
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--legacy")) {
-            memmove(argv + i, argv + i + 1, (size_t)(argc - i) * sizeof *argv);
-            return cmd_eval_legacy(argc - 1, argv);
-        }
-    enum { O_UNSEEN = 256, O_SEED, O_PAIRS, O_JSON };
-    static const struct option longs[] = {{"index", required_argument, NULL, 'i'},
-                                          {"unseen-artists", required_argument, NULL, O_UNSEEN},
-                                          {"seed", required_argument, NULL, O_SEED},
-                                          {"pairs", required_argument, NULL, O_PAIRS},
-                                          {"json", no_argument, NULL, O_JSON},
-                                          {"help", no_argument, NULL, 'h'},
-                                          {NULL, 0, NULL, 0}};
     siamidx_protocol_options o;
     siamidx_protocol_options_init(&o);
     const char *index = NULL, *unseen = NULL;
-    int json = 0, c;
-    unsigned long long v;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "i:h", longs, NULL)) != -1) {
-        switch (c) {
-        case 'i': index = optarg; break;
-        case O_UNSEEN: unseen = optarg; break;
-        case O_JSON: json = 1; break;
-        case O_SEED:
-            if (parse_count(optarg, 0x7fffffffULL, &v)) goto bad;
-            o.seed = v;
-            break;
-        case O_PAIRS:
-            if (parse_count(optarg, 10000000ULL, &v) || v == 0) goto bad;
-            o.pairs = (size_t)v;
-            break;
-        case 'h': usage(stdout); return CLI_EXIT_OK;
-        default: usage(stderr); return CLI_EXIT_USAGE;
-        }
-    }
-    if (optind != argc) {
-        cli_error("eval: unexpected argument '%s'", argv[optind]);
+    int json = 0, legacy = 0, first;
+    uint64_t seed = o.seed;
+    int pairs = (int)o.pairs;
+    const cli_option opts[] = {CLI_OPT("index", 'i', CLI_STRING, &index),
+                               CLI_OPT("unseen-artists", 0, CLI_STRING, &unseen),
+                               CLI_NUM("seed", 0, CLI_U64, &seed, 0, 0x7fffffff, 0),
+                               CLI_NUM("pairs", 0, CLI_INT, &pairs, 1, 10000000, 0),
+                               CLI_OPT("json", 0, CLI_FLAG, &json),
+                               CLI_OPT("legacy", 0, CLI_FLAG, &legacy),
+                               CLI_END};
+    int rc = cli_parse(argc, argv, opts, usage, &first);
+    if (rc >= 0) return rc;
+    if (first != argc) {
+        cli_error("eval: unexpected argument '%s'", argv[first]);
         return CLI_EXIT_USAGE;
     }
+    if (legacy) {
+        if (unseen) return cli_error("eval: --legacy takes no --unseen-artists"), CLI_EXIT_USAGE;
+        return cmd_eval_legacy(index, json);
+    }
+    o.seed = seed;
+    o.pairs = (size_t)pairs;
     name_list names = {0};
     if (unseen && read_names(unseen, &names)) return CLI_EXIT_FAILURE;
     o.unseen_artists = unseen ? (const char *const *)names.name : NULL;
@@ -274,7 +270,4 @@ int cmd_eval(int argc, char **argv) {
     else print_text(&r);
     siamidx_protocol_report_free(&r);
     return CLI_EXIT_OK;
-bad:
-    cli_error("eval: bad value '%s' for %s", optarg, argv[optind - 1]);
-    return CLI_EXIT_USAGE;
 }

@@ -171,15 +171,6 @@ int cmd_train(int argc, char **argv) {
 
 /* ---- eval ------------------------------------------------------------------- */
 
-static void eval_usage(FILE *f) {
-    fprintf(f,
-            "usage: siamidx eval [-i INDEX] [--json]\n\n"
-            "Measures the index's trained head on the images `siamidx train` held out:\n"
-            "pair ROC AUC, accuracy at the threshold, equal error rate, TAR at 1%% FAR,\n"
-            "expected calibration error; attribution top-1, top-3 and balanced accuracy.\n"
-            "Seen and unseen (held-out) artists are reported apart.\n");
-}
-
 static void print_pairs_text(const char *what, const siamidx_pair_metrics *m) {
     printf("%s pairs (%zu): AUC %.4f  accuracy %.4f  EER %.4f  TAR@1%%FAR %.4f  ECE %.4f\n",
            what, m->n_pairs, m->auc, m->accuracy, m->eer, m->tar_at_far1, m->ece);
@@ -214,17 +205,7 @@ static void print_attr_json(cli_json *j, const char *what, const siamidx_attribu
     cli_json_end(j);
 }
 
-int cmd_eval_legacy(int argc, char **argv) {
-    const char *index = NULL;
-    int json = 0, first;
-    const cli_option opts[] = {CLI_OPT("index", 'i', CLI_STRING, &index),
-                               CLI_OPT("json", 0, CLI_FLAG, &json), CLI_END};
-    int rc = cli_parse(argc, argv, opts, eval_usage, &first);
-    if (rc >= 0) return rc;
-    if (first != argc) {
-        cli_error("eval: unexpected argument '%s'", argv[first]);
-        return CLI_EXIT_USAGE;
-    }
+int cmd_eval_legacy(const char *index, int json) {
     siamidx_index *idx;
     if (open_index(index, NULL, 0, &idx)) return CLI_EXIT_FAILURE;
     siamidx_eval_report r;
