@@ -40,7 +40,7 @@ def pixel(x, y, c):
     return (x * 37 + y * 91 + c * 53) % 256
 
 
-def png(w, h, color_type, bits=8, interlace=0, palette=None, trns=None):
+def png(w, h, color_type, bits=8, interlace=0, palette=None, trns=None, empty_idat=False):
     channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[color_type]
     bpp = max(1, channels * bits // 8)
 
@@ -106,6 +106,8 @@ def png(w, h, color_type, bits=8, interlace=0, palette=None, trns=None):
         s += chunk(b"PLTE", bytes(palette))
     if trns:
         s += chunk(b"tRNS", trns)
+    if empty_idat:  # legal; stb_image 2.27 computed NULL + 0 on it (image.c drops it)
+        s += chunk(b"IDAT", b"")
     return s + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
 
 
@@ -177,6 +179,7 @@ def gif(w, h):
 def image_seeds(out):
     t = "fuzz_image"
     put(out, t, "rgb_7x5.png", png(7, 5, 2))
+    put(out, t, "empty_idat_3x2.png", png(3, 2, 2, empty_idat=True))
     put(out, t, "gray_9x4.png", png(9, 4, 0))
     put(out, t, "gray2_11x3.png", png(11, 3, 0, bits=2))
     put(out, t, "rgba_6x6.png", png(6, 6, 6))

@@ -381,6 +381,40 @@ static void test_top_down_bmp(void) {
               "status %d: %s", s, err.message);
 }
 
+/* An empty IDAT chunk before the real one is legal PNG, and made stb_image
+   2.27 compute NULL + 0 (undefined; found by fuzz/fuzz_image.c). It decodes,
+   to the same pixels as without it, and so does one between two IDATs. */
+static void test_empty_idat(void) {
+    size_t len;
+    uint8_t *png = read_file(fixture("1x1.png"), &len);
+    CHECK(png != NULL && len > 33);
+    if (!png) return;
+    /* 00000000 "IDAT" CRC-32("IDAT") = 35 af 06 1e, after the IHDR (8 + 25 bytes) */
+    static const uint8_t empty[12] = {0, 0, 0, 0, 'I', 'D', 'A', 'T', 0x35, 0xaf, 0x06, 0x1e};
+    uint8_t *with = malloc(len + 24);
+    memcpy(with, png, 33);
+    memcpy(with + 33, empty, 12);
+    memcpy(with + 45, png + 33, len - 33);
+    sx_image a, b;
+    siamidx_error err;
+    CHECK(sx_image_decode(png, len, 0, &a, &err) == SIAMIDX_OK);
+    siamidx_status s = sx_image_decode(with, len + 12, 0, &b, &err);
+    CHECK_MSG(s == SIAMIDX_OK, "empty IDAT: status %d: %s", s, s ? err.message : "");
+    if (!s && a.rgb) CHECK(b.width == a.width && b.height == a.height && !memcmp(a.rgb, b.rgb, 3));
+    sx_image_free(&b);
+    /* and an empty IDAT chunk at the end, before IEND */
+    memcpy(with, png, len - 12);
+    memcpy(with + len - 12, empty, 12);
+    memcpy(with + len, png + len - 12, 12);
+    s = sx_image_decode(with, len + 12, 0, &b, &err);
+    CHECK_MSG(s == SIAMIDX_OK, "trailing empty IDAT: status %d: %s", s, s ? err.message : "");
+    if (!s && a.rgb) CHECK(!memcmp(a.rgb, b.rgb, 3));
+    sx_image_free(&a);
+    sx_image_free(&b);
+    free(with);
+    free(png);
+}
+
 /* stb_image 2.27 overruns its Huffman arrays on a DHT table whose 16 code
    counts sum past 256 (found by fuzz/fuzz_image.c); image.c refuses it
    first, in a header DHT and in one placed after the first scan. */
@@ -482,6 +516,7 @@ int main(void) {
     test_pixel_limit();
     test_top_down_bmp();
     test_oversized_huffman_table();
+    test_empty_idat();
     test_threads();
     CHECK_DONE();
 }

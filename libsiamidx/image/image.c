@@ -142,6 +142,43 @@ static int png_header_size(const uint8_t *d, size_t len, uint32_t *w, uint32_t *
     return 1;
 }
 
+/*
+ * A PNG whose first IDAT chunk is empty makes stb_image 2.27 (Debian 12) read
+ * zero bytes to NULL + 0, which C leaves undefined (UBSan reports it; found by
+ * fuzz_image). An empty IDAT carries no pixels, so decode a copy without the
+ * empty ones: *copy is NULL when there is none to drop (or on a malformed
+ * chunk list, which stb then refuses itself), else malloc'ed, *copy_len long.
+ */
+static int png_drop_empty_idat(const uint8_t *d, size_t len, uint8_t **copy, size_t *copy_len) {
+    static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    *copy = NULL;
+    if (len < 8 || memcmp(d, sig, 8) != 0) return 0;
+    size_t empty = 0;
+    for (size_t p = 8; p + 12 <= len;) {
+        uint64_t n = be32(d + p);
+        if (n == 0 && !memcmp(d + p + 4, "IDAT", 4)) empty++;
+        if (!memcmp(d + p + 4, "IEND", 4) || n > len - p - 12) break;
+        p += 12 + (size_t)n;
+    }
+    if (!empty) return 0;
+    if (!(*copy = malloc(len))) return -1;
+    size_t out = 8, p = 8;
+    memcpy(*copy, d, 8);
+    while (p + 12 <= len) {
+        uint64_t n = be32(d + p);
+        int end = !memcmp(d + p + 4, "IEND", 4) || n > len - p - 12;
+        size_t chunk = end ? len - p : 12 + (size_t)n;
+        if (end || n != 0 || memcmp(d + p + 4, "IDAT", 4)) {
+            memcpy(*copy + out, d + p, chunk);
+            out += chunk;
+        }
+        p += chunk;
+    }
+    memcpy(*copy + out, d + p, len - p); /* a tail shorter than a chunk header */
+    *copy_len = out + (len - p);
+    return 0;
+}
+
 static siamidx_status check_pixel_limit(const uint8_t *data, size_t len, uint64_t max_pixels,
                                         siamidx_error *err) {
     int w = 0, h = 0, comp = 0;
@@ -388,7 +425,13 @@ siamidx_status sx_image_decode(const uint8_t *data, size_t len, uint64_t max_pix
     }
 
     int w = 0, h = 0, comp = 0;
-    uint8_t *rgb = stbi_load_from_memory(data, (int)len, &w, &h, &comp, 3);
+    uint8_t *clean = NULL;
+    size_t clean_len = 0;
+    if (png_drop_empty_idat(data, len, &clean, &clean_len))
+        return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "out of memory decoding a PNG of %zu bytes", len);
+    uint8_t *rgb = clean ? stbi_load_from_memory(clean, (int)clean_len, &w, &h, &comp, 3)
+                         : stbi_load_from_memory(data, (int)len, &w, &h, &comp, 3);
+    free(clean);
     if (!rgb) {
         const char *why = stbi_failure_reason();
         return sx_fail(err, SIAMIDX_ERR_IMAGE, "cannot decode image: %s", why ? why : "unknown error");
