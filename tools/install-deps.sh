@@ -11,6 +11,8 @@ pkgs="build-essential cmake pkg-config libfaiss-dev libopenblas-dev liblmdb-dev 
 # UBSan) and its OpenMP (the library compiles with -fopenmp). gcc's TSan
 # runtime (libtsan2) comes with build-essential.
 pkgs="$pkgs clang libclang-rt-14-dev libomp-14-dev"
+# tests/test_fsync.sh watches the fsync calls with strace.
+pkgs="$pkgs strace"
 if [ "${1:-}" = "--dev" ]; then
     pkgs="$pkgs python3-torch python3-torchvision python3-numpy"
 fi
