@@ -47,7 +47,9 @@ tsan() {
     logs=$PWD/build-tsan/tsan-logs
     rm -rf "$logs" && mkdir -p "$logs"
     tsan_rc=0
-    (cd build-tsan && OMP_THREAD_LIMIT=1 \
+    # SIAMIDX_MAP_SIZE: TSan's shadow memory leaves no room for the default 1 TiB
+    # LMDB map (every process of the step gets the same size).
+    (cd build-tsan && OMP_THREAD_LIMIT=1 SIAMIDX_MAP_SIZE=2G \
         TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/../tools/tsan.supp log_path=$logs/report" \
         ctest --output-on-failure -j "$jobs" -L threads) || tsan_rc=1
     if [ -n "$(ls "$logs")" ]; then

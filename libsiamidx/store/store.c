@@ -488,10 +488,21 @@ static siamidx_status acquire_env(sx_store *st, int create, siamidx_error *err) 
     /* Readers share the environment with writers, so it is opened read-write
        whenever it can be; only an unwritable index gets a read-only one. */
     e->rdonly = st->read_only && (access(st->dir, W_OK) != 0 || access(path, W_OK) != 0);
-    int rc = mdb_env_create(&e->env);
-    if (!rc) rc = mdb_env_set_maxdbs(e->env, 16);
-    if (!rc) rc = mdb_env_set_mapsize(e->env, e->map_size); /* once: see the top */
-    if (!rc) rc = mdb_env_open(e->env, st->dir, MDB_NOTLS | (e->rdonly ? MDB_RDONLY : 0), 0666);
+    int rc;
+    for (;;) {
+        rc = mdb_env_create(&e->env);
+        if (!rc) rc = mdb_env_set_maxdbs(e->env, 16);
+        if (!rc) rc = mdb_env_set_mapsize(e->env, e->map_size); /* once: see the top */
+        if (!rc) rc = mdb_env_open(e->env, st->dir, MDB_NOTLS | (e->rdonly ? MDB_RDONLY : 0), 0666);
+        /* Address space can be short of the default map (ulimit -v, a sanitizer's
+           shadow memory): then a quarter of it, down to 1 GiB, unless the size was
+           asked for. A full map is still a clear error, never a remap. */
+        if (rc != ENOMEM || getenv("SIAMIDX_MAP_SIZE") || e->map_size / 4 < ((size_t)1 << 30))
+            break;
+        mdb_env_close(e->env);
+        e->env = NULL;
+        e->map_size /= 4;
+    }
     if (rc) {
         s = mdb_fail(err, rc, "cannot open", st);
         if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH)
