@@ -16,7 +16,7 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: siamidx eval [-i INDEX] [--unseen-artists FILE] [--seed S] [--pairs N]\n"
-            "                    [--json] [--legacy]\n\n"
+            "                    [--unknown-prior P] [--json] [--legacy]\n\n"
             "Measures the index's trained head on held-out images, overall and per source\n"
             "(the collection's source_repo column):\n"
             "  pairs        same-artist pairs drawn round-robin over artists against two\n"
@@ -34,6 +34,8 @@ static void usage(FILE *f) {
             "  --unseen-artists FILE   artists kept out of the head (and the encoder)\n"
             "  --seed S                pair draws (default 1)\n"
             "  --pairs N               same-artist pairs per population (default 10000)\n"
+            "  --unknown-prior P       score as if trained with this prior, 0 <= P < 1\n"
+            "                          (default: the index's; see siamidx train)\n"
             "  --json                  one JSON object; unmeasurable figures are null\n"
             "  --legacy                the earlier report (random negatives), for comparison\n");
 }
@@ -216,12 +218,13 @@ int cmd_eval(int argc, char **argv) {
             memmove(argv + i, argv + i + 1, (size_t)(argc - i) * sizeof *argv);
             return cmd_eval_legacy(argc - 1, argv);
         }
-    enum { O_UNSEEN = 256, O_SEED, O_PAIRS, O_JSON };
+    enum { O_UNSEEN = 256, O_SEED, O_PAIRS, O_JSON, O_PRIOR };
     static const struct option longs[] = {{"index", required_argument, NULL, 'i'},
                                           {"unseen-artists", required_argument, NULL, O_UNSEEN},
                                           {"seed", required_argument, NULL, O_SEED},
                                           {"pairs", required_argument, NULL, O_PAIRS},
                                           {"json", no_argument, NULL, O_JSON},
+                                          {"unknown-prior", required_argument, NULL, O_PRIOR},
                                           {"help", no_argument, NULL, 'h'},
                                           {NULL, 0, NULL, 0}};
     siamidx_protocol_options o;
@@ -243,6 +246,12 @@ int cmd_eval(int argc, char **argv) {
             if (parse_count(optarg, 10000000ULL, &v) || v == 0) goto bad;
             o.pairs = (size_t)v;
             break;
+        case O_PRIOR: {
+            char *end;
+            o.unknown_prior = strtod(optarg, &end);
+            if (end == optarg || *end || !(o.unknown_prior >= 0 && o.unknown_prior < 1)) goto bad;
+            break;
+        }
         case 'h': usage(stdout); return CLI_EXIT_OK;
         default: usage(stderr); return CLI_EXIT_USAGE;
         }
