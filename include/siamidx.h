@@ -491,7 +491,7 @@ typedef struct siamidx_train_options {
 } siamidx_train_options;
 
 /* Chosen by measurement (docs/evaluation.md, "Attribution: logistic + fusion"). */
-#define SIAMIDX_DEFAULT_UNKNOWN_PRIOR 0.1
+#define SIAMIDX_DEFAULT_UNKNOWN_PRIOR 0.08
 
 void siamidx_train_options_init(siamidx_train_options *opt);
 
