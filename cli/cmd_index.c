@@ -39,6 +39,8 @@ static const char *const usage_text =
     "identical images are embedded once. One write transaction per --batch images\n"
     "(default 256). A second writer fails with 'being written by process N' unless\n"
     "--wait. Readers (query, info, verify) see the last committed state.\n"
+    "query names an indexed file with the image's very bytes as its exact match;\n"
+    "that record is then neither a neighbour nor evidence.\n"
     "remove takes each PATH as query prints it (as given at build time) or as a\n"
     "path to the file, and names the ones that matched nothing.\n"
     "exit status: 0 success, 1 failure, 2 usage error, 3 some inputs failed (build,\n"
