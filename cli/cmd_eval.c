@@ -16,7 +16,7 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: siamidx eval [-i INDEX] [--unseen-artists FILE] [--seed S] [--pairs N]\n"
-            "                    [--json] [--legacy]\n\n"
+            "                    [--unknown-prior P] [--json] [--legacy]\n\n"
             "Measures the index's trained head on held-out images, overall and per source\n"
             "(the collection's source_repo column):\n"
             "  pairs        same-artist pairs drawn round-robin over artists against two\n"
@@ -34,6 +34,8 @@ static void usage(FILE *f) {
             "  --unseen-artists FILE   artists kept out of the head (and the encoder)\n"
             "  --seed S                pair draws (default 1)\n"
             "  --pairs N               same-artist pairs per population (default 10000)\n"
+            "  --unknown-prior P       score as if trained with this prior, 0 <= P < 1\n"
+            "                          (default: the index's; see siamidx train)\n"
             "  --json                  one JSON object; unmeasurable figures are null\n"
             "  --legacy                the earlier report (random negatives), for comparison\n");
 }
@@ -228,10 +230,12 @@ int cmd_eval(int argc, char **argv) {
     int json = 0, legacy = 0, first;
     uint64_t seed = o.seed;
     int pairs = (int)o.pairs;
+    double prior = -1; /* not given: the index's */
     const cli_option opts[] = {CLI_OPT("index", 'i', CLI_STRING, &index),
                                CLI_OPT("unseen-artists", 0, CLI_STRING, &unseen),
                                CLI_NUM("seed", 0, CLI_U64, &seed, 0, 0x7fffffff, 0),
                                CLI_NUM("pairs", 0, CLI_INT, &pairs, 1, 10000000, 0),
+                               CLI_NUM("unknown-prior", 0, CLI_DOUBLE, &prior, 0, 1, CLI_OPEN_MAX),
                                CLI_OPT("json", 0, CLI_FLAG, &json),
                                CLI_OPT("legacy", 0, CLI_FLAG, &legacy),
                                CLI_END};
@@ -247,6 +251,7 @@ int cmd_eval(int argc, char **argv) {
     }
     o.seed = seed;
     o.pairs = (size_t)pairs;
+    if (prior >= 0) o.unknown_prior = prior;
     name_list names = {0};
     if (unseen && read_names(unseen, &names)) return CLI_EXIT_FAILURE;
     o.unseen_artists = unseen ? (const char *const *)names.name : NULL;

@@ -46,6 +46,9 @@ static void train_usage(FILE *f) {
             "  --seed S               split and pair sampling seed (default 1)\n"
             "  --val-fraction F       default 0.2\n"
             "  --holdout-artists N    default 0\n"
+            "  --unknown-prior P      how often a query is by an artist not in the index,\n"
+            "                         0 <= P < 1 (default %g): the prior \"unknown\" is\n"
+            "                         weighed against; 0: never \"unknown\"\n"
             "  --save-to-model OUT    also write the index's model with this head as its\n"
             "                         default head to OUT (a copy; OUT may be MODEL itself).\n"
             "                         The fingerprint stays, so indexes built with the model\n"
@@ -53,7 +56,10 @@ static void train_usage(FILE *f) {
             "                         an index's own head still takes precedence\n"
             "  -m, --model MODEL      the index's model for --save-to-model (default:\n"
             "                         $SIAMIDX_MODEL, then the installed model); refused\n"
-            "                         when its fingerprint is not the index's\n");
+            "                         when its fingerprint is not the index's\n"
+            "Also fits a logistic classifier over the index's artists on the head's\n"
+            "training images; `query` fuses it with the head's neighbours.\n",
+            SIAMIDX_DEFAULT_UNKNOWN_PRIOR);
 }
 
 /* The index's (just trained) head into a copy of its model file. */
@@ -89,6 +95,7 @@ int cmd_train(int argc, char **argv) {
         CLI_NUM("seed", 0, CLI_U64, &o.seed, 0, 0x7fffffff, 0),
         CLI_NUM("val-fraction", 0, CLI_DOUBLE, &o.val_fraction, 0.01, 0.8, 0),
         CLI_NUM("holdout-artists", 0, CLI_INT, &o.holdout_artists, 0, 1000000, 0),
+        CLI_NUM("unknown-prior", 0, CLI_DOUBLE, &o.unknown_prior, 0, 1, CLI_OPEN_MAX),
         CLI_OPT("save-to-model", 0, CLI_STRING, &save_to),
         CLI_OPT("model", 'm', CLI_STRING, &model_path),
         CLI_OPT("json", 0, CLI_FLAG, &json),
@@ -151,6 +158,19 @@ int cmd_train(int argc, char **argv) {
         cli_json_end(&j);
         cli_json_key(&j, "unseen_artists");
         cli_json_uint(&j, r.n_unseen_artists);
+        cli_json_key(&j, "classifier");
+        cli_json_object(&j);
+        cli_json_key(&j, "artists");
+        cli_json_uint(&j, r.n_classes);
+        const char *ckeys[] = {"val_top1", "val_balanced_top1", "fused_val_top1", "fuse_weight",
+                               "unknown_prior"};
+        const double cvals[] = {r.classifier_val_top1, r.classifier_val_balanced_top1,
+                                r.fused_val_top1, r.fuse_weight, r.unknown_prior};
+        for (int k = 0; k < 5; k++) {
+            cli_json_key(&j, ckeys[k]);
+            cli_json_number(&j, cvals[k], "%.6g");
+        }
+        cli_json_end(&j);
         if (save_to) {
             cli_json_key(&j, "saved_to_model");
             cli_json_string(&j, save_to);
@@ -163,6 +183,10 @@ int cmd_train(int argc, char **argv) {
         printf("epochs: %d (best %d)\n", r.epochs_run, r.best_epoch);
         printf("validation: AUC %.4f, accuracy %.4f at threshold %.3f, calibration error %.4f\n",
                r.val_auc, r.val_accuracy, r.threshold, r.val_ece);
+        printf("classifier: %zu artists; validation top-1 %.4f (balanced %.4f), fused with "
+               "the neighbours %.4f (weight %.2f); unknown prior %.3f\n",
+               r.n_classes, r.classifier_val_top1, r.classifier_val_balanced_top1,
+               r.fused_val_top1, r.fuse_weight, r.unknown_prior);
         printf("head stored in the index (seed %llu)\n", (unsigned long long)o.seed);
         if (save_to) printf("head written into the model file %s as its default head\n", save_to);
     }

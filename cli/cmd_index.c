@@ -2,6 +2,7 @@
  * cmd_index.c - the index subcommands: build, add, query, info, remove,
  * verify (and a hidden `dump` for comparing two indexes in tests).
  */
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,8 @@ static const char *const usage_text =
     "identical images are embedded once. One write transaction per --batch images\n"
     "(default 256). A second writer fails with 'being written by process N' unless\n"
     "--wait. Readers (query, info, verify) see the last committed state.\n"
+    "query names an indexed file with the image's very bytes as its exact match;\n"
+    "that record is then neither a neighbour nor evidence.\n"
     "remove takes each PATH as query prints it (as given at build time) or as a\n"
     "path to the file, and names the ones that matched nothing.\n"
     "exit status: 0 success, 1 failure, 2 usage error, 3 some inputs failed (build,\n"
@@ -250,7 +253,11 @@ static void print_query(const char *image, const siamidx_query_result *r, int js
             printf("head: none (similarity only: no trained head in the index or the model; "
                    "the scores rank artists, they are not probabilities)\n");
         else
-            printf("head: %s\n", siamidx_head_source_name(r->head));
+            printf("head: %s%s\n", siamidx_head_source_name(r->head),
+                   r->classifier ? " + classifier" : "");
+        if (r->exact_match_path)
+            printf("exact match: %s  %s (the same file is indexed; not counted as evidence)\n",
+                   r->exact_match_artist, r->exact_match_path);
         printf("artists:\n");
         for (size_t i = 0; i < r->n_artists; i++)
             printf("  %.4f  %s\n", r->artists[i].probability, r->artists[i].artist);
@@ -269,6 +276,20 @@ static void print_query(const char *image, const siamidx_query_result *r, int js
     /* "index", "model", or "none": artist scores from similarities only */
     cli_json_key(&j, "head");
     cli_json_string(&j, siamidx_head_source_name(r->head));
+    cli_json_key(&j, "classifier");
+    cli_json_bool(&j, r->classifier);
+    /* the indexed image with the query's bytes, or null */
+    cli_json_key(&j, "exact_match");
+    if (r->exact_match_path) {
+        cli_json_object(&j);
+        cli_json_key(&j, "path");
+        cli_json_string(&j, r->exact_match_path);
+        cli_json_key(&j, "artist");
+        cli_json_string(&j, r->exact_match_artist);
+        cli_json_end(&j);
+    } else {
+        cli_json_number(&j, NAN, "%g"); /* null */
+    }
     cli_json_key(&j, "artists");
     cli_json_array(&j);
     for (size_t i = 0; i < r->n_artists; i++) {

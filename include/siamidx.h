@@ -344,6 +344,11 @@ typedef struct siamidx_query_result {
     size_t n_artists;
     float unknown; /* P(an artist not in the index); with a head only, else 0 */
     siamidx_head_source head; /* which head scored the artists */
+    /* The indexed image with the query's very bytes (SHA-256), else NULL (and
+       id -1): it is named here and is neither a neighbour nor evidence. */
+    char *exact_match_path, *exact_match_artist;
+    int64_t exact_match_id;
+    int classifier; /* 1: the index's classifier was fused in (siamidx train) */
 } siamidx_query_result;
 
 void siamidx_query_result_free(siamidx_query_result *res);
@@ -427,6 +432,10 @@ siamidx_status siamidx_index_verify(siamidx_index *idx, siamidx_problem_fn fn, v
  * (siamidx_neighbor.probability) and aggregated per artist against an
  * "unknown" alternative (siamidx_query_result.unknown), fitted on validation
  * queries with and without their artist indexed; artists + unknown <= 1.
+ * An index trained since classifiers exist also holds a logistic classifier
+ * over its artists: the answer then fuses its probabilities with the
+ * neighbour evidence, and "unknown" is weighed by Bayes' rule against the
+ * index's unknown prior (siamidx_train_options.unknown_prior).
  * `siamidx pair` and `siamidx query` call exactly these functions.
  */
 typedef struct siamidx_head siamidx_head;
@@ -483,7 +492,13 @@ typedef struct siamidx_train_options {
                              and half for `eval`; 0: 0.2 */
     int holdout_artists;  /* whole artists kept out, to measure unseen artists */
     int verbose;          /* progress on stderr */
+    double unknown_prior; /* P(a query's artist is not in the index), 0 <= P < 1: the
+                             prior "unknown" is weighed against (docs/evaluation.md);
+                             init sets SIAMIDX_DEFAULT_UNKNOWN_PRIOR; 0: never "unknown" */
 } siamidx_train_options;
+
+/* Chosen by measurement (docs/evaluation.md, "Attribution: logistic + fusion"). */
+#define SIAMIDX_DEFAULT_UNKNOWN_PRIOR 0.08
 
 void siamidx_train_options_init(siamidx_train_options *opt);
 
@@ -493,6 +508,12 @@ typedef struct siamidx_train_report {
     int epochs_run, best_epoch;
     size_t n_train, n_val, n_test, n_unseen; /* images per role */
     size_t n_unseen_artists;
+    /* the classifier over the index's artists, fitted with the head */
+    size_t n_classes;                   /* artists with training images */
+    double classifier_val_top1, classifier_val_balanced_top1; /* alone, validation images */
+    double fused_val_top1;              /* fused with the head's neighbours */
+    double fuse_weight;                 /* the classifier's log-linear weight */
+    double unknown_prior;               /* as stored */
 } siamidx_train_report;
 
 /*
@@ -563,6 +584,8 @@ typedef struct siamidx_protocol_options {
     const char *const *unseen_artists; /* artists kept out of the head (and the
                                           encoder); NULL: the head's held-out ones */
     size_t n_unseen_artists;
+    double unknown_prior; /* >= 0: scores as if the index's classifier had this
+                             prior (to choose one); < 0 (init): the index's own */
 } siamidx_protocol_options;
 
 void siamidx_protocol_options_init(siamidx_protocol_options *opt);

@@ -54,7 +54,8 @@ printf 'trailing bytes' >> col/artist_2/img_5.bmp # new content, same pixels
 grep -q "indexed 1, unchanged 18" out3 || fail "changed file: $(cat out3)"
 grep -q "embedded 1" out3 || fail "changed file embedded: $(cat out3)"
 
-# query: JSON shape, itself first, probabilities decreasing and summing to <= 1.
+# query: JSON shape, itself named as the exact match (and not among its own
+# neighbours), probabilities decreasing and summing to <= 1.
 "$BIN" query col/artist_0/img_3.bmp -m "$MODEL" -k 4 --json > q.json || fail "query"
 python3 - q.json <<'EOF' || fail "query JSON: $(cat q.json)"
 import json, sys
@@ -62,8 +63,8 @@ d = json.load(open(sys.argv[1]))
 assert d["query"] == "col/artist_0/img_3.bmp"
 nb, ar = d["neighbors"], d["artists"]
 assert 1 <= len(nb) <= 4 and 1 <= len(ar) <= 4
-assert nb[0]["path"] == "col/artist_0/img_3.bmp" and nb[0]["artist"] == "artist_0"
-assert abs(nb[0]["similarity"] - 1) < 1e-4
+assert d["exact_match"] == {"path": "col/artist_0/img_3.bmp", "artist": "artist_0"}
+assert all(n["path"] != "col/artist_0/img_3.bmp" for n in nb)
 assert all(nb[i]["similarity"] >= nb[i + 1]["similarity"] for i in range(len(nb) - 1))
 p = [a["probability"] for a in ar]
 assert all(p[i] >= p[i + 1] for i in range(len(p) - 1)) and sum(p) <= 1 + 1e-5
@@ -82,7 +83,7 @@ grep -q "col/artist_0/nothing.bmp: not in the index" e || fail "unmatched path n
 mkdir -p elsewhere
 (
     cd elsewhere
-    p=$("$BIN" query ../col/artist_2/img_3.bmp -m "$MODEL" -k 1 --json | json 'd["neighbors"][0]["path"]')
+    p=$("$BIN" query ../col/artist_2/img_3.bmp -m "$MODEL" -k 1 --json | json 'd["exact_match"]["path"]')
     [ "$p" = col/artist_2/img_3.bmp ] || echo "FAIL: query printed '$p'"
     "$BIN" remove "$p" > o 2> e || echo "FAIL: remove the path query printed: $(cat e)"
     "$BIN" remove col/artist_2/img_2.bmp no/such.bmp > o 2> e

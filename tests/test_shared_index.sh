@@ -32,6 +32,7 @@ grep -q "indexed 0, unchanged 8862, failed 0 (embedded 0" b2.out || fail "second
 "$BIN" verify > v || fail "verify: $(cat v)"
 "$BIN" query "$P/claude_monet/$(ls "$P/claude_monet" | head -1)" -m "$MODEL" -k 3 --json > q ||
     fail "query"
-python3 -c "import json; d=json.load(open('q')); assert d['neighbors'][0]['artist']=='claude_monet'" ||
+# an indexed painting is its own exact match (and not its own neighbour)
+python3 -c "import json; d=json.load(open('q')); assert d['exact_match']['artist']=='claude_monet'; assert all(n['path'] != d['exact_match']['path'] for n in d['neighbors'])" ||
     fail "query: $(cat q)"
 [ $fails = 0 ] && echo "ok" || { echo "$fails failure(s)"; exit 1; }

@@ -9,6 +9,10 @@
  * attribution searches is everything else (the head's training and
  * validation images), exactly what `siamidx query` would search minus the
  * held-out images.
+ *
+ * Attribution is scored by sx_fuse (head/attribution.c), the function
+ * `siamidx query` answers with: the classifier fused with the neighbours
+ * when the index has one, the head alone when not.
  */
 #include <cblas.h>
 #include <math.h>
@@ -19,8 +23,10 @@
 #include "siamidx.h"
 #include "siamidx_ext.h"
 #include "base/error.h"
+#include "answer/index_head.h"
 #include "base/sha256.h"
 #include "head/attribution.h"
+#include "head/classifier.h"
 #include "head/eval_protocol.h"
 #include "head/head.h"
 #include "head/labelled.h"
@@ -30,6 +36,7 @@ void siamidx_protocol_options_init(siamidx_protocol_options *opt) {
     memset(opt, 0, sizeof *opt);
     opt->seed = 1;
     opt->pairs = 10000;
+    opt->unknown_prior = -1;
 }
 
 /* ---- names to dense ids ---------------------------------------------------- */
@@ -204,6 +211,7 @@ static siamidx_status assign_roles(const sx_head *h, eval_data *x,
 
 typedef struct scorer {
     const sx_head *h;
+    const sx_classifier *c; /* NULL: the head alone */
     const eval_data *x;
     float *z;    /* [n][dim] projected embeddings */
     float *feat; /* [n_feat] */
@@ -337,14 +345,21 @@ static siamidx_status score_queries(scorer *s, const uint8_t *roles, sx_ep_query
         else gal[ng++] = i;
     }
     size_t m = sx_attr_candidates(5) < ng ? sx_attr_candidates(5) : ng;
+    size_t C = s->c ? (size_t)s->c->n_classes : 0;
     size_t *nn = malloc((nq * m + 1) * sizeof *nn);
     float *logit = malloc((m + 1) * sizeof *logit);
-    int32_t *art = malloc((m + 1) * sizeof *art);
-    double *prob = malloc((na + 1) * sizeof *prob);
+    int32_t *art = malloc((m + 1) * sizeof *art), *class_of = malloc((na + 1) * sizeof *class_of);
+    double *prob = malloc((na + 1) * sizeof *prob), *logp = malloc((nq * C + 1) * sizeof *logp);
+    float *qemb = s->c ? malloc((nq * dim + 1) * sizeof *qemb) : NULL;
     siamidx_status st = SIAMIDX_OK;
-    if (!nn || !logit || !art || !prob)
+    if (!nn || !logit || !art || !class_of || !prob || !logp || (s->c && !qemb))
         st = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "evaluation: out of memory");
     if (!st && nq && m) st = nearest(x, qrow, nq, gal, ng, m, nn, err);
+    if (!st && s->c) { /* the classifier's view of every query, in one batch */
+        for (size_t a = 0; a < na; a++) class_of[a] = sx_classifier_class(s->c, x->artists.name[a]);
+        for (size_t i = 0; i < nq; i++) memcpy(qemb + i * dim, x->emb + qrow[i] * dim, dim * 4);
+        st = sx_classifier_log_prob(s->c, qemb, nq, logp, err);
+    }
     for (size_t i = 0; !st && i < nq; i++) {
         size_t r = qrow[i];
         for (size_t j = 0; j < m; j++) {
@@ -352,9 +367,7 @@ static siamidx_status score_queries(scorer *s, const uint8_t *roles, sx_ep_query
             logit[j] = sx_head_logit(h, s->z + r * dim, s->z + c * dim, s->feat);
             art[j] = x->item[c].artist;
         }
-        double pu = m ? sx_aggregate(logit, art, m, h->attr_scale, h->attr_unknown, (int)na, prob)
-                      : 1.0;
-        if (!m) memset(prob, 0, na * sizeof *prob);
+        double pu = sx_fuse(h, s->c, logp + i * C, class_of, logit, art, m, (int)na, prob);
         double top = 0;
         for (size_t a = 0; a < na; a++) top = prob[a] > top ? prob[a] : top;
         q[i] = (sx_ep_query){x->item[r].artist, sx_ep_rank(prob, (int)na, x->item[r].artist), pu,
@@ -362,7 +375,7 @@ static siamidx_status score_queries(scorer *s, const uint8_t *roles, sx_ep_query
     }
     *nq_out = nq;
     *ng_out = ng;
-    free(gal), free(nn), free(logit), free(art), free(prob);
+    free(gal), free(nn), free(logit), free(art), free(class_of), free(prob), free(logp), free(qemb);
     return st;
 }
 
@@ -427,13 +440,13 @@ static int cmp_name(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static siamidx_status run(const sx_head *h, eval_data *x, const siamidx_protocol_options *o,
+static siamidx_status run(const sx_head *h, const sx_classifier *c, eval_data *x, const siamidx_protocol_options *o,
                           siamidx_protocol_report *out, siamidx_error *err) {
     size_t n = x->n, dim = (size_t)h->dim;
     uint8_t *roles = malloc(n + 1);
     sx_ep_query *q = malloc((n + 1) * sizeof *q);
     size_t *qrow = malloc((n + 1) * sizeof *qrow);
-    scorer s = {h, x, malloc((n * dim + 1) * sizeof(float)),
+    scorer s = {h, c, x, malloc((n * dim + 1) * sizeof(float)),
                 malloc(((size_t)h->n_feat + 1) * sizeof(float))};
     pop_pairs seen = {0}, unseen = {0};
     char **sorted = malloc((x->sources.n + 1) * sizeof *sorted);
@@ -493,17 +506,23 @@ siamidx_status siamidx_index_evaluate_protocol(siamidx_index *idx,
     siamidx_protocol_options_init(&o);
     if (opt) o = *opt;
     sx_head *h = NULL;
-    siamidx_status st = siamidx_index_head(idx, NULL, &h, err);
+    const sx_head *head;
+    sx_classifier *c = NULL;
+    siamidx_head_source source;
+    siamidx_status st = sx_answer_head_classifier(idx, NULL, &h, &head, &source, &c, err);
     if (st) return st;
+    if (!head) return sx_fail(err, SIAMIDX_ERR_NO_HEAD, "no trained head: run `siamidx train`");
+    if (c && o.unknown_prior >= 0 && o.unknown_prior < 1) c->unknown_prior = (float)o.unknown_prior;
     eval_data x;
     if (!(st = load_records(idx, &x, err))) {
-        if (x.dim != h->dim)
+        if (x.dim != h->dim || (c && c->dim != x.dim))
             st = sx_fail(err, SIAMIDX_ERR_MODEL_MISMATCH,
                          "the head expects %d-dimensional embeddings, the index holds %d",
                          h->dim, x.dim);
-        if (!st) st = run(h, &x, &o, out, err);
+        if (!st) st = run(h, c, &x, &o, out, err);
         eval_data_free(&x);
     }
     siamidx_head_free(h);
+    sx_classifier_free(c);
     return st;
 }

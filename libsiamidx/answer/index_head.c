@@ -15,6 +15,8 @@
 #include "answer/index_head.h"
 #include "base/error.h"
 #include "base/sha256.h"
+#include "head/attribution.h"
+#include "head/classifier.h"
 #include "head/evaluate.h"
 #include "head/head.h"
 #include "head/head_train.h"
@@ -23,6 +25,7 @@
 #include "index/index.h"
 
 #define HEAD_BLOB "head"
+#define CLASSIFIER_BLOB "classifier"
 
 /* Everything training and evaluation need from an index, in record order. */
 typedef struct index_data {
@@ -115,50 +118,144 @@ static siamidx_status load_index_data(siamidx_index *idx, index_data *x, siamidx
     return SIAMIDX_OK;
 }
 
+/* The hex SHA-256 of a head blob: what ties a classifier to the head it was fitted with. */
+static void blob_id(const void *blob, size_t len, char out[65]) {
+    sx_sha256 c;
+    uint8_t digest[32];
+    sx_sha256_init(&c);
+    sx_sha256_update(&c, blob, len);
+    sx_sha256_final(&c, digest);
+    sx_hex(digest, 32, out);
+}
+
+/*
+ * The classifier over the index's artists, fitted on the head's training
+ * images (its validation images choose the penalty, the fusion weight and
+ * the unknown evidence), so `siamidx eval` measures it on images it never
+ * saw. Refitted from the index on every `train`: an artist added since is in.
+ */
+static siamidx_status fit_classifier(const index_data *x, const sx_head *h, const uint8_t *roles,
+                                     const siamidx_train_options *opt, const char *head_id,
+                                     sx_classifier **out, siamidx_error *err) {
+    siamidx_status st = sx_classifier_fit(&x->d, roles, opt && opt->verbose, out, err);
+    if (!st) st = sx_fusion_fit(*out, h, &x->d, roles, err);
+    if (st) {
+        sx_classifier_free(*out);
+        *out = NULL;
+        return st;
+    }
+    double prior = opt ? opt->unknown_prior : SIAMIDX_DEFAULT_UNKNOWN_PRIOR;
+    (*out)->unknown_prior = (float)prior;
+    memcpy((*out)->head_id, head_id, 65);
+    return SIAMIDX_OK;
+}
+
 siamidx_status siamidx_index_train_head(siamidx_index *idx, const siamidx_train_options *opt,
                                         siamidx_train_report *report, siamidx_error *err) {
     if (!idx) return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "train: no index");
+    if (opt && !(opt->unknown_prior >= 0 && opt->unknown_prior < 1))
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT,
+                       "train: the unknown prior must be from 0 to below 1, not %g",
+                       opt->unknown_prior);
     sx_train_opts o;
     sx_train_opts_from_public(opt, &o);
     index_data x;
     siamidx_status st = load_index_data(idx, &x, err);
     if (st) return st;
     sx_head *h = NULL;
-    uint8_t *blob = NULL;
-    size_t len = 0;
-    st = sx_head_train(&x.d, &o, NULL, &h, err);
+    sx_classifier *c = NULL;
+    uint8_t *blob = NULL, *cblob = NULL, *roles = malloc(x.d.n);
+    size_t len = 0, clen = 0;
+    char head_id[65];
+    if (!roles) st = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "train: out of memory");
+    if (!st) st = sx_head_train(&x.d, &o, roles, &h, err);
     if (!st) st = sx_head_to_blob(h, &blob, &len, err);
+    if (!st) blob_id(blob, len, head_id);
+    if (!st) st = fit_classifier(&x, h, roles, opt, head_id, &c, err);
+    if (!st) st = sx_classifier_to_blob(c, &cblob, &clen, err);
+    /* Two transactions: after a crash between them the index holds the new
+       head and the old classifier, whose head_id no longer matches -- answers
+       then ignore it (as without one) until the next `train`. */
     if (!st) st = sx_index_blob_put(idx, HEAD_BLOB, blob, len, err);
-    if (!st && report) sx_train_report_from_head(h, (size_t)o.holdout_artists, report);
-    free(blob);
+    if (!st) st = sx_index_blob_put(idx, CLASSIFIER_BLOB, cblob, clen, err);
+    if (!st && report) {
+        sx_train_report_from_head(h, (size_t)o.holdout_artists, report);
+        report->n_classes = (size_t)c->n_classes;
+        report->classifier_val_top1 = c->val_top1;
+        report->classifier_val_balanced_top1 = c->val_balanced_top1;
+        report->fused_val_top1 = c->fused_top1;
+        report->fuse_weight = c->fuse_weight;
+        report->unknown_prior = c->unknown_prior;
+    }
+    free(blob), free(cblob), free(roles);
     siamidx_head_free(h);
+    sx_classifier_free(c);
     index_data_free(&x);
     return st;
 }
 
-siamidx_status sx_index_stored_head(siamidx_index *idx, sx_head **out, siamidx_error *err) {
+/* The index's head, and the hex SHA-256 of its blob (head_id may be NULL). */
+static siamidx_status stored_head(siamidx_index *idx, sx_head **out, char *head_id,
+                                  siamidx_error *err) {
     *out = NULL;
     void *data;
     size_t len;
     siamidx_status st = sx_index_blob_get(idx, HEAD_BLOB, &data, &len, err);
     if (!st) st = sx_head_from_blob(data, len, out, err);
+    if (!st && head_id) blob_id(data, len, head_id);
     free(data);
     return st;
 }
 
-siamidx_status sx_answer_head(siamidx_index *idx, const siamidx_model *model, sx_head **owned,
-                              const sx_head **head, siamidx_head_source *source,
-                              siamidx_error *err) {
+siamidx_status sx_index_stored_head(siamidx_index *idx, sx_head **out, siamidx_error *err) {
+    return stored_head(idx, out, NULL, err);
+}
+
+/* The classifier fitted with the head whose blob has head_id; NULL when the
+   index has none (an index trained before classifiers) or one of another head. */
+static siamidx_status stored_classifier(siamidx_index *idx, const char *head_id,
+                                        sx_classifier **out, siamidx_error *err) {
+    *out = NULL;
+    void *data;
+    size_t len;
+    siamidx_error e;
+    siamidx_status st = sx_index_blob_get(idx, CLASSIFIER_BLOB, &data, &len, &e);
+    if (st == SIAMIDX_ERR_NOT_FOUND) return SIAMIDX_OK;
+    if (!st) st = sx_classifier_from_blob(data, len, out, &e);
+    free(data);
+    if (st) {
+        if (err) *err = e;
+        return st;
+    }
+    if (strcmp((*out)->head_id, head_id)) {
+        sx_classifier_free(*out);
+        *out = NULL;
+    }
+    return SIAMIDX_OK;
+}
+
+siamidx_status sx_answer_head_classifier(siamidx_index *idx, const siamidx_model *model,
+                                         sx_head **owned, const sx_head **head,
+                                         siamidx_head_source *source, sx_classifier **clf,
+                                         siamidx_error *err) {
     *owned = NULL;
     *head = NULL;
     *source = SIAMIDX_HEAD_NONE;
+    if (clf) *clf = NULL;
     if (idx) {
         siamidx_error e;
-        siamidx_status st = sx_index_stored_head(idx, owned, &e);
+        char head_id[65];
+        siamidx_status st = stored_head(idx, owned, head_id, &e);
         if (st == SIAMIDX_OK) {
             *head = *owned;
             *source = SIAMIDX_HEAD_INDEX;
-            return SIAMIDX_OK;
+            if (clf && (st = stored_classifier(idx, head_id, clf, err))) {
+                siamidx_head_free(*owned);
+                *owned = NULL;
+                *head = NULL;
+                *source = SIAMIDX_HEAD_NONE;
+            }
+            return st;
         }
         if (st != SIAMIDX_ERR_NOT_FOUND) {
             if (err) *err = e;
@@ -170,6 +267,12 @@ siamidx_status sx_answer_head(siamidx_index *idx, const siamidx_model *model, sx
         *source = SIAMIDX_HEAD_MODEL;
     }
     return SIAMIDX_OK;
+}
+
+siamidx_status sx_answer_head(siamidx_index *idx, const siamidx_model *model, sx_head **owned,
+                              const sx_head **head, siamidx_head_source *source,
+                              siamidx_error *err) {
+    return sx_answer_head_classifier(idx, model, owned, head, source, NULL, err);
 }
 
 siamidx_status siamidx_index_head(siamidx_index *idx, const siamidx_model *model,

@@ -3,6 +3,7 @@
 #define SX_ANSWER_INDEX_HEAD_H
 
 #include "siamidx.h"
+#include "head/classifier.h"
 #include "head/head.h"
 
 /* The index's own trained head (free it), or SIAMIDX_ERR_NOT_FOUND. */
@@ -17,5 +18,12 @@ siamidx_status sx_index_stored_head(siamidx_index *idx, sx_head **out, siamidx_e
 siamidx_status sx_answer_head(siamidx_index *idx, const siamidx_model *model, sx_head **owned,
                               const sx_head **head, siamidx_head_source *source,
                               siamidx_error *err);
+
+/* The same, and the index's classifier (*clf, may be NULL: none) when the
+   index's own head answers and the classifier was fitted with that head. */
+siamidx_status sx_answer_head_classifier(siamidx_index *idx, const siamidx_model *model,
+                                         sx_head **owned, const sx_head **head,
+                                         siamidx_head_source *source, sx_classifier **clf,
+                                         siamidx_error *err);
 
 #endif /* SX_ANSWER_INDEX_HEAD_H */

@@ -388,6 +388,7 @@ void siamidx_train_options_init(siamidx_train_options *opt) {
     opt->epochs = o.epochs;
     opt->seed = o.seed;
     opt->val_fraction = o.val_fraction;
+    opt->unknown_prior = SIAMIDX_DEFAULT_UNKNOWN_PRIOR;
 }
 
 /* The options of `siamidx train` (siamidx_train_options) as head training takes them. */

@@ -453,6 +453,7 @@ void sx_neighbors_free(sx_neighbors *n) {
     for (size_t i = 0; n->nb && i < n->n; i++) neighbor_free(&n->nb[i]);
     free(n->nb);
     free(n->emb);
+    free(n->hash);
     memset(n, 0, sizeof *n);
 }
 
@@ -483,6 +484,7 @@ static siamidx_status collect_neighbors(siamidx_index *idx, MDB_txn *txn, const 
             return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "out of memory");
         }
         sx_record_embedding(&r, out->emb + out->n * dim);
+        memcpy(out->hash + out->n * 32, r.hash, 32);
         out->n++;
     }
     return SIAMIDX_OK;
@@ -499,8 +501,9 @@ siamidx_status sx_index_neighbors(siamidx_index *idx, const float *query, int k,
     float *sims = malloc((size_t)k * sizeof *sims);
     out->nb = calloc((size_t)k, sizeof *out->nb);
     out->emb = malloc((size_t)k * out->dim * sizeof *out->emb);
+    out->hash = malloc((size_t)k * 32);
     MDB_txn *txn = NULL;
-    siamidx_status s = ids && sims && out->nb && out->emb
+    siamidx_status s = ids && sims && out->nb && out->emb && out->hash
                            ? SIAMIDX_OK
                            : sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "out of memory");
     if (!s) s = sx_store_read_begin(idx->st, &txn, err);
@@ -626,6 +629,39 @@ siamidx_status siamidx_index_cached_embedding(siamidx_index *idx, const char *pa
                      path, r.dim, dim);
     if (!st) sx_record_embedding(&r, out);
     sx_store_read_end(txn);
+    return st;
+}
+
+siamidx_status sx_index_find_content(siamidx_index *idx, const uint8_t hash[32], int64_t *id,
+                                     char **path, char **artist, float *embedding,
+                                     siamidx_error *err) {
+    *id = -1;
+    *path = *artist = NULL;
+    MDB_txn *txn;
+    siamidx_status st = sx_store_read_begin(idx->st, &txn, err);
+    if (st) return st;
+    uint64_t rid;
+    sx_record r;
+    const char *name = NULL;
+    st = sx_store_find_hash(idx->st, txn, hash, &rid, err);
+    if (!st) st = sx_store_get_record(idx->st, txn, rid, &r, err);
+    if (!st) st = sx_store_artist_name(idx->st, txn, r.artist_id, &name, NULL, err);
+    if (!st && embedding && r.dim != idx->meta.dim)
+        st = sx_fail(err, SIAMIDX_ERR_INDEX_CORRUPT, "record %llu has %u dimensions, the index %u",
+                     (unsigned long long)rid, r.dim, idx->meta.dim);
+    if (!st) {
+        *path = strdup(r.path);
+        *artist = strdup(name);
+        if (!*path || !*artist) st = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "out of memory");
+        else if (embedding) sx_record_embedding(&r, embedding);
+        *id = (int64_t)rid;
+    }
+    sx_store_read_end(txn);
+    if (st) {
+        free(*path), free(*artist);
+        *path = *artist = NULL;
+        *id = -1;
+    }
     return st;
 }
 

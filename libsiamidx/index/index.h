@@ -54,12 +54,20 @@ typedef struct sx_neighbors {
     siamidx_neighbor *nb;
     size_t n;
     float *emb;
+    uint8_t *hash; /* n * 32: each record's content hash (SHA-256 of its bytes) */
     uint32_t dim;
 } sx_neighbors;
 
 siamidx_status sx_index_neighbors(siamidx_index *idx, const float *query, int k,
                                   sx_neighbors *out, siamidx_error *err);
 void sx_neighbors_free(sx_neighbors *n);
+
+/* The record of an image with these bytes (content hash): its id, path and
+   artist (malloc'd) and embedding (dim floats; may be NULL); NOT_FOUND when
+   none. Identical images indexed twice: one of them. */
+siamidx_status sx_index_find_content(siamidx_index *idx, const uint8_t hash[32], int64_t *id,
+                                     char **path, char **artist, float *embedding,
+                                     siamidx_error *err);
 
 /* Named blobs (a trained head, ...): a malloc'd copy; NOT_FOUND when absent. */
 siamidx_status sx_index_blob_get(siamidx_index *idx, const char *name, void **data, size_t *len,
