@@ -123,6 +123,18 @@ unseen_set = set(chosen)
 n_all = write("all.csv", rows)
 n_train = write("train.csv", [r for r in rows if r["artist"] not in unseen_set])
 n_un = write("unseen.csv", [r for r in rows if r["artist"] in unseen_set])
+# Held-out images of the other artists: a seeded tenth of each artist's images
+# (at least one, for artists with 3 or more), never given to the encoder.
+hrng = random.Random(seed * 7919 + 1)
+held = set()
+for a in sorted(by_artist):
+    if a in unseen_set or a in excluded or len(by_artist[a]) < 3:
+        continue
+    files = sorted(r["filename"] for r in by_artist[a])
+    hrng.shuffle(files)
+    held.update(files[:max(1, round(len(files) * 0.1))])
+n_held = write("seen_test.csv", [r for r in rows if r["filename"] in held])
+n_enc = write("encoder.csv", [r for r in rows if r["artist"] not in unseen_set and r["filename"] not in held])
 with open(os.path.join(work, "unseen_artists.txt"), "w", encoding="utf-8") as f:
     f.write(f"# {len(chosen)} unseen artists, seed {seed}, from {' '.join(colls)}\n")
     for a in chosen:
@@ -132,7 +144,8 @@ with open(os.path.join(work, "unseen_artists.txt"), "w", encoding="utf-8") as f:
 print(f"{n_all} images of {len(by_artist)} artists; train.csv {n_train} images of "
       f"{len(by_artist) - len(chosen)} artists; unseen.csv {n_un} images of {len(chosen)} "
       f"artists ({len(excluded & set(by_artist))} artists excluded from the draw as the "
-      f"encoder's)", file=sys.stderr)
+      f"encoder's); encoder.csv {n_enc} images, seen_test.csv {n_held} held-out images of "
+      f"the train artists", file=sys.stderr)
 EOF
 [ $prepare_only -eq 0 ] || exit 0
 
