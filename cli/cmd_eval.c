@@ -11,6 +11,7 @@
 #include "args.h"
 #include "cli.h"
 #include "json.h"
+#include "lines.h"
 #include "siamidx.h"
 
 static void usage(FILE *f) {
@@ -38,56 +39,6 @@ static void usage(FILE *f) {
             "                          (default: the index's; see siamidx train)\n"
             "  --json                  one JSON object; unmeasurable figures are null\n"
             "  --legacy                the earlier report (random negatives), for comparison\n");
-}
-
-/* ---- the unseen-artist list ---------------------------------------------------- */
-
-typedef struct name_list {
-    char **name;
-    size_t n;
-} name_list;
-
-static void name_list_free(name_list *l) {
-    for (size_t i = 0; i < l->n; i++) free(l->name[i]);
-    free(l->name);
-}
-
-static int read_names(const char *path, name_list *out) {
-    memset(out, 0, sizeof *out);
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        cli_error("eval: %s: %s", path, strerror(errno));
-        return -1;
-    }
-    char line[4096];
-    size_t cap = 0;
-    while (fgets(line, sizeof line, f)) {
-        size_t len = strcspn(line, "\r\n");
-        line[len] = 0;
-        while (len && (line[len - 1] == ' ' || line[len - 1] == '\t')) line[--len] = 0;
-        char *s = line + strspn(line, " \t");
-        if (!*s || *s == '#') continue;
-        if (out->n == cap) {
-            cap = cap ? 2 * cap : 64;
-            char **p = realloc(out->name, cap * sizeof *p);
-            if (!p) goto oom;
-            out->name = p;
-        }
-        if (!(out->name[out->n] = strdup(s))) goto oom;
-        out->n++;
-    }
-    fclose(f);
-    if (out->n == 0) {
-        cli_error("eval: %s names no artist", path);
-        name_list_free(out);
-        return -1;
-    }
-    return 0;
-oom:
-    fclose(f);
-    name_list_free(out);
-    cli_error("eval: out of memory");
-    return -1;
 }
 
 /* ---- JSON (cli/json.c: unmeasurable figures come out as null) ------------------- */
@@ -252,9 +203,9 @@ int cmd_eval(int argc, char **argv) {
     o.seed = seed;
     o.pairs = (size_t)pairs;
     if (prior >= 0) o.unknown_prior = prior;
-    name_list names = {0};
-    if (unseen && read_names(unseen, &names)) return CLI_EXIT_FAILURE;
-    o.unseen_artists = unseen ? (const char *const *)names.name : NULL;
+    cli_lines names = {0};
+    if (unseen && cli_read_lines("eval", unseen, "artist", &names)) return CLI_EXIT_FAILURE;
+    o.unseen_artists = unseen ? (const char *const *)names.line : NULL;
     o.n_unseen_artists = names.n;
     siamidx_index_options io;
     siamidx_index_options_init(&io);
@@ -266,7 +217,7 @@ int cmd_eval(int argc, char **argv) {
                                            &io, &idx, &err);
     if (!st) st = siamidx_index_evaluate_protocol(idx, &o, &r, &err);
     siamidx_index_close(idx);
-    name_list_free(&names);
+    cli_lines_free(&names);
     if (st) {
         cli_error("%s", err.message);
         return CLI_EXIT_FAILURE;

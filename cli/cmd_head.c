@@ -14,6 +14,7 @@
 #include "args.h"
 #include "cli.h"
 #include "json.h"
+#include "lines.h"
 #include "outfile.h"
 
 static int open_index(const char *dir, const siamidx_model *model, int writer,
@@ -35,7 +36,8 @@ static int open_index(const char *dir, const siamidx_model *model, int writer,
 static void train_usage(FILE *f) {
     fprintf(f,
             "usage: siamidx train [-i INDEX] [--epochs N] [--seed S] [--val-fraction F]\n"
-            "                     [--holdout-artists N] [--save-to-model OUT [-m MODEL]]\n"
+            "                     [--holdout-artists N] [--test-images FILE]\n"
+            "                     [--save-to-model OUT [-m MODEL]]\n"
             "                     [--json] [-v]\n\n"
             "Fits the Siamese head on the index's embeddings and stores it in the index.\n"
             "The split is by image: of each artist, F/2 of the images validate (early\n"
@@ -46,6 +48,10 @@ static void train_usage(FILE *f) {
             "  --seed S               split and pair sampling seed (default 1)\n"
             "  --val-fraction F       default 0.2\n"
             "  --holdout-artists N    default 0\n"
+            "  --test-images FILE     test `eval` on exactly these images (one path a line,\n"
+            "                         as given to build; # comments), e.g. images the\n"
+            "                         encoder never trained on; validation then takes F/2\n"
+            "                         of each artist's other images (default: drawn)\n"
             "  --unknown-prior P      how often a query is by an artist not in the index,\n"
             "                         0 <= P < 1 (default %g): the prior \"unknown\" is\n"
             "                         weighed against; 0: never \"unknown\"\n"
@@ -87,7 +93,7 @@ static siamidx_status save_head_to_model(siamidx_index *idx, const char *dir,
 int cmd_train(int argc, char **argv) {
     siamidx_train_options o;
     siamidx_train_options_init(&o);
-    const char *index = NULL, *model_path = NULL, *save_to = NULL;
+    const char *index = NULL, *model_path = NULL, *save_to = NULL, *test_file = NULL;
     int json = 0, first;
     const cli_option opts[] = {
         CLI_OPT("index", 'i', CLI_STRING, &index),
@@ -95,6 +101,7 @@ int cmd_train(int argc, char **argv) {
         CLI_NUM("seed", 0, CLI_U64, &o.seed, 0, 0x7fffffff, 0),
         CLI_NUM("val-fraction", 0, CLI_DOUBLE, &o.val_fraction, 0.01, 0.8, 0),
         CLI_NUM("holdout-artists", 0, CLI_INT, &o.holdout_artists, 0, 1000000, 0),
+        CLI_OPT("test-images", 0, CLI_STRING, &test_file),
         CLI_NUM("unknown-prior", 0, CLI_DOUBLE, &o.unknown_prior, 0, 1, CLI_OPEN_MAX),
         CLI_OPT("save-to-model", 0, CLI_STRING, &save_to),
         CLI_OPT("model", 'm', CLI_STRING, &model_path),
@@ -111,12 +118,20 @@ int cmd_train(int argc, char **argv) {
         cli_error("train: -m MODEL is only used with --save-to-model");
         return CLI_EXIT_USAGE;
     }
+    cli_lines tests = {0};
+    if (test_file && cli_read_lines("train", test_file, "image", &tests)) return CLI_EXIT_FAILURE;
+    o.test_images = (const char *const *)tests.line;
+    o.n_test_images = tests.n;
     /* The model first: a mismatched one is refused before any training. */
     siamidx_model *model = NULL;
-    if (save_to && !(model = cli_load_model(model_path))) return CLI_EXIT_FAILURE;
+    if (save_to && !(model = cli_load_model(model_path))) {
+        cli_lines_free(&tests);
+        return CLI_EXIT_FAILURE;
+    }
     siamidx_index *idx;
     if (open_index(index, model, 1, &idx)) {
         siamidx_model_free(model);
+        cli_lines_free(&tests);
         return CLI_EXIT_FAILURE;
     }
     siamidx_train_report r;
@@ -127,6 +142,7 @@ int cmd_train(int argc, char **argv) {
                                 save_to, &err);
     siamidx_index_close(idx);
     siamidx_model_free(model);
+    cli_lines_free(&tests);
     if (st) {
         cli_error("%s", err.message);
         return CLI_EXIT_FAILURE;

@@ -491,6 +491,12 @@ typedef struct siamidx_train_options {
                              validation (early stopping, calibration, threshold)
                              and half for `eval`; 0: 0.2 */
     int holdout_artists;  /* whole artists kept out, to measure unseen artists */
+    /* Images to test on instead of a drawn share (paths as given to `build`, as
+       `remove` takes them): `eval` measures seen artists on exactly these, e.g.
+       images an encoder was not trained on. The validation share is then drawn
+       from each artist's other images (val_fraction / 2 of them). NULL: drawn. */
+    const char *const *test_images;
+    size_t n_test_images;
     int verbose;          /* progress on stderr */
     double unknown_prior; /* P(a query's artist is not in the index), 0 <= P < 1: the
                              prior "unknown" is weighed against (docs/evaluation.md);

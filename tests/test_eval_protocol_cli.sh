@@ -82,6 +82,33 @@ err=$("$BIN" eval -i "$TMP/all" --unseen-artists "$TMP/unseen.txt" 2>&1 >/dev/nu
 "$BIN" train -i "$TMP/all" --val-fraction 0.6 --seed 3 --holdout-artists 2 >/dev/null || fail "train holdout"
 h=$("$BIN" eval -i "$TMP/all" --pairs 100 --json) || fail "eval holdout exit $?"
 [[ $h =~ \"unseen\":\{\"images\":[0-9]+,\"artists\":2, ]] || fail "holdout unseen: $h"
+# given test images: exactly these are the seen population (e.g. what an encoder never
+# saw); one given relative to the current directory, as `remove` accepts it
+grep -E ',a[013],' "$TMP/train.csv" | cut -d, -f1 | awk 'NR % 4 == 1' >"$TMP/tests.txt"
+ng=$(wc -l <"$TMP/tests.txt")
+[ "$ng" -ge 4 ] || fail "only $ng given test images"
+first=$(head -1 "$TMP/tests.txt")
+{ echo "# held out of the encoder"; (cd "$TMP" && realpath --relative-to=. "$first");
+  tail -n +2 "$TMP/tests.txt"; } >"$TMP/tests_rel.txt"
+"$BIN" build "$TMP/train.csv" -i "$TMP/given" -m "$M0" --quiet || fail "build given"
+out=$(cd "$TMP" && "$BIN" train -i given --val-fraction 0.6 --seed 3 --test-images tests_rel.txt --json) ||
+    fail "train --test-images exit $?"
+[[ $out == *"\"n_test\":$ng,"* || $out == *"\"test\":$ng"* ]] || fail "train --test-images counts: $out"
+"$BIN" build "$TMP/unseen.csv" -i "$TMP/given" -m "$M0" --quiet || fail "build given unseen"
+g=$("$BIN" eval -i "$TMP/given" --unseen-artists "$TMP/unseen.txt" --pairs 200 --json) ||
+    fail "eval after --test-images exit $?"
+[[ $g == *"\"overall\":{\"seen\":{\"images\":$ng,"* ]] || fail "seen population is not the given images: $g"
+# a given image the index lacks is refused, naming it, and the stored head is kept
+cp "$TMP/tests.txt" "$TMP/tests_bad.txt"; echo "$TMP/img/nowhere.jpg" >>"$TMP/tests_bad.txt"
+err=$("$BIN" train -i "$TMP/given" --test-images "$TMP/tests_bad.txt" 2>&1 >/dev/null); rc=$?
+[ $rc -eq 1 ] && [[ $err == *"1 of the $((ng + 1)) test images are not in the index"*nowhere.jpg* ]] ||
+    fail "missing test image: $rc $err"
+g2=$("$BIN" eval -i "$TMP/given" --unseen-artists "$TMP/unseen.txt" --pairs 200 --json)
+[ "$g" = "$g2" ] || fail "a refused train changed the head"
+printf '# nothing\n\n' >"$TMP/tests_empty.txt"
+"$BIN" train -i "$TMP/given" --test-images "$TMP/tests_empty.txt" 2>/dev/null
+[ $? -eq 1 ] || fail "empty test list accepted"
+
 # usage errors
 "$BIN" eval -i "$TMP/idx" --pairs 0 2>/dev/null; [ $? -eq 2 ] || fail "--pairs 0 accepted"
 "$BIN" eval -i "$TMP/idx" --unseen-artists "$TMP/missing.txt" 2>/dev/null

@@ -156,6 +156,49 @@ static void test_deterministic(const float *emb, const int32_t *artist) {
     siamidx_head_free(h1), siamidx_head_free(h2), siamidx_head_free(h3);
 }
 
+/* Given test images replace the drawn test share; validation comes from the others. */
+static void test_given_tests(const float *emb, const int32_t *artist) {
+    sx_train_data d = data_of(emb, artist);
+    sx_train_opts o;
+    sx_train_opts_init(&o);
+    o.val_fraction = 0.2;
+    o.holdout_artists = 2;
+    uint8_t given[N] = {0}, roles[N];
+    for (int i = 0; i < N; i += 7) given[i] = 1; /* 103 images, every artist some */
+    o.test_items = given;
+    CHECK(sx_split_roles(&d, &o, roles, NULL) == SIAMIDX_OK);
+    int per_val[ARTISTS] = {0}, per_given[ARTISTS] = {0}, unseen[ARTISTS] = {0};
+    for (int i = 0; i < N; i++) {
+        int a = artist[i];
+        if (roles[i] == SX_ROLE_UNSEEN) {
+            unseen[a]++;
+            continue;
+        }
+        /* exactly the given images test, and none of them trains or validates */
+        CHECK((roles[i] == SX_ROLE_TEST) == (given[i] == 1));
+        per_val[a] += roles[i] == SX_ROLE_VAL;
+        per_given[a] += given[i];
+    }
+    int held = 0;
+    for (int a = 0; a < ARTISTS; a++) {
+        if (unseen[a]) {
+            CHECK(unseen[a] == PER); /* a held-out artist stays whole, given or not */
+            held++;
+            continue;
+        }
+        int others = PER - per_given[a];
+        CHECK(per_val[a] == (int)(others * 0.1 + 0.5));
+    }
+    CHECK(held == 2);
+    /* deterministic, and the same seed without given images draws a different split */
+    uint8_t again[N], drawn[N];
+    CHECK(sx_split_roles(&d, &o, again, NULL) == SIAMIDX_OK);
+    CHECK(!memcmp(roles, again, N));
+    o.test_items = NULL;
+    CHECK(sx_split_roles(&d, &o, drawn, NULL) == SIAMIDX_OK);
+    CHECK(memcmp(roles, drawn, N));
+}
+
 static void test_errors(const float *emb, const int32_t *artist) {
     sx_train_data d = data_of(emb, artist);
     sx_train_opts o;
@@ -262,6 +305,7 @@ int main(void) {
     make_data(emb, artist, 11);
     test_train_and_evaluate(emb, artist);
     test_deterministic(emb, artist);
+    test_given_tests(emb, artist);
     test_errors(emb, artist);
     free(emb);
     CHECK_DONE();

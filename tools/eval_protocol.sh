@@ -15,8 +15,14 @@
 #                           to `siamidx train-encoder` so the encoder never sees
 #                           the unseen artists either
 #      unseen.csv           the unseen artists' images
+#      seen_test.csv/.txt   a seeded tenth of each other artist's images (at
+#                           least one of 3 or more): the "seen" population
+#      encoder.csv          train.csv without seen_test: give exactly this to
+#                           `siamidx train-encoder`, so the encoder sees neither
+#                           the unseen artists nor the seen test images
 # 2. Unless --prepare-only: indexes train.csv with MODEL, trains the head on it
-#    (`siamidx train --seed S`), adds unseen.csv to the index, and runs
+#    with seen_test.txt as its test images (`siamidx train --seed S
+#    --test-images`), adds unseen.csv to the index, and runs
 #    `siamidx eval --unseen-artists unseen_artists.txt` (eval.json, eval.txt).
 #
 # Options:
@@ -26,12 +32,18 @@
 #   --pairs N                same-artist pairs per population (default 10000)
 #   --encoder-collection C   a collection the encoder was already trained on:
 #                            its artists are never drawn as unseen (repeatable)
+#   --reuse INDEX            start from a copy of INDEX, an index of the same
+#                            images built with MODEL (an earlier protocol run,
+#                            any draw): the unseen artists' records are removed
+#                            and the rest is not embedded again. Same embeddings;
+#                            the head's validation draw can differ from a fresh
+#                            build's, as record order does
 #   --prepare-only           stop after step 1
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 bin=${SIAMIDX_BIN:-$here/build/siamidx}
 python=${PYTHON:-python3}
-model= unseen=30 seed=1 pairs=10000 prepare_only=0 encoder_colls=
+model= unseen=30 seed=1 pairs=10000 prepare_only=0 encoder_colls= reuse=
 usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case $1 in
@@ -41,6 +53,7 @@ while [ $# -gt 0 ]; do
     --pairs) pairs=$2; shift 2 ;;
     --encoder-collection) encoder_colls="$encoder_colls
 $2"; shift 2 ;;
+    --reuse) reuse=$2; shift 2 ;;
     --prepare-only) prepare_only=1; shift ;;
     -h|--help) usage ;;
     --) shift; break ;;
@@ -135,6 +148,9 @@ for a in sorted(by_artist):
     held.update(files[:max(1, round(len(files) * 0.1))])
 n_held = write("seen_test.csv", [r for r in rows if r["filename"] in held])
 n_enc = write("encoder.csv", [r for r in rows if r["artist"] not in unseen_set and r["filename"] not in held])
+with open(os.path.join(work, "seen_test.txt"), "w", encoding="utf-8") as f:
+    f.write(f"# {n_held} seen test images, seed {seed}\n")
+    f.writelines(r["filename"] + "\n" for r in rows if r["filename"] in held)
 with open(os.path.join(work, "unseen_artists.txt"), "w", encoding="utf-8") as f:
     f.write(f"# {len(chosen)} unseen artists, seed {seed}, from {' '.join(colls)}\n")
     for a in chosen:
@@ -152,6 +168,17 @@ EOF
 # ---- 2. index, head, evaluation ------------------------------------------------------
 idx=$work/protocol.idx
 rm -rf "$idx"
+if [ -n "$reuse" ]; then
+    [ -d "$reuse" ] || { echo "eval_protocol.sh: --reuse $reuse: no such index" >&2; exit 2; }
+    cp -a "$reuse" "$idx"
+    grep -v '^#' "$work/unseen_artists.txt" | while IFS= read -r a; do
+        set +e
+        "$bin" remove -i "$idx" --artist "$a" >/dev/null
+        rc=$?
+        set -e
+        [ $rc -eq 0 ] || [ $rc -eq 3 ] || exit $rc # 3: the artist was not there
+    done
+fi
 build() {
     set +e
     "$bin" build "$1" -i "$idx" -m "$model" --quiet
@@ -160,7 +187,7 @@ build() {
     [ $rc -eq 0 ] || [ $rc -eq 3 ] || exit $rc # 3: some images failed (reported)
 }
 build "$work/train.csv"
-"$bin" train -i "$idx" --seed "$seed" >&2
+"$bin" train -i "$idx" --seed "$seed" --test-images "$work/seen_test.txt" >&2
 build "$work/unseen.csv"
 "$bin" eval -i "$idx" --unseen-artists "$work/unseen_artists.txt" --seed "$seed" \
     --pairs "$pairs" --json >"$work/eval.json"

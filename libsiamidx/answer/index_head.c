@@ -14,6 +14,7 @@
 #include "siamidx_ext.h"
 #include "answer/index_head.h"
 #include "base/error.h"
+#include "base/path.h"
 #include "base/sha256.h"
 #include "head/attribution.h"
 #include "head/classifier.h"
@@ -27,8 +28,27 @@
 #define HEAD_BLOB "head"
 #define CLASSIFIER_BLOB "classifier"
 
+/*
+ * The caller's test images (siamidx_train_options.test_images), matched to
+ * records by the path given to `build` or its resolved form, as `remove`
+ * matches: each argument contributes its text, its absolute form and its
+ * real path, sorted for bsearch.
+ */
+typedef struct given_name {
+    char *path;
+    size_t arg;
+} given_name;
+
+typedef struct given_tests {
+    given_name *name;
+    size_t n_names, n_args;
+    uint8_t *matched; /* per argument */
+} given_tests;
+
 /* Everything training and evaluation need from an index, in record order. */
 typedef struct index_data {
+    const given_tests *given; /* NULL: no given test images */
+    uint8_t *test;            /* per record, with given: 1 = a given test image */
     sx_train_data d;
     float *emb;
     int32_t *artist;
@@ -44,7 +64,67 @@ static void index_data_free(index_data *x) {
     for (size_t i = 0; i < x->d.n; i++) free(x->keys ? x->keys[i] : NULL);
     for (int a = 0; a < x->d.n_artists; a++) free(x->names[a]);
     free(x->emb), free(x->artist), free(x->keys), free(x->names), free(x->store_artist);
+    free(x->test);
     memset(x, 0, sizeof *x);
+}
+
+static int cmp_given(const void *a, const void *b) {
+    return strcmp(((const given_name *)a)->path, ((const given_name *)b)->path);
+}
+
+static void given_tests_free(given_tests *g) {
+    for (size_t i = 0; i < g->n_names; i++) free(g->name[i].path);
+    free(g->name), free(g->matched);
+    memset(g, 0, sizeof *g);
+}
+
+static siamidx_status given_tests_init(given_tests *g, const char *const *paths, size_t n,
+                                       siamidx_error *err) {
+    memset(g, 0, sizeof *g);
+    g->n_args = n;
+    g->name = calloc(3 * n + 1, sizeof *g->name);
+    g->matched = calloc(n + 1, 1);
+    if (!g->name || !g->matched) goto oom;
+    for (size_t i = 0; i < n; i++) {
+        char *forms[3] = {strdup(paths[i]), sx_path_absolute(paths[i]), realpath(paths[i], NULL)};
+        if (!forms[0] || !forms[1]) {
+            free(forms[0]), free(forms[1]), free(forms[2]);
+            goto oom;
+        }
+        for (int f = 0; f < 3; f++)
+            if (forms[f]) g->name[g->n_names++] = (given_name){forms[f], i};
+    }
+    qsort(g->name, g->n_names, sizeof *g->name, cmp_given);
+    return SIAMIDX_OK;
+oom:
+    given_tests_free(g);
+    return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "train: out of memory");
+}
+
+/* Every given test image must be in the index: a typo would silently test on fewer. */
+static siamidx_status check_given_tests(const given_tests *g, siamidx_error *err) {
+    size_t missing = 0, first = 0;
+    for (size_t i = g->n_args; i-- > 0;)
+        if (!g->matched[i]) missing++, first = i;
+    if (!missing) return SIAMIDX_OK;
+    for (size_t i = 0; i < g->n_names; i++)
+        if (g->name[i].arg == first)
+            return sx_fail(err, SIAMIDX_ERR_NOT_FOUND,
+                           "train: %zu of the %zu test images are not in the index (the first: %s)",
+                           missing, g->n_args, g->name[i].path);
+    return sx_fail(err, SIAMIDX_ERR_NOT_FOUND, "train: %zu test images are not in the index",
+                   missing);
+}
+
+/* Marks the arguments naming this path; returns whether any does. */
+static int given_match(const given_tests *g, const char *path) {
+    if (!path || !*path) return 0;
+    given_name k = {(char *)path, 0};
+    given_name *hit = bsearch(&k, g->name, g->n_names, sizeof k, cmp_given);
+    if (!hit) return 0;
+    while (hit > g->name && !strcmp(hit[-1].path, path)) hit--;
+    for (; hit < g->name + g->n_names && !strcmp(hit->path, path); hit++) g->matched[hit->arg] = 1;
+    return 1;
 }
 
 static int dense_artist(index_data *x, const siamidx_index_record *r) {
@@ -82,7 +162,9 @@ static int take_record(void *ctx, const siamidx_index_record *r) {
         if (a) x->artist = a;
         char **k = a ? realloc(x->keys, cap * sizeof *k) : NULL;
         if (k) x->keys = k;
-        if (!k) {
+        uint8_t *t = k && x->given ? realloc(x->test, cap) : NULL;
+        if (t) x->test = t;
+        if (!k || (x->given && !t)) {
             x->status = sx_fail(x->err, SIAMIDX_ERR_NO_MEMORY, "out of memory reading records");
             return 1;
         }
@@ -97,13 +179,19 @@ static int take_record(void *ctx, const siamidx_index_record *r) {
         return 1;
     }
     sx_hex(r->hash, 32, x->keys[n]);
+    if (x->given) {
+        int by_path = given_match(x->given, r->path);
+        x->test[n] = (uint8_t)(given_match(x->given, r->resolved) | by_path);
+    }
     x->d.n = n + 1;
     return 0;
 }
 
-static siamidx_status load_index_data(siamidx_index *idx, index_data *x, siamidx_error *err) {
+static siamidx_status load_index_data(siamidx_index *idx, const given_tests *given,
+                                      index_data *x, siamidx_error *err) {
     memset(x, 0, sizeof *x);
     x->err = err;
+    x->given = given;
     siamidx_status st = siamidx_index_foreach_record(idx, take_record, x, err);
     if (!st) st = x->status;
     if (!st && x->d.n == 0) st = sx_fail(err, SIAMIDX_ERR_NOT_FOUND, "the index holds no images");
@@ -159,9 +247,23 @@ siamidx_status siamidx_index_train_head(siamidx_index *idx, const siamidx_train_
                        opt->unknown_prior);
     sx_train_opts o;
     sx_train_opts_from_public(opt, &o);
-    index_data x;
-    siamidx_status st = load_index_data(idx, &x, err);
+    given_tests given;
+    int have_given = opt && opt->n_test_images;
+    if (have_given && !opt->test_images)
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "train: test_images is NULL");
+    siamidx_status st = have_given ? given_tests_init(&given, opt->test_images,
+                                                      opt->n_test_images, err)
+                                   : SIAMIDX_OK;
     if (st) return st;
+    index_data x;
+    st = load_index_data(idx, have_given ? &given : NULL, &x, err);
+    if (!st && have_given) st = check_given_tests(&given, err);
+    if (have_given) given_tests_free(&given);
+    if (st) {
+        if (x.d.n) index_data_free(&x);
+        return st;
+    }
+    o.test_items = x.test;
     sx_head *h = NULL;
     sx_classifier *c = NULL;
     uint8_t *blob = NULL, *cblob = NULL, *roles = malloc(x.d.n);
@@ -307,7 +409,7 @@ siamidx_status siamidx_index_evaluate(siamidx_index *idx, siamidx_eval_report *o
     if (st) return st;
     index_data x;
     uint8_t *roles = NULL;
-    if ((st = load_index_data(idx, &x, err))) {
+    if ((st = load_index_data(idx, NULL, &x, err))) {
         siamidx_head_free(h);
         return st;
     }

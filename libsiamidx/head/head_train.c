@@ -36,6 +36,21 @@ void sx_train_opts_init(sx_train_opts *o) {
     o->patience = 8;
 }
 
+/* One artist's roles when its test images are given: validation is drawn
+   (already shuffled) from the others, the rest trains. */
+static void roles_around_given_tests(const uint8_t *test, const size_t *items, size_t cnt,
+                                     double val_fraction, uint8_t *roles) {
+    size_t others = 0;
+    for (size_t i = 0; i < cnt; i++) others += !test[items[i]];
+    size_t nv = (size_t)(others * val_fraction / 2 + 0.5);
+    if (others < 3 || nv >= others) nv = 0;
+    for (size_t i = 0, v = 0; i < cnt; i++) {
+        size_t it = items[i];
+        if (test[it]) roles[it] = SX_ROLE_TEST;
+        else roles[it] = v++ < nv ? SX_ROLE_VAL : SX_ROLE_TRAIN;
+    }
+}
+
 siamidx_status sx_split_roles(const sx_train_data *d, const sx_train_opts *o, uint8_t *roles,
                               siamidx_error *err) {
     if (o->val_fraction <= 0 || o->val_fraction >= 0.9)
@@ -71,6 +86,10 @@ siamidx_status sx_split_roles(const sx_train_data *d, const sx_train_opts *o, ui
         }
         /* Per artist, so that every seen artist has validation and test images. */
         sx_shuffle(&rng, items, cnt);
+        if (o->test_items) {
+            roles_around_given_tests(o->test_items, items, cnt, o->val_fraction, roles);
+            continue;
+        }
         size_t nv = (size_t)(cnt * o->val_fraction / 2 + 0.5), nt = nv;
         if (cnt < 3 || nv + nt >= cnt) nv = nt = 0;
         for (size_t i = 0; i < cnt; i++)

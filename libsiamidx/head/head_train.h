@@ -14,6 +14,8 @@ typedef struct sx_train_opts {
     uint64_t seed;
     double val_fraction;   /* of seen-artist images: half validation, half test */
     int holdout_artists;   /* whole artists kept out of training (unseen test) */
+    const uint8_t *test_items; /* per item, 1: a given test image (replaces the drawn
+                                  test share); NULL: drawn */
     unsigned features;
     float l2, lr;
     size_t pairs_per_epoch;

@@ -439,6 +439,9 @@ siamidx_status siamidx_model_train_head_many(const char *model_path,
     for (size_t i = 0; i < n_collections; i++)
         if (!collections[i])
             return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "model head: NULL collection");
+    if (opt && opt->n_test_images)
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT,
+                       "model head: given test images need an index (siamidx train -i)");
     sx_train_opts o;
     sx_train_opts_from_public(opt, &o);
     sx_head *h = NULL;
