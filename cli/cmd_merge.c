@@ -107,10 +107,11 @@ int cmd_merge(int argc, char **argv) {
     siamidx_status s = siamidx_index_merge(out, (const char *const *)argv + first,
                                            (size_t)(argc - first), &m, &r, &err);
     if (s) cli_error("%s", err.message);
-    printf("merged %zu shard(s), %zu records: added %zu, replaced %zu, unchanged %zu, "
-           "kept newer %zu (%zu write transaction(s)) in %.1f s\n",
-           r.shards, r.records, r.added, r.replaced, r.unchanged, r.kept_newer, r.transactions,
-           now() - start);
+    if (!s || r.shards) /* a refusal before anything was written has nothing to sum up */
+        printf("merged %zu shard(s), %zu records: added %zu, replaced %zu, unchanged %zu, "
+               "kept newer %zu (%zu write transaction(s)) in %.1f s\n",
+               r.shards, r.records, r.added, r.replaced, r.unchanged, r.kept_newer, r.transactions,
+               now() - start);
     siamidx_index_close(out);
     if (!existed && s && r.added == 0) cli_remove_new_index(index);
     if (s == SIAMIDX_ERR_INTERRUPTED) return CLI_EXIT_INTERRUPTED;

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/error.h"
 #include "base/sha256.h"
@@ -173,8 +174,8 @@ static int check_record(void *ctx, const sx_record *r) {
 
 /* Every conflict of the shard's records with OUT's committed state. */
 static siamidx_status find_conflicts(siamidx_index *out, shard *sh,
-                                     const siamidx_merge_options *opt, size_t *n_conflicts,
-                                     siamidx_error *err) {
+                                     const siamidx_merge_options *opt, int before_any,
+                                     size_t *n_conflicts, siamidx_error *err) {
     conflict_scan c = {.out = sx_index_store(out), .out_dir = sx_index_dir(out), .sh = sh,
                        .opt = opt};
     siamidx_status s = sx_store_read_begin(c.out, &c.out_txn, err);
@@ -189,8 +190,9 @@ static siamidx_status find_conflicts(siamidx_index *out, shard *sh,
     *n_conflicts = c.conflicts;
     if (!s && c.conflicts)
         s = sx_fail(err, SIAMIDX_ERR_CONFLICT,
-                    "shard %s: %zu record(s) conflict with %s, nothing of this shard merged; "
-                    "the first: %s", sh->dir, c.conflicts, sx_index_dir(out), c.first);
+                    "shard %s: %zu record(s) conflict with %s, nothing of %s merged; "
+                    "the first: %s", sh->dir, c.conflicts, sx_index_dir(out),
+                    before_any ? "any shard" : "this shard", c.first);
     return s;
 }
 
@@ -205,6 +207,10 @@ typedef struct copy_ctx {
     uint64_t *ids; /* the shard's records */
     uint8_t *outcome;
     size_t calls, failed_calls;
+    /* Test hook, SIAMIDX_TEST_MERGE_SLEEP_US=N: a pause after each record
+       written, inside the transaction, so that tests/test_crash_merge.sh can
+       kill a merge in the middle of a shard's transaction; 0: off. */
+    unsigned sleep_us;
 } copy_ctx;
 
 static int same_str(const char *a, const char *b) { return !strcmp(a ? a : "", b ? b : ""); }
@@ -254,6 +260,7 @@ static siamidx_status copy_range(sx_wtxn *w, void *ctx, size_t from, size_t to,
             s = found;
         }
         if (!s) s = sx_store_put_record(w, &r, artist, err); /* a new id of OUT's */
+        if (c->sleep_us) usleep(c->sleep_us);
     }
     if (s) c->failed_calls++;
     return s;
@@ -268,6 +275,8 @@ static int take_id(void *ctx, const sx_record *r) {
 static siamidx_status copy_shard(siamidx_index *out, shard *sh, siamidx_merge_report *rep,
                                  siamidx_error *err) {
     copy_ctx c = {.out = sx_index_store(out), .sh = sh};
+    const char *hook = getenv("SIAMIDX_TEST_MERGE_SLEEP_US");
+    if (hook && *hook) c.sleep_us = (unsigned)strtoul(hook, NULL, 10);
     siamidx_status s = sx_store_read_begin(sh->st, &c.sh_txn, err);
     if (s) return s;
     size_t n = (size_t)sx_store_count(sh->st, c.sh_txn); /* of this read's state */
@@ -366,7 +375,7 @@ siamidx_status siamidx_index_merge(siamidx_index *out, const char *const *shards
     }
     size_t conflicts = 0;
     for (size_t i = 0; i < n && !s; i++) /* against OUT as it is: refused, nothing written */
-        if (sh[i].records) s = find_conflicts(out, &sh[i], opt, &conflicts, err);
+        if (sh[i].records) s = find_conflicts(out, &sh[i], opt, 1, &conflicts, err);
     if (!s && have_ref) s = describe_out(out, &ref, opt, err);
     if (!s) s = sx_index_writable(out, err);
     int first = 1;
@@ -378,7 +387,7 @@ siamidx_status siamidx_index_merge(siamidx_index *out, const char *const *shards
         }
         if (!sh[i].records) continue;
         /* Against the shards merged before it; the first was checked above. */
-        if (!first && (s = find_conflicts(out, &sh[i], opt, &conflicts, err))) break;
+        if (!first && (s = find_conflicts(out, &sh[i], opt, 0, &conflicts, err))) break;
         first = 0;
         if ((s = copy_shard(out, &sh[i], report, err))) break;
         if (opt && opt->progress) opt->progress(opt->progress_ctx, i + 1, n);
