@@ -27,50 +27,8 @@ TOTAL=73
 build() { "$BIN" build col -m "$MODEL" --threads 2 --batch 8 --quiet "$@"; }
 images() { "$BIN" info -i "$1" --json | json 'd["images"]'; }
 
-# Compares two indexes: records (path, artist, hash, size; embeddings within
-# 1e-6) and the answers to queries (neighbours and their similarities, artist
-# scores) for a few images.
-same_index() { # A B
-    "$BIN" dump -i "$1" > "$1.tsv" && "$BIN" dump -i "$2" > "$2.tsv" || return 1
-    for q in col/artist_0/img_0.bmp col/artist_2/img_5.bmp col/artist_4/img_11.bmp; do
-        "$BIN" query "$q" -i "$1" -m "$MODEL" -k 12 --json > "$1.q.$(basename "$q")" || return 1
-        "$BIN" query "$q" -i "$2" -m "$MODEL" -k 12 --json > "$2.q.$(basename "$q")" || return 1
-    done
-    python3 - "$1" "$2" <<'PY'
-import json, sys, glob, os
-a, b = sys.argv[1], sys.argv[2]
-def load(p):
-    rows = {}
-    for line in open(p):
-        f = line.rstrip("\n").split("\t")
-        assert f[0] not in rows, "path twice: " + f[0]
-        rows[f[0]] = (f[1:4], [float(x) for x in f[4:]])
-    return rows
-ra, rb = load(a + ".tsv"), load(b + ".tsv")
-assert ra.keys() == rb.keys(), "paths differ: %s" % sorted(set(ra) ^ set(rb))[:5]
-for k in ra:
-    assert ra[k][0] == rb[k][0], (k, ra[k][0], rb[k][0])
-    ea, eb = ra[k][1], rb[k][1]
-    assert len(ea) == len(eb) and max(abs(x - y) for x, y in zip(ea, eb)) <= 1e-6, k
-for qa in glob.glob(a + ".q.*"):
-    qb = b + qa[len(a):]
-    x, y = json.load(open(qa)), json.load(open(qb))
-    nx = {n["path"]: (n["artist"], n["similarity"]) for n in x["neighbors"]}
-    ny = {n["path"]: (n["artist"], n["similarity"]) for n in y["neighbors"]}
-    # Ties at the k-th place may pick either record: compare what both name.
-    assert len(nx) == len(ny) == 12, (len(nx), len(ny))
-    both = nx.keys() & ny.keys()
-    assert len(both) >= 11, ("neighbours differ", qa, sorted(nx.keys() ^ ny.keys()))
-    for p in both:
-        assert nx[p][0] == ny[p][0] and abs(nx[p][1] - ny[p][1]) < 1e-5, (qa, p, nx[p], ny[p])
-    sx = sorted(n["similarity"] for n in x["neighbors"])
-    sy = sorted(n["similarity"] for n in y["neighbors"])
-    assert all(abs(u - v) < 1e-5 for u, v in zip(sx, sy)), (qa, sx, sy)
-    ax = {s["artist"]: s["probability"] for s in x["artists"]}
-    ay = {s["artist"]: s["probability"] for s in y["artists"]}
-    assert ax.keys() == ay.keys() and all(abs(ax[k] - ay[k]) < 1e-4 for k in ax), (qa, ax, ay)
-PY
-}
+source "$SRC/tests/compare_index.sh" # same_index A B QUERY...
+QUERIES="col/artist_0/img_0.bmp col/artist_2/img_5.bmp col/artist_4/img_11.bmp"
 
 build -i full.idx > out || fail "single build: $(cat out)"
 
@@ -130,7 +88,7 @@ grep -q "holds $TOTAL images of a build without --shard" err || fail "unsharded 
 grep -q "merged 4 shard(s), $TOTAL records: added $TOTAL, replaced 0, unchanged 0, kept newer 0 (4 write" out ||
     fail "merge summary: $(cat out)"
 "$BIN" verify -i m.idx > v || fail "verify merged: $(cat v)"
-same_index full.idx m.idx || fail "merged index differs from the single build"
+same_index full.idx m.idx $QUERIES || fail "merged index differs from the single build"
 [ "$("$BIN" info -i m.idx --json | json 'd["shard"]')" = None ] || fail "merged index still says it is a shard"
 "$BIN" info -i full.idx --json | json 'd["artist_images"]' > a1
 "$BIN" info -i m.idx --json | json 'd["artist_images"]' > a2
@@ -143,14 +101,14 @@ grep -q "added 0, replaced 0, unchanged $TOTAL" out || fail "merge rerun: $(cat 
 # Shards added to an existing index, in two steps and another order.
 "$BIN" merge -i m2.idx s2.idx s0.idx --quiet > out 2>&1 || fail "merge step 1: $(cat out)"
 "$BIN" merge -i m2.idx s3.idx s1.idx --quiet > out 2>&1 || fail "merge step 2: $(cat out)"
-same_index full.idx m2.idx || fail "merged in two steps differs"
+same_index full.idx m2.idx $QUERIES || fail "merged in two steps differs"
 # A shard too big for one transaction (the test hook makes write 41 of a
 # transaction fail as MDB_TXN_FULL): committed in parts, same result.
 SIAMIDX_TEST_TXN_PUTS=40 "$BIN" merge -i m3.idx s0.idx s1.idx s2.idx s3.idx --quiet > out 2>&1 ||
     fail "merge with small transactions: $(cat out)"
 t=$(sed -n 's/.*(\([0-9]*\) write transaction.*/\1/p' out)
 [ "${t:-0}" -gt 4 ] || fail "no shard was split: $(cat out)"
-same_index full.idx m3.idx || fail "merged in split transactions differs"
+same_index full.idx m3.idx $QUERIES || fail "merged in split transactions differs"
 
 # ---- a changed file whose new bytes hash to another shard ------------------------------------------------
 f=col/artist_3/img_7.bmp
@@ -173,16 +131,16 @@ grep -q "moved to another shard 1" out || fail "old shard kept the moved file: $
 build -i s$new.idx --shard $new/4 > out 2>&1 || fail "new shard rebuild: $(cat out)"
 grep -q "indexed 1," out || fail "new shard did not take the moved file: $(cat out)"
 "$BIN" merge -i m4.idx s0.idx s1.idx s2.idx s3.idx --quiet > out 2>&1 || fail "merge after the move: $(cat out)"
-same_index full.idx m4.idx || fail "merged after the move differs"
+same_index full.idx m4.idx $QUERIES || fail "merged after the move differs"
 # Into the index merged before the change: the newer file replaces the old record.
 "$BIN" merge -i m.idx s0.idx s1.idx s2.idx s3.idx --quiet > out 2>&1 || fail "merge the change: $(cat out)"
 grep -q "added 0, replaced 1, unchanged $((TOTAL - 1))" out || fail "change not merged: $(cat out)"
-same_index full.idx m.idx || fail "merged update differs"
+same_index full.idx m.idx $QUERIES || fail "merged update differs"
 # The old shard's stale copy of that path, merged again, does not undo it.
 cp -r m.idx stale.idx
 "$BIN" merge -i m.idx m3.idx --quiet > out 2>&1 || fail "merge an older index: $(cat out)"
 grep -q "kept newer 1" out || fail "the older version replaced the newer: $(cat out)"
-same_index full.idx m.idx || fail "older version won"
+same_index full.idx m.idx $QUERIES || fail "older version won"
 
 # ---- refusals: exit 1, named, OUT unchanged -------------------------------------------------------------
 "$BIN" dump -i m.idx > before.tsv
