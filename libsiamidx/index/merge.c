@@ -377,7 +377,7 @@ siamidx_status siamidx_index_merge(siamidx_index *out, const char *const *shards
     for (size_t i = 0; i < n && !s; i++) /* against OUT as it is: refused, nothing written */
         if (sh[i].records) s = find_conflicts(out, &sh[i], opt, 1, &conflicts, err);
     if (!s && have_ref) s = describe_out(out, &ref, opt, err);
-    if (!s) s = sx_index_writable(out, err);
+    if (!s && have_ref) s = sx_index_writable(out, err); /* else no shard holds a record */
     int first = 1;
     for (size_t i = 0; i < n && !s; i++) {
         if (opt && opt->stop && *opt->stop) {
