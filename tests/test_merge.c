@@ -276,6 +276,17 @@ int main(void) {
     CHECK(problems(out3) == 0);
     siamidx_index_close(out3);
 
+    /* Shards that hold nothing (made without a model) into a new index: nothing to do. */
+    siamidx_index *blank = open_new("blank");
+    siamidx_index_close(blank);
+    siamidx_index *out4 = open_new("out4");
+    char pblank[4200];
+    path_of(pblank, sizeof pblank, "blank");
+    const char *blanks[] = {pblank, pblank};
+    s = siamidx_index_merge(out4, blanks, 2, NULL, &rep, &err);
+    CHECK_MSG(s == SIAMIDX_OK && rep.shards == 0 && rep.records == 0, "%s", err.message);
+    siamidx_index_close(out4);
+
     /* Too big for one transaction (write 31 of one fails as MDB_TXN_FULL): halves. */
     setenv("SIAMIDX_TEST_TXN_PUTS", "30", 1);
     siamidx_index *out2 = open_new("out2");
