@@ -30,6 +30,11 @@ int cmd_train(int argc, char **argv); /* cmd_head.c */
 int cmd_eval(int argc, char **argv); /* cmd_eval.c: the evaluation protocol */
 int cmd_eval_legacy(const char *index, int json); /* cmd_head.c: the earlier report */
 int cmd_pair(int argc, char **argv);
+int cmd_merge(int argc, char **argv); /* cmd_merge.c */
+
+/* Removes an index directory a command created and left empty (its own files
+   only; anything else in the directory keeps it). cmd_index.c */
+void cli_remove_new_index(const char *dir);
 
 /* Prints "siamidx: <message>" to stderr (one line). */
 void cli_error(const char *fmt, ...)

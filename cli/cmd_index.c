@@ -19,13 +19,14 @@
 #include "json.h"
 
 typedef struct index_args {
-    const char *index, *model, *type, *root, *artist;
+    const char *index, *model, *type, *root, *artist, *shard;
     int batch, threads, quiet, wait, json, k;
 } index_args;
 
 static const char *const usage_text =
     "usage: siamidx build COLLECTION... [-i INDEX] [-m MODEL] [--index-type flat|hnsw|ivf|ivfpq]\n"
     "                    [--root DIR] [--batch N] [--threads N] [--quiet] [--wait]\n"
+    "                    [--shard I/N]\n"
     "       siamidx add IMAGE... --artist NAME [-i INDEX] [-m MODEL] [--wait]\n"
     "       siamidx query IMAGE [-i INDEX] [-m MODEL] [-k K] [--json]\n"
     "       siamidx info [-i INDEX] [--json]\n"
@@ -40,6 +41,10 @@ static const char *const usage_text =
     "identical images are embedded once. One write transaction per --batch images\n"
     "(default 256). A second writer fails with 'being written by process N' unless\n"
     "--wait. Readers (query, info, verify) see the last committed state.\n"
+    "--shard I/N (0 <= I < N, 0-based like Slurm's --array=0-(N-1)) indexes only\n"
+    "the images whose content hash (SHA-256) falls in shard I: the same on every\n"
+    "run and machine; other shards' images are hashed, never decoded. A shard is\n"
+    "an ordinary index; `siamidx merge` joins shards into one.\n"
     "query names an indexed file with the image's very bytes as its exact match;\n"
     "that record is then neither a neighbour nor evidence.\n"
     "remove takes each PATH as query prints it (as given at build time) or as a\n"
@@ -66,6 +71,7 @@ static int parse(int argc, char **argv, index_args *a, int *first) {
         CLI_OPT("wait", 0, CLI_FLAG, &a->wait),
         CLI_OPT("json", 0, CLI_FLAG, &a->json),
         CLI_OPT("artist", 0, CLI_STRING, &a->artist),
+        CLI_OPT("shard", 0, CLI_STRING, &a->shard),
         CLI_END};
     int rc = cli_parse(argc, argv, opts, index_usage, first);
     if (rc >= 0) return rc;
@@ -123,12 +129,16 @@ static void show_progress(void *ctx, size_t done, size_t total) {
 }
 
 static int finish_build(siamidx_status s, const siamidx_error *err, siamidx_build_report *r,
-                        double start) {
+                        int sharded, double start) {
     for (size_t i = 0; i < r->n_failures; i++)
         cli_error("%s", r->failures[i].message);
     if (s != SIAMIDX_OK && s != SIAMIDX_ERR_IMAGE) cli_error("%s", err->message);
-    printf("indexed %zu, unchanged %zu, failed %zu (embedded %zu, reused %zu) in %.1f s\n",
-           r->indexed, r->unchanged, r->failed, r->embedded, r->reused, now() - start);
+    char shards[96] = "";
+    if (sharded)
+        snprintf(shards, sizeof shards, ", other shards %zu, moved to another shard %zu",
+                 r->other_shards, r->moved_out);
+    printf("indexed %zu, unchanged %zu, failed %zu%s (embedded %zu, reused %zu) in %.1f s\n",
+           r->indexed, r->unchanged, r->failed, shards, r->embedded, r->reused, now() - start);
     siamidx_build_report_free(r);
     if (s == SIAMIDX_OK) return CLI_EXIT_OK;
     if (s == SIAMIDX_ERR_INTERRUPTED) return CLI_EXIT_INTERRUPTED;
@@ -162,7 +172,7 @@ static void catch_signals(void) {
 
 /* Removes an index this command created and left empty (its own files only;
    anything else in the directory keeps it). */
-static void remove_new_index(const char *dir) {
+void cli_remove_new_index(const char *dir) {
     DIR *d = opendir(dir);
     if (!d) return;
     struct dirent *e;
@@ -179,6 +189,21 @@ static void remove_new_index(const char *dir) {
     rmdir(dir);
 }
 
+/* "I/N" with 0 <= I < N <= 2^20; 1 when it is one. */
+static int parse_shard(const char *text, unsigned *i, unsigned *n) {
+    char *end;
+    errno = 0;
+    unsigned long a = strtoul(text, &end, 10);
+    if (errno || end == text || *end != '/' || text[0] == '-') return 0;
+    const char *rest = end + 1;
+    unsigned long b = strtoul(rest, &end, 10);
+    if (errno || end == rest || *end || rest[0] == '-' || b == 0 || b > (1ul << 20) || a >= b)
+        return 0;
+    *i = (unsigned)a;
+    *n = (unsigned)b;
+    return 1;
+}
+
 static int run_build(int argc, char **argv, int is_add) {
     index_args a;
     int first, rc = parse(argc, argv, &a, &first);
@@ -187,6 +212,11 @@ static int run_build(int argc, char **argv, int is_add) {
         return cli_error("build wants a COLLECTION (see --help)"), CLI_EXIT_USAGE;
     if (is_add && (argc - first < 1 || !a.artist))
         return cli_error("add wants IMAGE... and --artist NAME (see --help)"), CLI_EXIT_USAGE;
+    unsigned shard_i = 0, shard_n = 0;
+    if (a.shard && (is_add || !parse_shard(a.shard, &shard_i, &shard_n)))
+        return cli_error(is_add ? "add: --shard is for build only"
+                                : "build: --shard wants I/N with 0 <= I < N (0-based), not '%s'",
+                         a.shard), CLI_EXIT_USAGE;
     struct stat sb;
     for (int i = first; !is_add && i < argc; i++) /* before an index is made for them */
         if (stat(argv[i], &sb) != 0)
@@ -209,6 +239,8 @@ static int run_build(int argc, char **argv, int is_add) {
     o.progress = show_progress;
     o.progress_ctx = &p;
     o.stop = &stop_requested;
+    o.shard_index = shard_i;
+    o.shard_count = shard_n;
     siamidx_build_report r;
     siamidx_error err;
     siamidx_status s;
@@ -219,7 +251,7 @@ static int run_build(int argc, char **argv, int is_add) {
         s = siamidx_index_build_many(idx, model, (const char *const *)argv + first,
                                      (size_t)(argc - first), &o, &r, &err);
     size_t r_indexed = r.indexed; /* finish_build frees the report */
-    rc = finish_build(s, &err, &r, p.start);
+    rc = finish_build(s, &err, &r, shard_n > 0, p.start);
     siamidx_index_info info;
     if (siamidx_index_info_get(idx, &info, &err) == SIAMIDX_OK) {
         if (!strncmp(info.index_type, "ivf", 3) && strncmp(info.faiss, "IVF", 3))
@@ -230,7 +262,7 @@ static int run_build(int argc, char **argv, int is_add) {
     }
     siamidx_index_close(idx);
     siamidx_model_free(model);
-    if (!existed && s != SIAMIDX_OK && r_indexed == 0) remove_new_index(a.index);
+    if (!existed && s != SIAMIDX_OK && r_indexed == 0) cli_remove_new_index(a.index);
     return rc;
 }
 
@@ -359,6 +391,9 @@ static void print_info(const char *dir, const siamidx_index_info *n, int json) {
                n->arch[0] ? n->arch : "-", n->pool[0] ? n->pool : "-");
         printf("dim          %u\n", n->dim);
         printf("index type   %s (FAISS: %s)\n", n->index_type, n->faiss);
+        if (n->shard_count)
+            printf("shard        %u/%u (build --shard: the images whose content hash falls in it)\n",
+                   n->shard_index, n->shard_count);
         printf("generation   %llu\n", (unsigned long long)n->generation);
         printf("bytes        %llu\n", (unsigned long long)n->bytes_on_disk);
         for (size_t i = 0; i < n->n_artists; i++)
@@ -381,6 +416,17 @@ static void print_info(const char *dir, const siamidx_index_info *n, int json) {
     for (int k = 0; k < 5; k++) {
         cli_json_key(&j, keys[k]);
         cli_json_string(&j, values[k]);
+    }
+    cli_json_key(&j, "shard"); /* {"index": I, "count": N} for a shard, else null */
+    if (n->shard_count) {
+        cli_json_object(&j);
+        cli_json_key(&j, "index");
+        cli_json_uint(&j, n->shard_index);
+        cli_json_key(&j, "count");
+        cli_json_uint(&j, n->shard_count);
+        cli_json_end(&j);
+    } else {
+        cli_json_number(&j, NAN, "%g"); /* null */
     }
     cli_json_key(&j, "generation");
     cli_json_uint(&j, n->generation);

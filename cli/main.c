@@ -21,6 +21,7 @@ static const command commands[] = {
     {"info", cmd_info, "what an index holds"},
     {"remove", cmd_remove, "remove images (by path or artist) from an index"},
     {"verify", cmd_verify, "check an index's store and FAISS index for consistency"},
+    {"merge", cmd_merge, "join indexes (the shards of build --shard) into one"},
     {"train-encoder", cmd_train_encoder, "train the ResNet encoder on a collection"},
     {"train", cmd_train, "fit the Siamese head on an index and store it there"},
     {"eval", cmd_eval, "measure the head on held-out images and artists (the protocol)"},

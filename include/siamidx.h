@@ -60,6 +60,7 @@ typedef enum siamidx_status {
     SIAMIDX_ERR_CSV,              /* a collection or pairs CSV is malformed */
     SIAMIDX_ERR_BACKEND,          /* LMDB or FAISS reported an error */
     SIAMIDX_ERR_INTERRUPTED,      /* stopped by the caller (e.g. a signal) */
+    SIAMIDX_ERR_CONFLICT,         /* merge: the same image under two artists */
     SIAMIDX_STATUS_COUNT
 } siamidx_status;
 
@@ -248,6 +249,8 @@ typedef struct siamidx_build_report {
     size_t failed;    /* entries skipped with an error (see failures) */
     siamidx_build_failure *failures;
     size_t n_failures;
+    size_t other_shards; /* shard builds: entries of other shards, hashed but not decoded */
+    size_t moved_out;    /* shard builds: records whose file now hashes to another shard, removed */
 } siamidx_build_report;
 
 void siamidx_build_report_free(siamidx_build_report *r);
@@ -265,6 +268,13 @@ typedef struct siamidx_build_options {
        build stops before its next batch, every batch before committed, and
        returns SIAMIDX_ERR_INTERRUPTED. */
     const volatile int *stop;
+    /* Sharded builds (`build --shard I/N`): with shard_count N > 0, only the
+       images of shard shard_index I (0 <= I < N) are indexed, those whose
+       content hash siamidx_shard_of() maps to I; the others are hashed and
+       skipped before decoding. The index records I/N (info shows it); a
+       shard index is built only with the same I/N, and takes nothing
+       else (no build without a shard, no add): `merge` joins shards. */
+    uint32_t shard_index, shard_count;
 } siamidx_build_options;
 
 void siamidx_build_options_init(siamidx_build_options *opt);
@@ -289,6 +299,13 @@ siamidx_status siamidx_index_build_many(siamidx_index *idx, const siamidx_model 
                                         const char *const *collections, size_t n_collections,
                                         const siamidx_build_options *opt,
                                         siamidx_build_report *report, siamidx_error *err);
+
+/*
+ * The shard (0 .. count-1) of an image with these bytes: the first 8 bytes
+ * of its SHA-256, read big-endian, modulo count. The same on every machine
+ * and every run; identical images always share a shard.
+ */
+uint32_t siamidx_shard_of(const uint8_t sha256[32], uint32_t count);
 
 /* Indexes image files as paintings by `artist` (same rules as build). */
 siamidx_status siamidx_index_add(siamidx_index *idx, const siamidx_model *model,
@@ -393,6 +410,7 @@ typedef struct siamidx_index_info {
     char faiss[64];        /* what FAISS holds now, e.g. "Flat" while ivf lacks data */
     uint64_t generation;
     uint64_t bytes_on_disk; /* every file in the directory */
+    uint32_t shard_index, shard_count; /* built with --shard I/N; count 0: not a shard */
 } siamidx_index_info;
 
 siamidx_status siamidx_index_info_get(siamidx_index *idx, siamidx_index_info *info,
@@ -409,6 +427,69 @@ void siamidx_index_info_free(siamidx_index_info *info);
 typedef void (*siamidx_problem_fn)(void *ctx, const char *problem);
 siamidx_status siamidx_index_verify(siamidx_index *idx, siamidx_problem_fn fn, void *ctx,
                                     size_t *n_problems, siamidx_error *err);
+
+/* ---- merging shards ---- */
+
+typedef struct siamidx_merge_options {
+    /* The index type of an OUT that holds nothing yet; NULL: the first
+       shard's. An OUT with records keeps its own (siamidx_index_options). */
+    const char *index_type;
+    /* Raised (e.g. by a signal handler): the merge stops before the next
+       shard, every shard before committed; SIAMIDX_ERR_INTERRUPTED. */
+    const volatile int *stop;
+    siamidx_progress_fn progress; /* after each shard: shards done of all */
+    void *progress_ctx;
+    /* Each conflicting record, one line (may be NULL): see siamidx_index_merge. */
+    siamidx_problem_fn conflict;
+    void *conflict_ctx;
+} siamidx_merge_options;
+
+void siamidx_merge_options_init(siamidx_merge_options *opt);
+
+typedef struct siamidx_merge_report {
+    size_t shards;        /* shards merged (those with records) */
+    size_t records;       /* records the shards hold */
+    size_t added;         /* new in OUT */
+    size_t replaced;      /* a path OUT held with other bytes or description, older: replaced */
+    size_t unchanged;     /* already in OUT as they are (a re-run) */
+    size_t kept_newer;    /* a path OUT holds with other bytes and a later mtime: OUT's kept */
+    size_t transactions;  /* write transactions (one per shard unless one was too big) */
+    size_t conflicts;     /* records refused (then the status is SIAMIDX_ERR_CONFLICT) */
+} siamidx_merge_report;
+
+/*
+ * Adds every record of the indexes in `shards` (directories, typically made
+ * by build --shard I/N, but any index works) to `out` (opened for writing,
+ * possibly new and empty): paths, artists, descriptions and embeddings as
+ * the shards hold them; nothing is embedded again. Ids are OUT's own.
+ *
+ * Refused before anything is written: a shard built with another model
+ * than OUT or than the first shard (SIAMIDX_ERR_MODEL_MISMATCH naming both
+ * fingerprints), OUT itself or a copy of it (same store id), a damaged
+ * shard. Refused per shard, before anything of that shard is written
+ * (SIAMIDX_ERR_CONFLICT naming the first conflict; every one goes to
+ * opt->conflict): a record whose path OUT holds under another artist, or
+ * whose bytes (SHA-256) OUT holds only under other artists. Every shard is
+ * checked against OUT's state before the merge first, so a conflict with
+ * what OUT held leaves OUT unchanged; one between two of the given shards
+ * is found when the later one's turn comes, the shards before it merged.
+ *
+ * Idempotent: a record OUT already holds as it is is left alone, so a
+ * re-run after a kill or a refusal completes the merge. A path both hold
+ * with other bytes keeps the version with the later mtime.
+ *
+ * Crash safety: each shard is ONE LMDB transaction; a kill leaves the
+ * shards that committed. A shard too big for one transaction (LMDB's
+ * MDB_TXN_FULL: 2^17 dirty pages, 512 MiB with 4 KiB pages, of the order of
+ * 10^5 records) is committed in halves, recursively, each consistent on
+ * its own; a kill then may leave part of that shard, which a re-run
+ * completes (report->transactions says how many there were). The FAISS index of OUT is brought up to date once, at the end
+ * (from LMDB's change log: vectors added, or a rebuild when the index type
+ * wants one), and its snapshot written at siamidx_index_close.
+ */
+siamidx_status siamidx_index_merge(siamidx_index *out, const char *const *shards, size_t n,
+                                   const siamidx_merge_options *opt,
+                                   siamidx_merge_report *report, siamidx_error *err);
 
 /* ------------------------------------------------------------------------ */
 /* Siamese head and answers                                                  */

@@ -13,6 +13,11 @@ pkgs="build-essential cmake pkg-config libfaiss-dev libopenblas-dev liblmdb-dev 
 pkgs="$pkgs clang libclang-rt-14-dev libomp-14-dev"
 # tests/test_fsync.sh watches the fsync calls with strace.
 pkgs="$pkgs strace"
+# tests/test_slurm.sh runs the tools/slurm recipe on a one-node Slurm it starts
+# itself (its own munged, slurmctld, slurmd, config and ports in a temporary
+# folder). Installing them may also enable the system's munge/slurm services;
+# those use /etc and are not what the test starts.
+pkgs="$pkgs slurm-wlm munge"
 if [ "${1:-}" = "--dev" ]; then
     pkgs="$pkgs python3-torch python3-torchvision python3-numpy"
 fi

@@ -21,6 +21,7 @@ static const char *const status_text[SIAMIDX_STATUS_COUNT] = {
     [SIAMIDX_ERR_CSV] = "malformed CSV",
     [SIAMIDX_ERR_BACKEND] = "storage or search backend error",
     [SIAMIDX_ERR_INTERRUPTED] = "interrupted",
+    [SIAMIDX_ERR_CONFLICT] = "conflicting records (the same image under two artists)",
 };
 
 const char *siamidx_strerror(siamidx_status status) {

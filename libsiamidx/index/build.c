@@ -6,6 +6,13 @@
  * with the encoder, and write the batch in ONE transaction
  * (sx_index_add_embeddings). A crash loses at most the batch in flight; the
  * batches committed before stay, and the next build skips them as unchanged.
+ *
+ * A shard build (`--shard I/N`) takes only the images whose content hash
+ * falls in shard I (siamidx_shard_of). The hash needs the file's bytes but
+ * nothing more: an image of another shard is read once to hash it and never
+ * decoded or embedded. An indexed file whose new bytes hash to another
+ * shard is removed in its batch's transaction (that shard's build indexes
+ * it), so the shards of one collection never hold one path twice.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -36,6 +43,7 @@ typedef struct job {
 
 typedef struct build_state {
     siamidx_index *idx;
+    uint32_t shard_index, shard_count; /* count 0: every image */
     const siamidx_model *model;
     const siamidx_build_options *opt;
     siamidx_embed_options embed;
@@ -80,7 +88,7 @@ void siamidx_build_report_free(siamidx_build_report *r) {
 static int same_text(const char *a, const char *b) { return !strcmp(a ? a : "", b ? b : ""); }
 
 /* The state of one image in a batch. */
-enum { PENDING_EMBED, PENDING_READY, PENDING_SKIP };
+enum { PENDING_EMBED, PENDING_READY, PENDING_SKIP, PENDING_REMOVE /* moved to another shard */ };
 
 typedef struct pending {
     int state;
@@ -128,8 +136,8 @@ static siamidx_status triage(build_state *b, const job *jobs, size_t n, pending 
         sx_record r;
         siamidx_error e;
         const char *artist = NULL;
-        if (sx_store_find_path(st, txn, j->resolved, &id, &e) == 0 &&
-            sx_store_get_record(st, txn, id, &r, &e) == 0 && r.dim == dim &&
+        int indexed = sx_store_find_path(st, txn, j->resolved, &id, &e) == 0;
+        if (indexed && sx_store_get_record(st, txn, id, &r, &e) == 0 && r.dim == dim &&
             r.size == q->item.size && r.mtime_ns == q->item.mtime_ns) {
             sx_store_artist_name(st, txn, r.artist_id, &artist, NULL, &e);
             /* The path as given may differ (CSV vs folder): same file, unchanged. */
@@ -151,6 +159,12 @@ static siamidx_status triage(build_state *b, const job *jobs, size_t n, pending 
         if (sx_sha256_file(j->resolved, q->item.hash)) {
             snprintf(msg, sizeof msg, "%s: %s", j->path, strerror(errno));
             if (report_failure(b, j->path, SIAMIDX_ERR_IO, msg)) s = SIAMIDX_ERR_NO_MEMORY;
+            continue;
+        }
+        if (b->shard_count &&
+            siamidx_shard_of(q->item.hash, b->shard_count) != b->shard_index) {
+            b->rep->other_shards++; /* hashed, never decoded */
+            if (indexed) q->state = PENDING_REMOVE; /* its new bytes belong elsewhere */
             continue;
         }
         if (sx_store_find_hash(st, txn, q->item.hash, &id, &e) == 0 &&
@@ -246,11 +260,18 @@ static siamidx_status run_batch(build_state *b, const job *jobs, size_t n, siami
     if (!p || !emb || !items) s = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "build: out of memory");
     if (!s) s = triage(b, jobs, n, p, emb, err);
     if (!s) s = embed_pending(b, p, n, emb, err);
-    size_t m = 0;
-    for (size_t i = 0; !s && i < n; i++)
+    size_t m = 0, removed = 0;
+    for (size_t i = 0; !s && i < n; i++) {
         if (p[i].state == PENDING_READY) items[m++] = p[i].item;
+        if (p[i].state == PENDING_REMOVE) {
+            items[m] = p[i].item;
+            items[m++].remove = 1;
+            removed++;
+        }
+    }
     if (!s && m) s = sx_index_add_embeddings(b->idx, items, m, err);
-    if (!s) b->rep->indexed += m;
+    if (!s) b->rep->indexed += m - removed;
+    if (!s) b->rep->moved_out += removed;
     free(p);
     free(emb);
     free(items);
@@ -274,9 +295,60 @@ static siamidx_status run_jobs(build_state *b, const job *jobs, size_t n, siamid
     return b->rep->failed ? SIAMIDX_ERR_IMAGE : SIAMIDX_OK;
 }
 
+uint32_t siamidx_shard_of(const uint8_t sha256[32], uint32_t count) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v = v << 8 | sha256[i];
+    return count ? (uint32_t)(v % count) : 0;
+}
+
+/*
+ * A shard index holds one shard and nothing else: built only with its own
+ * I/N (a first shard build of an empty index records it), never added to
+ * or built whole. Otherwise one index could silently mix two partitions
+ * and `merge` would be handed the same image from two shards.
+ */
+static siamidx_status check_shard(build_state *b, int is_build, siamidx_error *err) {
+    const sx_store_meta *m = sx_index_meta(b->idx);
+    const char *dir = sx_index_dir(b->idx);
+    uint32_t i = b->opt ? b->opt->shard_index : 0, n = b->opt ? b->opt->shard_count : 0;
+    if (n && !is_build)
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "add: shards are for build only");
+    if (n && i >= n)
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT,
+                       "shard %u/%u does not exist: shards run from 0 to %u (0-based, like "
+                       "Slurm's --array=0-%u)", i, n, n - 1, n - 1);
+    if (!n && m->shard_count)
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT,
+                       "index %s is shard %u/%u: build it with --shard %u/%u, or merge the "
+                       "shards into a full index (siamidx merge) and %s that",
+                       dir, m->shard_index, m->shard_count, m->shard_index, m->shard_count,
+                       is_build ? "build" : "add to");
+    if (!n) return SIAMIDX_OK;
+    if (m->shard_count && (m->shard_index != i || m->shard_count != n))
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT,
+                       "index %s is shard %u/%u, not %u/%u: give each shard its own index",
+                       dir, m->shard_index, m->shard_count, i, n);
+    b->shard_index = i;
+    b->shard_count = n;
+    if (m->shard_count) return SIAMIDX_OK;
+    MDB_txn *txn;
+    siamidx_status s = sx_store_read_begin(sx_index_store(b->idx), &txn, err);
+    if (s) return s;
+    uint64_t records = sx_store_count(sx_index_store(b->idx), txn);
+    sx_store_read_end(txn);
+    if (records)
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT,
+                       "index %s holds %llu images of a build without --shard: give shard "
+                       "%u/%u its own index", dir, (unsigned long long)records, i, n);
+    sx_store_meta want = *m; /* an empty index becomes this shard's */
+    want.shard_index = i;
+    want.shard_count = n;
+    return sx_index_set_meta(b->idx, &want, err);
+}
+
 static siamidx_status start_build(siamidx_index *idx, const siamidx_model *model,
                                   const siamidx_build_options *opt, siamidx_build_report *rep,
-                                  build_state *b, siamidx_error *err) {
+                                  int is_build, build_state *b, siamidx_error *err) {
     memset(rep, 0, sizeof *rep);
     *b = (build_state){.idx = idx, .model = model, .opt = opt, .rep = rep};
     siamidx_status s = sx_index_writable(idx, err);
@@ -293,7 +365,7 @@ static siamidx_status start_build(siamidx_index *idx, const siamidx_model *model
     if (siamidx_model_dim(model, b->embed.pool) != sx_index_meta(idx)->dim)
         return sx_fail(err, SIAMIDX_ERR_MODEL_MISMATCH, "index %s holds %u-dimensional embeddings",
                        sx_index_dir(idx), sx_index_meta(idx)->dim);
-    return SIAMIDX_OK;
+    return check_shard(b, is_build, err);
 }
 
 siamidx_status siamidx_index_build(siamidx_index *idx, const siamidx_model *model,
@@ -311,7 +383,7 @@ siamidx_status siamidx_index_build_many(siamidx_index *idx, const siamidx_model 
     siamidx_build_report local;
     if (!report) report = &local;
     build_state b;
-    siamidx_status s = start_build(idx, model, opt, report, &b, err);
+    siamidx_status s = start_build(idx, model, opt, report, 1, &b, err);
     if (s) return s;
     sx_collection c;
     const char *root = opt ? opt->root : NULL;
@@ -348,7 +420,7 @@ siamidx_status siamidx_index_add(siamidx_index *idx, const siamidx_model *model,
     siamidx_build_report local;
     if (!report) report = &local;
     build_state b;
-    siamidx_status s = start_build(idx, model, opt, report, &b, err);
+    siamidx_status s = start_build(idx, model, opt, report, 0, &b, err);
     if (s) return s;
     if (!artist || !*artist)
         return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "add: no artist given");

@@ -116,6 +116,35 @@ static siamidx_status sync_now(siamidx_index *idx, siamidx_error *err) {
     return s;
 }
 
+siamidx_status sx_index_sync(siamidx_index *idx, siamidx_error *err) { return sync_now(idx, err); }
+
+siamidx_status sx_index_set_meta(siamidx_index *idx, const sx_store_meta *want,
+                                 siamidx_error *err) {
+    if (idx->read_only)
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "index %s was opened read-only",
+                       idx->dir);
+    if (want->index_type[0]) {
+        siamidx_status s = check_type(want->index_type, err);
+        if (s) return s;
+    }
+    siamidx_status s = sx_store_write(idx->st, write_meta, (void *)want, err);
+    if (s) return s;
+    uint32_t old_dim = idx->meta.dim;
+    idx->meta = *want;
+    if (old_dim == want->dim) return SIAMIDX_OK;
+    /* The FAISS index was made for no dimension: start it again for this one. */
+    MDB_txn *txn;
+    if ((s = sx_store_read_begin(idx->st, &txn, err))) return s;
+    pthread_mutex_lock(&idx->mu);
+    sx_vindex_free(idx->vi);
+    idx->vi = NULL;
+    s = sx_vindex_load(idx->st, txn, want->dim, &idx->vi, err);
+    if (!s) s = sync_locked(idx, txn, err);
+    pthread_mutex_unlock(&idx->mu);
+    sx_store_read_end(txn);
+    return s;
+}
+
 siamidx_status sx_index_open_raw(const char *dir, const char *fingerprint, uint32_t dim,
                                  const char *arch, const char *pool,
                                  const siamidx_index_options *opt, siamidx_index **out,
@@ -229,6 +258,7 @@ static siamidx_status write_items(sx_wtxn *w, void *ctx, size_t from, size_t to,
         if (s == SIAMIDX_OK) s = sx_store_delete_record(w, old, err);
         else if (s == SIAMIDX_ERR_NOT_FOUND) s = SIAMIDX_OK;
         if (s) return s;
+        if (it->remove) continue;
         sx_record r = {.size = it->size, .mtime_ns = it->mtime_ns, .path = it->path,
                        .resolved = it->resolved, .title = it->title, .style = it->style,
                        .genre = it->genre, .date = it->date, .source_repo = it->source_repo,
@@ -735,6 +765,8 @@ siamidx_status siamidx_index_info_get(siamidx_index *idx, siamidx_index_info *in
     memcpy(info->arch, m.arch, sizeof info->arch);
     memcpy(info->pool, m.pool, sizeof info->pool);
     memcpy(info->index_type, m.index_type, sizeof info->index_type);
+    info->shard_index = m.shard_index;
+    info->shard_count = m.shard_count;
     info->bytes_on_disk = dir_bytes(idx->dir);
     if (s) siamidx_index_info_free(info);
     return s;

@@ -31,6 +31,15 @@ siamidx_status sx_index_writable(const siamidx_index *idx, siamidx_error *err);
 /* The store, for this layer's build.c. Layers above use the functions here. */
 sx_store *sx_index_store(siamidx_index *idx);
 
+/* Brings the FAISS index to the last committed state of the store (the
+   change log, or a rebuild; see store/vindex.c). */
+siamidx_status sx_index_sync(siamidx_index *idx, siamidx_error *err);
+/* Records a new description of the index (model, type, shard spec) in one
+   write transaction; an index without a model (dim 0) that gets one gets
+   a FAISS index of that dimension. Writers only. */
+siamidx_status sx_index_set_meta(siamidx_index *idx, const sx_store_meta *want,
+                                 siamidx_error *err);
+
 /* An image with its precomputed embedding, for sx_index_add_embeddings. */
 typedef struct sx_index_item {
     const char *path, *resolved, *artist;
@@ -40,10 +49,11 @@ typedef struct sx_index_item {
     int64_t mtime_ns;
     uint8_t hash[32];
     const float *embedding; /* dim floats */
+    int remove; /* only remove the record of this resolved path (embedding unused) */
 } sx_index_item;
 
 /* Adds items in one write transaction (an item whose resolved path is already
-   indexed replaces that record). */
+   indexed replaces that record; one with `remove` set only removes it). */
 siamidx_status sx_index_add_embeddings(siamidx_index *idx, const sx_index_item *items, size_t n,
                                        siamidx_error *err);
 

@@ -4,6 +4,7 @@
  * Named databases (keys big-endian so that cursors walk them in id order):
  *   meta          "magic" "format" "store_id" "fingerprint" "arch" "pool" "dim"
  *                 "index_type" "generation" "next_id" "next_artist",
+ *                 "shard" (u32 index, u32 count: a `build --shard` index; absent otherwise),
  *                 "snapshot" (the FAISS snapshot on disk: generation, vector
  *                 count, SHA-256, factory string), "blob/NAME" (named blobs,
  *                 e.g. a trained head)
@@ -702,7 +703,29 @@ siamidx_status sx_store_get_meta(sx_store *st, MDB_txn *txn, sx_store_meta *m,
     meta_string(st, txn, "arch", m->arch, sizeof m->arch);
     meta_string(st, txn, "pool", m->pool, sizeof m->pool);
     meta_string(st, txn, "index_type", m->index_type, sizeof m->index_type);
+    MDB_val v;
+    int rc = get(txn, st->meta, val("shard", 5), &v);
+    if (rc == 0) {
+        if (v.mv_size != 8) return corrupt(err, st, "shard record has %llu bytes, want 8", v.mv_size);
+        m->shard_index = get_be32(v.mv_data);
+        m->shard_count = get_be32((const uint8_t *)v.mv_data + 4);
+        if (m->shard_count == 0 || m->shard_index >= m->shard_count)
+            return corrupt(err, st, "shard record names shard %llu of 0", m->shard_index);
+    } else if (rc != MDB_NOTFOUND) {
+        return mdb_fail(err, rc, "shard", st);
+    }
     return SIAMIDX_OK;
+}
+
+static siamidx_status put_shard(sx_wtxn *w, const sx_store_meta *m, siamidx_error *err) {
+    if (!m->shard_count) return wdel(w, w->st->meta, val("shard", 5), NULL, err);
+    if (m->shard_index >= m->shard_count)
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "shard %u of %u does not exist",
+                       m->shard_index, m->shard_count);
+    uint8_t b[8];
+    put_be32(b, m->shard_index);
+    put_be32(b + 4, m->shard_count);
+    return wput(w, w->st->meta, val("shard", 5), val(b, 8), 0, err);
 }
 
 siamidx_status sx_store_set_meta(sx_wtxn *w, const sx_store_meta *m, siamidx_error *err) {
@@ -715,6 +738,8 @@ siamidx_status sx_store_set_meta(sx_wtxn *w, const sx_store_meta *m, siamidx_err
     if (!s) s = put_meta_string(w, "pool", m->pool, err);
     if (!s) s = put_meta_string(w, "index_type", m->index_type, err);
     if (!s) s = put_meta_u64(w, "dim", m->dim, err);
+    if (!s && (m->shard_index != old.shard_index || m->shard_count != old.shard_count))
+        s = put_shard(w, m, err);
     return s;
 }
 
@@ -1068,6 +1093,30 @@ siamidx_status sx_store_artist_records(sx_store *st, MDB_txn *txn, uint32_t arti
         }
     }
     if (!s && rc && rc != MDB_NOTFOUND) s = mdb_fail(err, rc, "artist records", st);
+    mdb_cursor_close(c);
+    return s;
+}
+
+siamidx_status sx_store_hash_records(sx_store *st, MDB_txn *txn, const uint8_t hash[32],
+                                     uint64_t **ids, size_t *n, siamidx_error *err) {
+    *ids = NULL;
+    *n = 0;
+    size_t cap = 0;
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(txn, st->by_hash, &c);
+    if (rc) return mdb_fail(err, rc, "cursor", st);
+    MDB_val k = val(hash, 32), v;
+    siamidx_status s = SIAMIDX_OK;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT_DUP)) {
+        uint64_t id = 0;
+        if ((s = id_value(st, v, &id, err))) break;
+        if (push_id(ids, n, &cap, id)) {
+            s = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "out of memory");
+            break;
+        }
+    }
+    if (!s && rc && rc != MDB_NOTFOUND) s = mdb_fail(err, rc, "hash records", st);
     mdb_cursor_close(c);
     return s;
 }

@@ -23,6 +23,9 @@ typedef struct sx_store_meta {
     uint32_t dim;
     uint64_t generation; /* +1 in every write transaction that changes records */
     uint64_t next_id;
+    /* `build --shard I/N`: the index holds only shard shard_index of
+       shard_count (0: not a shard); meta key "shard", absent when 0. */
+    uint32_t shard_index, shard_count;
 } sx_store_meta;
 
 /* One image. Strings are NUL-terminated; decoded records point into LMDB's
@@ -88,8 +91,8 @@ siamidx_status sx_store_write_range(sx_store *st, sx_write_range_fn fn, void *ct
 
 siamidx_status sx_store_get_meta(sx_store *st, MDB_txn *txn, sx_store_meta *m,
                                  siamidx_error *err);
-/* Sets fingerprint/arch/pool/dim/index_type of an index; a changed index_type
-   is logged so the FAISS snapshot is rebuilt. */
+/* Sets fingerprint/arch/pool/dim/index_type and the shard spec of an index; a
+   changed index_type is logged so the FAISS snapshot is rebuilt. */
 siamidx_status sx_store_set_meta(sx_wtxn *w, const sx_store_meta *m, siamidx_error *err);
 
 /* Named blobs in the meta DB (e.g. a trained head). NOT_FOUND when absent. */
@@ -105,6 +108,9 @@ siamidx_status sx_store_find_path(sx_store *st, MDB_txn *txn, const char *resolv
                                   uint64_t *id, siamidx_error *err);
 siamidx_status sx_store_find_hash(sx_store *st, MDB_txn *txn, const uint8_t hash[32],
                                   uint64_t *id, siamidx_error *err);
+/* Ids of every record with these bytes (malloc'd array, *n may be 0). */
+siamidx_status sx_store_hash_records(sx_store *st, MDB_txn *txn, const uint8_t hash[32],
+                                     uint64_t **ids, size_t *n, siamidx_error *err);
 /* Adds r under a new id (r->id receives it) for artist `artist` (created when new). */
 siamidx_status sx_store_put_record(sx_wtxn *w, sx_record *r, const char *artist,
                                    siamidx_error *err);
