@@ -140,14 +140,15 @@ static int parse_index_only(int argc, char **argv, const cli_help *help, index_a
     return parse(argc, argv, opts, help, a, first);
 }
 
-/* Prints a library document and frees it; 0, or -1 after a message. */
-static int print_document(siamidx_status st, char *json, const siamidx_error *err) {
+/* Prints a library document (st: the status that made it) and frees it; 0, or -1 after a
+   message. */
+static int print_document(siamidx_status st, char **json, const siamidx_error *err) {
     if (st) {
         cli_error("%s", err->message);
         return -1;
     }
-    puts(json);
-    siamidx_json_free(json);
+    puts(*json);
+    siamidx_json_free(*json);
     return 0;
 }
 
@@ -206,11 +207,10 @@ static int finish_build(siamidx_index *idx, const index_args *a, int is_add, sia
         cli_error("%s", r->failures[i].message);
     if (s != SIAMIDX_OK && s != SIAMIDX_ERR_IMAGE) cli_error("%s", err->message);
     if (a->json) {
-        char *json;
+        char *json = NULL;
         siamidx_error e2;
-        if (print_document(siamidx_build_report_json(idx, is_add ? "add" : "build", r, &json, &e2),
-                           json, &e2))
-            s = e2.status;
+        siamidx_status js = siamidx_build_report_json(idx, is_add ? "add" : "build", r, &json, &e2);
+        if (print_document(js, &json, &e2)) s = js;
     } else {
         printf("indexed %zu, unchanged %zu, failed %zu (embedded %zu, reused %zu) in %.1f s\n",
                r->indexed, r->unchanged, r->failed, r->embedded, r->reused, now() - start);
@@ -375,10 +375,9 @@ int cmd_query(int argc, char **argv) {
         if (s) {
             cli_error("%s", err.message);
         } else if (a.json) {
-            char *json;
-            if (print_document(siamidx_query_json(idx, model, argv[first], &r, &json, &err), json,
-                               &err))
-                s = err.status;
+            char *json = NULL;
+            siamidx_status js = siamidx_query_json(idx, model, argv[first], &r, &json, &err);
+            if (print_document(js, &json, &err)) s = js;
         } else {
             print_query(&r);
         }
@@ -418,9 +417,9 @@ int cmd_info(int argc, char **argv) {
     if (s) {
         cli_error("%s", err.message);
     } else if (a.json) {
-        char *json;
-        if (print_document(siamidx_index_info_json(idx, &info, &json, &err), json, &err))
-            s = err.status;
+        char *json = NULL;
+        siamidx_status js = siamidx_index_info_json(idx, &info, &json, &err);
+        if (print_document(js, &json, &err)) s = js;
     } else {
         print_info(a.index, &info);
     }
