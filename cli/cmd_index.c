@@ -111,8 +111,8 @@ static int parse_query(int argc, char **argv, index_args *a, int *first) {
         CLI_NUM("neighbors", 0, CLI_INT, &a->neighbors, 0, 100000, 0, "N",
                 "nearest indexed paintings to list"),
         CLI_NUM("candidates", 0, CLI_INT, &a->candidates, 1, 100000, 0, "N",
-                "nearest indexed paintings scored as evidence (what \"unknown\" was fitted "
-                "on and eval scores)"),
+                "nearest indexed paintings scored as evidence, at least --neighbors (what "
+                "\"unknown\" was fitted on and eval scores)"),
         CLI_OPT_THREADS(&a->threads), CLI_OPT_JSON(&a->json), CLI_END};
     return parse(argc, argv, opts, &query_help, a, first);
 }

@@ -450,7 +450,8 @@ siamidx_status siamidx_index_verify(siamidx_index *idx, siamidx_problem_fn fn, v
  * A head is immutable once loaded: any number of threads may score with it.
  *
  * Attribution is siamidx_index_query (above): with a head (the index's, else
- * the model's), the 10*k (at least 50) nearest paintings are scored pair by pair
+ * the model's), the candidates (siamidx_query_options; 10*k, at least 50, for
+ * siamidx_index_query) nearest paintings are scored pair by pair
  * (siamidx_neighbor.probability) and aggregated per artist against an
  * "unknown" alternative (siamidx_query_result.unknown), fitted on validation
  * queries with and without their artist indexed; artists + unknown <= 1.

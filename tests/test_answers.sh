@@ -47,6 +47,11 @@ pp=$("$BIN" pair "$A" "$n1" -i "$T/idx" -m "$M" --json | json '"%.4f" % d["proba
 [ "$("$BIN" pair "$A" "$n1" -i "$T/idx" -m "$M" --json | json 'd["head"]["source"]')" = model ] ||
     fail "pair -i without an index head: not the model's"
 [[ $("$BIN" query "$A" -i "$T/idx" -m "$M" -k 3) == "head: model"* ]] || fail "query text: head: model"
+# -k lists artists, --neighbors paintings, --candidates is the evidence: one candidate names one artist
+q=$("$BIN" query "$A" -i "$T/idx" -m "$M" -k 5 --neighbors 1 --candidates 1 --json) || fail "query --candidates 1 exit $?"
+[ "$(echo "$q" | json 'len(d["artists"]), len(d["neighbors"])')" = "(1, 1)" ] || fail "query --candidates 1: $q"
+q=$("$BIN" query "$A" -i "$T/idx" -m "$M" -k 2 --neighbors 7 --json) || fail "query -k 2 --neighbors 7 exit $?"
+[ "$(echo "$q" | json 'len(d["artists"]), len(d["neighbors"])')" = "(2, 7)" ] || fail "query -k 2 --neighbors 7: $q"
 
 # the index's trained head takes precedence, for both
 "$BIN" train -i "$T/idx" --val-fraction 0.5 --seed 2 >/dev/null || fail "train exit $?"

@@ -63,7 +63,7 @@ for o in --artist --wait --index-type; do
 done
 q=$("$BIN" query --help)
 for want in "-k, --top K  *artists to list \\(default: 5\\)" "--neighbors N  *nearest indexed paintings to list \\(default: 5\\)" \
-            "--candidates N  *nearest indexed paintings scored as evidence .*\\(default: 50\\)"; do
+            "--candidates N  *nearest indexed paintings scored as evidence, at least --neighbors .*\\(default: 50\\)"; do
     printf '%s\n' "$q" | grep -Eq -- "^  $want\$" || fail "query --help lacks '$want': $q"
 done
 [[ $q != *"siamidx build"* && $q != *"siamidx remove"* ]] || fail "query --help shows other commands' usage"
