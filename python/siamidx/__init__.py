@@ -246,12 +246,17 @@ class Index:
             raise ValueError("siamidx.Index is closed")
         return self._handle
 
-    def query(self, image, k=5, neighbors=5, candidates=50):
+    def query(self, image, k=5, neighbors=None, candidates=None):
         """Which indexed artists most likely painted `image`: the dict `siamidx query --json`
-        prints (k artists, `neighbors` nearest paintings, `candidates` scored as evidence)."""
+        prints (k artists, `neighbors` nearest paintings, `candidates` scored as evidence;
+        None: the library's defaults, as the CLI's: 5 and 50)."""
         o = _QueryOptions()
         _query_options_init(ctypes.byref(o))
-        o.k, o.neighbors, o.candidates = k, neighbors, candidates
+        o.k = k
+        if neighbors is not None:
+            o.neighbors = neighbors
+        if candidates is not None:
+            o.candidates = candidates
         doc, err = _P(), _Error()
         st = _query_json(self._ptr(), self.model._ptr(), _path(image), ctypes.byref(o),
                          ctypes.byref(doc), ctypes.byref(err))
