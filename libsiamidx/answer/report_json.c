@@ -243,9 +243,10 @@ siamidx_status siamidx_model_info_json(const siamidx_model *m, char **json, siam
     if (!json || !m) return bad_args(json, err);
     siamidx_model_description d;
     siamidx_model_describe(m, &d);
-    char style[32] = "";
+    char style[32] = ""; /* "1,2,3,4": the stages that feed style pooling */
     for (int s = 0, o = 0; s < 4; s++)
-        if (d.style_stages & (1u << s)) o += snprintf(style + o, sizeof style - (size_t)o, "%s%d", o ? "," : "", s + 1);
+        if (d.style_stages & (1u << s))
+            o += snprintf(style + o, sizeof style - (size_t)o, "%s%d", o ? "," : "", s + 1);
     sx_json j = {0};
     sx_json_document(&j, "model_info");
     model_ref(&j, m);
