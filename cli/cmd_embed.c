@@ -21,30 +21,14 @@ typedef struct embed_args {
     uint64_t max_pixels;
 } embed_args;
 
-static void embed_usage(FILE *f) {
-    fprintf(f,
-            "usage: siamidx embed [-m MODEL] [--pool avg|max|gem|style] [--format tsv|npy]\n"
-            "                     [-o OUT] [--threads N] [--batch B] [--max-pixels N] IMAGE...\n"
-            "       siamidx embed [-m MODEL] --tensor X.npy [--output pooled|logits] [-o OUT.npy]\n"
-            "\n"
-            "Writes one L2-normalised embedding per image, in argument order.\n"
-            "  -m, --model MODEL   model file (default: $SIAMIDX_MODEL, then the installed model)\n"
-            "  --pool NAME         pooling (default: the model's)\n"
-            "  --format tsv|npy    TSV lines 'path<TAB>v1<TAB>v2...' (default), or a float32\n"
-            "                      [N, D] .npy whose rows of failed images are zero\n"
-            "  -o, --out OUT       output file (default: standard output)\n"
-            "  --threads N         compute threads (default: all cores)\n"
-            "  --batch B           images per forward pass (default 16)\n"
-            "  --max-pixels N      refuse larger images before decoding (default %llu)\n"
-            "  --tensor X.npy      run on a preprocessed float32 [N, 3, H, W] tensor instead;\n"
-            "  --output KIND       pooled (global average pool, default) or logits (fc)\n"
-            "  --time              with --tensor: print the best and mean seconds per batch\n"
-            "                      (after the first) on stderr\n"
-            "\n"
-            "Each image that fails prints 'siamidx: PATH: reason' on stderr.\n"
-            "exit status: 0 all embedded, 3 some failed, 1 none embedded or no model, 2 usage\n",
-            (unsigned long long)SIAMIDX_DEFAULT_MAX_PIXELS);
-}
+static const cli_help embed_help = {
+    "siamidx embed IMAGE... [options]\n"
+    "       siamidx embed --tensor X.npy [--output pooled|logits] [options]",
+    "Writes one L2-normalised embedding per image, in argument order: TSV lines\n"
+    "'path<TAB>v1<TAB>v2...', or a float32 [N, D] .npy whose rows of failed images are\n"
+    "zero. --tensor runs the network on a preprocessed float32 [N, 3, H, W] tensor\n"
+    "instead. Each image that fails prints 'siamidx: PATH: reason' on stderr.\n"
+    "exit status: 0 all embedded, 3 some failed, 1 none embedded or no model, 2 usage\n"};
 
 static const char *const pools[] = {"default", "avg", "max", "gem", "style", NULL};
 static const char *const formats[] = {"tsv", "npy", NULL};
@@ -54,19 +38,27 @@ static const char *const outputs[] = {"pooled", "logits", NULL};
 static int parse_args(int argc, char **argv, embed_args *a, int *first_image) {
     memset(a, 0, sizeof *a);
     int pool = 0; /* indices of pools[] are siamidx_pool values */
+    a->batch = 16;
+    a->max_pixels = SIAMIDX_DEFAULT_MAX_PIXELS;
     const cli_option opts[] = {
-        CLI_OPT("model", 'm', CLI_STRING, &a->model),
-        CLI_OPT("out", 'o', CLI_STRING, &a->out),
-        CLI_CHOOSE("pool", 0, &pool, pools),
-        CLI_CHOOSE("format", 0, &a->npy, formats),
-        CLI_NUM("threads", 0, CLI_INT, &a->threads, 0, 1024, 0),
-        CLI_NUM("batch", 0, CLI_INT, &a->batch, 1, 4096, 0),
-        CLI_NUM("max-pixels", 0, CLI_U64, &a->max_pixels, 1, 0, 0),
-        CLI_OPT("tensor", 0, CLI_STRING, &a->tensor),
-        CLI_CHOOSE("output", 0, &a->logits, outputs),
-        CLI_OPT("time", 0, CLI_FLAG, &a->time),
+        CLI_OPT_MODEL(&a->model),
+        CLI_OPT("out", 'o', CLI_STRING, &a->out, "OUT",
+                "output file, replaced atomically (default: standard output)"),
+        CLI_CHOOSE("pool", 0, &pool, pools, "pooling (default: the model's)"),
+        CLI_CHOOSE("format", 0, &a->npy, formats, "TSV lines or a float32 .npy"),
+        CLI_NUM("threads", 0, CLI_INT, &a->threads, 0, 1024, 0, "N",
+                "compute threads, 0: all cores"),
+        CLI_NUM("batch", 0, CLI_INT, &a->batch, 1, 4096, 0, "B", "images per forward pass"),
+        CLI_NUM("max-pixels", 0, CLI_U64, &a->max_pixels, 1, 0, 0, "N",
+                "refuse larger images before decoding"),
+        CLI_OPT("tensor", 0, CLI_STRING, &a->tensor, "X.npy",
+                "run on a preprocessed float32 [N, 3, H, W] tensor instead of images"),
+        CLI_CHOOSE("output", 0, &a->logits, outputs,
+                   "with --tensor: global average pool, or the fc layer's logits"),
+        CLI_OPT("time", 0, CLI_FLAG, &a->time, NULL,
+                "with --tensor: print the best and mean seconds per batch on stderr"),
         CLI_END};
-    int rc = cli_parse(argc, argv, opts, embed_usage, first_image);
+    int rc = cli_parse(argc, argv, opts, &embed_help, first_image);
     if (rc >= 0) return rc;
     a->pool = (siamidx_pool)pool;
     if (a->tensor && *first_image < argc) {

@@ -10,136 +10,25 @@
 
 #include "args.h"
 #include "cli.h"
-#include "json.h"
 #include "lines.h"
-#include "siamidx.h"
+#include "siamidx_ext.h" /* JSON documents */
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: siamidx eval [-i INDEX] [--unseen-artists FILE] [--seed S] [--pairs N]\n"
-            "                    [--unknown-prior P] [--json] [--legacy]\n\n"
-            "Measures the index's trained head on held-out images, overall and per source\n"
-            "(the collection's source_repo column):\n"
-            "  pairs        same-artist pairs drawn round-robin over artists against two\n"
-            "               negative sets of the same size, each negative keeping one image\n"
-            "               of a positive: (a) another artist from the same source, (b) from\n"
-            "               the same source and style folder (top folder of source_path);\n"
-            "               AUC, EER, TAR at 1%% FAR, calibration error (ECE) for each\n"
-            "  attribution  top-1, top-3, balanced top-1 of held-out images of indexed artists\n"
-            "  open set     AUROC of the \"unknown\" share between queries by unseen artists\n"
-            "               and by indexed ones; how often \"unknown\" comes first\n"
-            "Seen: the test images of the head's split. Unseen: every image of the artists\n"
-            "in FILE (one name a line, # comments), which the head must not have trained on;\n"
-            "without FILE, the artists `siamidx train --holdout-artists` kept out.\n"
-            "  -i, --index DIR         index (default: $SIAMIDX_INDEX, then siamidx.idx)\n"
-            "  --unseen-artists FILE   artists kept out of the head (and the encoder)\n"
-            "  --seed S                pair draws (default 1)\n"
-            "  --pairs N               same-artist pairs per population (default 10000)\n"
-            "  --unknown-prior P       score as if trained with this prior, 0 <= P < 1\n"
-            "                          (default: the index's; see siamidx train)\n"
-            "  --json                  one JSON object; unmeasurable figures are null\n"
-            "  --legacy                the earlier report (random negatives), for comparison\n");
-}
+static const cli_help eval_help = {
+    "siamidx eval [options]",
+    "Measures the index's trained head on held-out images, overall and per source\n"
+    "(the collection's source_repo column):\n"
+    "  pairs        same-artist pairs drawn round-robin over artists against two\n"
+    "               negative sets of the same size, each negative keeping one image\n"
+    "               of a positive: (a) another artist from the same source, (b) from\n"
+    "               the same source and style folder (top folder of source_path);\n"
+    "               AUC, EER, TAR at 1% FAR, calibration error (ECE) for each\n"
+    "  attribution  top-1, top-3, balanced top-1 of held-out images of indexed artists\n"
+    "  open set     AUROC of the \"unknown\" share between queries by unseen artists\n"
+    "               and by indexed ones; how often \"unknown\" comes first\n"
+    "Seen: the test images of the head's split. Unseen: every image of the artists\n"
+    "in FILE (one name a line, # comments), which the head must not have trained on;\n"
+    "without FILE, the artists `siamidx train --holdout-artists` kept out.\n"};
 
-/* ---- JSON (cli/json.c: unmeasurable figures come out as null) ------------------- */
-
-static void json_num(cli_json *j, const char *key, double v) {
-    cli_json_key(j, key);
-    cli_json_number(j, v, "%.6g");
-}
-
-static void json_count(cli_json *j, const char *key, size_t v) {
-    cli_json_key(j, key);
-    cli_json_uint(j, v);
-}
-
-static void json_verif(cli_json *j, const char *key, const siamidx_protocol_verification *v) {
-    cli_json_key(j, key);
-    cli_json_object(j);
-    json_count(j, "positives", v->positives);
-    json_count(j, "negatives", v->negatives);
-    json_num(j, "auc", v->auc);
-    json_num(j, "eer", v->eer);
-    json_num(j, "tar_at_far1", v->tar_at_far1);
-    json_num(j, "ece", v->ece);
-    cli_json_end(j);
-}
-
-static void json_pairs(cli_json *j, const siamidx_protocol_pairs *p) {
-    cli_json_key(j, "pairs");
-    cli_json_object(j);
-    json_verif(j, "same_source", &p->same_source);
-    json_verif(j, "same_style", &p->same_style);
-    json_count(j, "style_fallback", p->style_fallback);
-    json_count(j, "source_fallback", p->source_fallback);
-    cli_json_end(j);
-}
-
-static void json_attr(cli_json *j, const siamidx_protocol_attribution *a, int named) {
-    cli_json_key(j, "attribution");
-    cli_json_object(j);
-    json_count(j, "queries", a->queries);
-    json_count(j, "artists", a->artists);
-    if (named) {
-        json_num(j, "top1", a->top1);
-        json_num(j, "top3", a->top3);
-        json_num(j, "balanced_top1", a->balanced_top1);
-    }
-    json_num(j, "unknown_first", a->unknown_first);
-    json_num(j, "mean_unknown", a->mean_unknown);
-    cli_json_end(j);
-}
-
-static void json_group(cli_json *j, const siamidx_protocol_group *g) {
-    cli_json_object(j);
-    cli_json_key(j, "seen");
-    cli_json_object(j);
-    json_count(j, "images", g->seen_images);
-    json_pairs(j, &g->seen_pairs);
-    json_attr(j, &g->seen_attribution, 1);
-    cli_json_end(j);
-    cli_json_key(j, "unseen");
-    cli_json_object(j);
-    json_count(j, "images", g->unseen_images);
-    json_count(j, "artists", g->unseen_artists);
-    json_pairs(j, &g->unseen_pairs);
-    json_attr(j, &g->unseen_attribution, 0);
-    cli_json_end(j);
-    cli_json_key(j, "open_set");
-    cli_json_object(j);
-    json_num(j, "auroc", g->open_set_auroc);
-    json_num(j, "unknown_first_indexed", g->seen_attribution.unknown_first);
-    json_num(j, "unknown_first_unseen", g->unseen_attribution.unknown_first);
-    cli_json_end(j);
-    cli_json_end(j);
-}
-
-static void print_json(const siamidx_protocol_report *r) {
-    cli_json j;
-    cli_json_init(&j, stdout, 0);
-    cli_json_object(&j);
-    cli_json_key(&j, "protocol");
-    cli_json_int(&j, 1);
-    cli_json_key(&j, "seed");
-    cli_json_uint(&j, r->seed);
-    json_count(&j, "pairs", r->pairs);
-    cli_json_key(&j, "gallery");
-    cli_json_object(&j);
-    json_count(&j, "images", r->gallery_images);
-    json_count(&j, "artists", r->gallery_artists);
-    cli_json_end(&j);
-    cli_json_key(&j, "overall");
-    json_group(&j, &r->groups[0]);
-    cli_json_key(&j, "by_source");
-    cli_json_object(&j);
-    for (size_t i = 1; i < r->n_groups; i++) {
-        cli_json_key(&j, *r->groups[i].source ? r->groups[i].source : "(none)");
-        json_group(&j, &r->groups[i]);
-    }
-    cli_json_end(&j);
-    cli_json_end(&j);
-    cli_json_finish(&j);
-}
 
 /* ---- text ----------------------------------------------------------------------- */
 
@@ -182,15 +71,21 @@ int cmd_eval(int argc, char **argv) {
     uint64_t seed = o.seed;
     int pairs = (int)o.pairs;
     double prior = -1; /* not given: the index's */
-    const cli_option opts[] = {CLI_OPT("index", 'i', CLI_STRING, &index),
-                               CLI_OPT("unseen-artists", 0, CLI_STRING, &unseen),
-                               CLI_NUM("seed", 0, CLI_U64, &seed, 0, 0x7fffffff, 0),
-                               CLI_NUM("pairs", 0, CLI_INT, &pairs, 1, 10000000, 0),
-                               CLI_NUM("unknown-prior", 0, CLI_DOUBLE, &prior, 0, 1, CLI_OPEN_MAX),
-                               CLI_OPT("json", 0, CLI_FLAG, &json),
-                               CLI_OPT("legacy", 0, CLI_FLAG, &legacy),
-                               CLI_END};
-    int rc = cli_parse(argc, argv, opts, usage, &first);
+    const cli_option opts[] = {
+        CLI_OPT_INDEX(&index),
+        CLI_OPT("unseen-artists", 0, CLI_STRING, &unseen, "FILE",
+                "artists kept out of the head (and the encoder), one name a line (default: "
+                "the artists train --holdout-artists kept out)"),
+        CLI_NUM("seed", 0, CLI_U64, &seed, 0, 0x7fffffff, 0, "S", "pair draws"),
+        CLI_NUM("pairs", 0, CLI_INT, &pairs, 1, 10000000, 0, "N",
+                "same-artist pairs per population"),
+        CLI_NUM("unknown-prior", 0, CLI_DOUBLE, &prior, 0, 1, CLI_OPEN_MAX, "P",
+                "score as if trained with this prior, 0 <= P < 1 (default: the index's)"),
+        CLI_OPT_JSON(&json),
+        CLI_OPT("legacy", 0, CLI_FLAG, &legacy, NULL,
+                "the earlier report (random negatives), for comparison"),
+        CLI_END};
+    int rc = cli_parse(argc, argv, opts, &eval_help, &first);
     if (rc >= 0) return rc;
     if (first != argc) {
         cli_error("eval: unexpected argument '%s'", argv[first]);
@@ -215,15 +110,24 @@ int cmd_eval(int argc, char **argv) {
     siamidx_error err;
     siamidx_status st = siamidx_index_open(index ? index : siamidx_default_index_path(), NULL,
                                            &io, &idx, &err);
+    int have_report = 0;
     if (!st) st = siamidx_index_evaluate_protocol(idx, &o, &r, &err);
+    have_report = !st;
+    char *doc = NULL;
+    if (!st && json) st = siamidx_protocol_report_json(idx, &r, &doc, &err);
     siamidx_index_close(idx);
     cli_lines_free(&names);
     if (st) {
+        if (have_report) siamidx_protocol_report_free(&r);
         cli_error("%s", err.message);
         return CLI_EXIT_FAILURE;
     }
-    if (json) print_json(&r);
-    else print_text(&r);
+    if (json) {
+        puts(doc);
+        siamidx_json_free(doc);
+    } else {
+        print_text(&r);
+    }
     siamidx_protocol_report_free(&r);
     return CLI_EXIT_OK;
 }

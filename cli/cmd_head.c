@@ -13,7 +13,6 @@
 #include "siamidx_ext.h" /* pairs CSV reader, cached embeddings, heads into models */
 #include "args.h"
 #include "cli.h"
-#include "json.h"
 #include "lines.h"
 #include "outfile.h"
 
@@ -33,40 +32,18 @@ static int open_index(const char *dir, const siamidx_model *model, int writer,
 
 /* ---- train ------------------------------------------------------------------ */
 
-static void train_usage(FILE *f) {
-    fprintf(f,
-            "usage: siamidx train [-i INDEX] [--epochs N] [--seed S] [--val-fraction F]\n"
-            "                     [--holdout-artists N] [--test-images FILE]\n"
-            "                     [--save-to-model OUT [-m MODEL]]\n"
-            "                     [--json] [-v]\n\n"
-            "Fits the Siamese head on the index's embeddings and stores it in the index.\n"
-            "The split is by image: of each artist, F/2 of the images validate (early\n"
-            "stopping, calibration, threshold) and F/2 are kept for `siamidx eval`;\n"
-            "--holdout-artists keeps N whole artists out, to measure unseen artists.\n"
-            "  -i, --index DIR        index (default: $SIAMIDX_INDEX, then siamidx.idx)\n"
-            "  --epochs N             most epochs (default 60; stops early)\n"
-            "  --seed S               split and pair sampling seed (default 1)\n"
-            "  --val-fraction F       default 0.2\n"
-            "  --holdout-artists N    default 0\n"
-            "  --test-images FILE     test `eval` on exactly these images (one path a line,\n"
-            "                         as given to build; # comments), e.g. images the\n"
-            "                         encoder never trained on; validation then takes F/2\n"
-            "                         of each artist's other images (default: drawn)\n"
-            "  --unknown-prior P      how often a query is by an artist not in the index,\n"
-            "                         0 <= P < 1 (default %g): the prior \"unknown\" is\n"
-            "                         weighed against; 0: never \"unknown\"\n"
-            "  --save-to-model OUT    also write the index's model with this head as its\n"
-            "                         default head to OUT (a copy; OUT may be MODEL itself).\n"
-            "                         The fingerprint stays, so indexes built with the model\n"
-            "                         open with OUT; answers without an index use its head,\n"
-            "                         an index's own head still takes precedence\n"
-            "  -m, --model MODEL      the index's model for --save-to-model (default:\n"
-            "                         $SIAMIDX_MODEL, then the installed model); refused\n"
-            "                         when its fingerprint is not the index's\n"
-            "Also fits a logistic classifier over the index's artists on the head's\n"
-            "training images; `query` fuses it with the head's neighbours.\n",
-            SIAMIDX_DEFAULT_UNKNOWN_PRIOR);
-}
+static const cli_help train_help = {
+    "siamidx train [options]",
+    "Fits the Siamese head on the index's embeddings and stores it in the index.\n"
+    "The split is by image: of each artist, F/2 of the images validate (early\n"
+    "stopping, calibration, threshold) and F/2 are kept for `siamidx eval`;\n"
+    "--holdout-artists keeps N whole artists out, to measure unseen artists;\n"
+    "--test-images names the test images instead of drawing them.\n"
+    "Also fits a logistic classifier over the index's artists on the head's\n"
+    "training images; `query` fuses it with the head's neighbours.\n"
+    "--save-to-model also writes the index's model with this head as its default\n"
+    "head to OUT (a copy; OUT may be MODEL itself). The fingerprint stays, so indexes\n"
+    "built with the model open with OUT; an index's own head still takes precedence.\n"};
 
 /* The index's (just trained) head into a copy of its model file. */
 static siamidx_status save_head_to_model(siamidx_index *idx, const char *dir,
@@ -96,19 +73,29 @@ int cmd_train(int argc, char **argv) {
     const char *index = NULL, *model_path = NULL, *save_to = NULL, *test_file = NULL;
     int json = 0, first;
     const cli_option opts[] = {
-        CLI_OPT("index", 'i', CLI_STRING, &index),
-        CLI_NUM("epochs", 0, CLI_INT, &o.epochs, 1, 100000, 0),
-        CLI_NUM("seed", 0, CLI_U64, &o.seed, 0, 0x7fffffff, 0),
-        CLI_NUM("val-fraction", 0, CLI_DOUBLE, &o.val_fraction, 0.01, 0.8, 0),
-        CLI_NUM("holdout-artists", 0, CLI_INT, &o.holdout_artists, 0, 1000000, 0),
-        CLI_OPT("test-images", 0, CLI_STRING, &test_file),
-        CLI_NUM("unknown-prior", 0, CLI_DOUBLE, &o.unknown_prior, 0, 1, CLI_OPEN_MAX),
-        CLI_OPT("save-to-model", 0, CLI_STRING, &save_to),
-        CLI_OPT("model", 'm', CLI_STRING, &model_path),
-        CLI_OPT("json", 0, CLI_FLAG, &json),
-        CLI_OPT("verbose", 'v', CLI_FLAG, &o.verbose),
+        CLI_OPT_INDEX(&index),
+        CLI_NUM("epochs", 0, CLI_INT, &o.epochs, 1, 100000, 0, "N", "most epochs; stops early"),
+        CLI_NUM("seed", 0, CLI_U64, &o.seed, 0, 0x7fffffff, 0, "S", "split and pair sampling seed"),
+        CLI_NUM("val-fraction", 0, CLI_DOUBLE, &o.val_fraction, 0.01, 0.8, 0, "F",
+                "share of each artist's images held out: half validation, half for eval"),
+        CLI_NUM("holdout-artists", 0, CLI_INT, &o.holdout_artists, 0, 1000000, 0, "N",
+                "whole artists kept out, to measure unseen artists"),
+        CLI_OPT("test-images", 0, CLI_STRING, &test_file, "FILE",
+                "test eval on exactly these images (one path a line, as given to build; # "
+                "comments), e.g. those the encoder never trained on; validation then takes F/2 "
+                "of each artist's other images (default: drawn)"),
+        CLI_NUM("unknown-prior", 0, CLI_DOUBLE, &o.unknown_prior, 0, 1, CLI_OPEN_MAX, "P",
+                "how often a query is by an artist not in the index, 0 <= P < 1; 0: never "
+                "\"unknown\""),
+        CLI_OPT("save-to-model", 0, CLI_STRING, &save_to, "OUT",
+                "also write the model with this head as its default head to OUT"),
+        CLI_OPT("model", 'm', CLI_STRING, &model_path, "FILE",
+                "the index's model, for --save-to-model (default: $SIAMIDX_MODEL, then the "
+                "installed default model)"),
+        CLI_OPT_JSON(&json),
+        CLI_OPT("verbose", 'v', CLI_FLAG, &o.verbose, NULL, "progress on stderr"),
         CLI_END};
-    int rc = cli_parse(argc, argv, opts, train_usage, &first);
+    int rc = cli_parse(argc, argv, opts, &train_help, &first);
     if (rc >= 0) return rc;
     if (first != argc) {
         cli_error("train: unexpected argument '%s'", argv[first]);
@@ -140,6 +127,8 @@ int cmd_train(int argc, char **argv) {
     if (!st && save_to)
         st = save_head_to_model(idx, index ? index : siamidx_default_index_path(), model, &o,
                                 save_to, &err);
+    char *doc = NULL;
+    if (!st && json) st = siamidx_train_report_json(idx, &r, o.seed, save_to, &doc, &err);
     siamidx_index_close(idx);
     siamidx_model_free(model);
     cli_lines_free(&tests);
@@ -148,51 +137,8 @@ int cmd_train(int argc, char **argv) {
         return CLI_EXIT_FAILURE;
     }
     if (json) {
-        cli_json j;
-        cli_json_init(&j, stdout, 0);
-        cli_json_object(&j);
-        const char *keys[] = {"val_auc", "val_accuracy", "val_ece", "threshold"};
-        const double values[] = {r.val_auc, r.val_accuracy, r.val_ece, r.threshold};
-        for (int k = 0; k < 4; k++) {
-            cli_json_key(&j, keys[k]);
-            cli_json_number(&j, values[k], "%.6g");
-        }
-        cli_json_key(&j, "epochs_run");
-        cli_json_int(&j, r.epochs_run);
-        cli_json_key(&j, "best_epoch");
-        cli_json_int(&j, r.best_epoch);
-        cli_json_key(&j, "seed");
-        cli_json_uint(&j, o.seed);
-        cli_json_key(&j, "images");
-        cli_json_object(&j);
-        const char *roles[] = {"train", "val", "test", "unseen"};
-        const size_t counts[] = {r.n_train, r.n_val, r.n_test, r.n_unseen};
-        for (int k = 0; k < 4; k++) {
-            cli_json_key(&j, roles[k]);
-            cli_json_uint(&j, counts[k]);
-        }
-        cli_json_end(&j);
-        cli_json_key(&j, "unseen_artists");
-        cli_json_uint(&j, r.n_unseen_artists);
-        cli_json_key(&j, "classifier");
-        cli_json_object(&j);
-        cli_json_key(&j, "artists");
-        cli_json_uint(&j, r.n_classes);
-        const char *ckeys[] = {"val_top1", "val_balanced_top1", "fused_val_top1", "fuse_weight",
-                               "unknown_prior"};
-        const double cvals[] = {r.classifier_val_top1, r.classifier_val_balanced_top1,
-                                r.fused_val_top1, r.fuse_weight, r.unknown_prior};
-        for (int k = 0; k < 5; k++) {
-            cli_json_key(&j, ckeys[k]);
-            cli_json_number(&j, cvals[k], "%.6g");
-        }
-        cli_json_end(&j);
-        if (save_to) {
-            cli_json_key(&j, "saved_to_model");
-            cli_json_string(&j, save_to);
-        }
-        cli_json_end(&j);
-        cli_json_finish(&j);
+        puts(doc);
+        siamidx_json_free(doc);
     } else {
         printf("images: %zu train, %zu validation, %zu test, %zu of %zu held-out artists\n",
                r.n_train, r.n_val, r.n_test, r.n_unseen, r.n_unseen_artists);
@@ -216,60 +162,22 @@ static void print_pairs_text(const char *what, const siamidx_pair_metrics *m) {
            what, m->n_pairs, m->auc, m->accuracy, m->eer, m->tar_at_far1, m->ece);
 }
 
-/* Metrics that could not be measured (NaN: no pairs, no queries, one class only) are null. */
-static void print_pairs_json(cli_json *j, const char *what, const siamidx_pair_metrics *m) {
-    cli_json_key(j, what);
-    cli_json_object(j);
-    cli_json_key(j, "pairs");
-    cli_json_uint(j, m->n_pairs);
-    const char *keys[] = {"auc", "accuracy", "eer", "tar_at_far1", "ece"};
-    const double values[] = {m->auc, m->accuracy, m->eer, m->tar_at_far1, m->ece};
-    for (int k = 0; k < 5; k++) {
-        cli_json_key(j, keys[k]);
-        cli_json_number(j, values[k], "%.6g");
-    }
-    cli_json_end(j);
-}
-
-static void print_attr_json(cli_json *j, const char *what, const siamidx_attribution_metrics *a) {
-    cli_json_key(j, what);
-    cli_json_object(j);
-    cli_json_key(j, "queries");
-    cli_json_uint(j, a->n_queries);
-    const char *keys[] = {"top1", "top3", "balanced", "unknown_first", "mean_top_probability"};
-    const double values[] = {a->top1, a->top3, a->balanced, a->unknown_first, a->mean_top_prob};
-    for (int k = 0; k < 5; k++) {
-        cli_json_key(j, keys[k]);
-        cli_json_number(j, values[k], "%.6g");
-    }
-    cli_json_end(j);
-}
-
 int cmd_eval_legacy(const char *index, int json) {
     siamidx_index *idx;
     if (open_index(index, NULL, 0, &idx)) return CLI_EXIT_FAILURE;
     siamidx_eval_report r;
     siamidx_error err;
     siamidx_status st = siamidx_index_evaluate(idx, &r, &err);
+    char *doc = NULL;
+    if (!st && json) st = siamidx_eval_report_json(idx, &r, &doc, &err);
     siamidx_index_close(idx);
     if (st) {
         cli_error("%s", err.message);
         return CLI_EXIT_FAILURE;
     }
     if (json) {
-        cli_json j;
-        cli_json_init(&j, stdout, 0);
-        cli_json_object(&j);
-        cli_json_key(&j, "threshold");
-        cli_json_number(&j, r.threshold, "%.6g");
-        print_pairs_json(&j, "seen_pairs", &r.seen);
-        print_attr_json(&j, "seen_attribution", &r.seen_attr);
-        if (r.has_unseen) {
-            print_pairs_json(&j, "unseen_pairs", &r.unseen);
-            print_attr_json(&j, "unseen_attribution", &r.unseen_attr);
-        }
-        cli_json_end(&j);
-        cli_json_finish(&j);
+        puts(doc);
+        siamidx_json_free(doc);
         return CLI_EXIT_OK;
     }
     printf("threshold %.3f\n", r.threshold);
@@ -289,17 +197,14 @@ int cmd_eval_legacy(const char *index, int json) {
 
 /* ---- pair ------------------------------------------------------------------- */
 
-static void pair_usage(FILE *f) {
-    fprintf(f,
-            "usage: siamidx pair A B [-i INDEX | -m MODEL] [--json]\n"
-            "       siamidx pair --batch PAIRS.csv [--root DIR] [-o OUT.csv] [-i INDEX | -m MODEL]\n\n"
-            "P(same artist) for two images, from the index's trained head (-i), else the\n"
-            "model's default head. --batch reads a CSV with columns index,image1,image2\n"
-            "(Kaggle's submission_info.csv) and writes index,sameArtist (the probability);\n"
-            "each distinct image is embedded once. Relative paths start from --root, else\n"
-            "the CSV's folder. Rows that cannot be answered are reported on stderr and left\n"
-            "out. exit status: 0 all answered, 3 some rows failed, 1 failure, 2 usage\n");
-}
+static const cli_help pair_help = {
+    "siamidx pair A B [options]\n       siamidx pair --batch PAIRS.csv [options]",
+    "P(same artist) for two images, from the index's trained head (-i), else the\n"
+    "model's default head. --batch reads a CSV with columns index,image1,image2\n"
+    "(Kaggle's submission_info.csv) and writes index,sameArtist (the probability);\n"
+    "each distinct image is embedded once. Rows that cannot be answered are reported\n"
+    "on stderr and left out.\n"
+    "exit status: 0 all answered, 3 some rows failed, 1 failure, 2 usage\n"};
 
 typedef struct pair_ctx {
     siamidx_model *model;
@@ -358,23 +263,13 @@ static int pair_single(pair_ctx *p, const char *a, const char *b, int json) {
         return CLI_EXIT_FAILURE;
     }
     if (json) {
-        cli_json j;
-        cli_json_init(&j, stdout, 0);
-        cli_json_object(&j);
-        cli_json_key(&j, "a");
-        cli_json_string(&j, a);
-        cli_json_key(&j, "b");
-        cli_json_string(&j, b);
-        cli_json_key(&j, "probability");
-        cli_json_number(&j, r.probability, "%.6f");
-        cli_json_key(&j, "same_artist");
-        cli_json_bool(&j, r.same_artist);
-        cli_json_key(&j, "threshold");
-        cli_json_number(&j, r.threshold, "%.6f");
-        cli_json_key(&j, "head"); /* "index" or "model" */
-        cli_json_string(&j, siamidx_head_source_name(p->source));
-        cli_json_end(&j);
-        cli_json_finish(&j);
+        char *doc;
+        if (siamidx_pair_json(p->idx, p->model, a, b, &r, p->source, &doc, &err)) {
+            cli_error("%s", err.message);
+            return CLI_EXIT_FAILURE;
+        }
+        puts(doc);
+        siamidx_json_free(doc);
     } else {
         printf("P(same artist) = %.4f: %s (threshold %.3f, head: %s)\n", r.probability,
                r.same_artist ? "same artist" : "different artists", r.threshold,
@@ -622,17 +517,27 @@ int cmd_pair(int argc, char **argv) {
     const char *index = NULL, *model = NULL, *out = NULL, *batch = NULL, *root = NULL;
     int json = 0, first;
     const cli_option opts[] = {
-        CLI_OPT("index", 'i', CLI_STRING, &index), CLI_OPT("model", 'm', CLI_STRING, &model),
-        CLI_OPT("out", 'o', CLI_STRING, &out),     CLI_OPT("batch", 0, CLI_STRING, &batch),
-        CLI_OPT("root", 0, CLI_STRING, &root),     CLI_OPT("json", 0, CLI_FLAG, &json),
+        CLI_OPT("index", 'i', CLI_STRING, &index, "DIR",
+                "answer with this index's trained head (default: none: the model's head)"),
+        CLI_OPT_MODEL(&model),
+        CLI_OPT("batch", 0, CLI_STRING, &batch, "PAIRS.csv",
+                "answer every row of a pairs CSV instead of A B"),
+        CLI_OPT("root", 0, CLI_STRING, &root, "DIR",
+                "with --batch: where relative paths start (default: the CSV's folder)"),
+        CLI_OPT("out", 'o', CLI_STRING, &out, "OUT.csv",
+                "with --batch: the answers, replaced atomically (default: standard output)"),
+        CLI_OPT_JSON(&json),
         CLI_END};
-    int rc = cli_parse(argc, argv, opts, pair_usage, &first);
+    int rc = cli_parse(argc, argv, opts, &pair_help, &first);
     if (rc >= 0) return rc;
     int n_images = argc - first;
     if (batch ? n_images != 0 : n_images != 2) {
         cli_error(batch ? "pair: --batch takes no image arguments"
                         : "pair: give two images (or --batch PAIRS.csv)");
-        pair_usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    if (batch && json) {
+        cli_error("pair: --json goes with A B, not --batch");
         return CLI_EXIT_USAGE;
     }
     if (!batch && (out || root)) {

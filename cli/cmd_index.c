@@ -13,70 +13,150 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "siamidx_ext.h" /* dump: the index's records */
+#include "siamidx_ext.h" /* dump: the index's records; JSON documents */
 #include "args.h"
 #include "cli.h"
-#include "json.h"
 
 typedef struct index_args {
     const char *index, *model, *type, *root, *artist, *shard;
-    int batch, threads, quiet, wait, json, k;
+    int batch, threads, quiet, wait, json, k, neighbors, candidates;
 } index_args;
 
-static const char *const usage_text =
-    "usage: siamidx build COLLECTION... [-i INDEX] [-m MODEL] [--index-type flat|hnsw|ivf|ivfpq]\n"
-    "                    [--root DIR] [--batch N] [--threads N] [--quiet] [--wait]\n"
-    "                    [--shard I/N]\n"
-    "       siamidx add IMAGE... --artist NAME [-i INDEX] [-m MODEL] [--wait]\n"
-    "       siamidx query IMAGE [-i INDEX] [-m MODEL] [-k K] [--json]\n"
-    "       siamidx info [-i INDEX] [--json]\n"
-    "       siamidx remove [-i INDEX] [--wait] PATH... | --artist NAME\n"
-    "       siamidx verify [-i INDEX]\n"
-    "\n"
-    "The index is a directory: -i INDEX, else $SIAMIDX_INDEX, else ./siamidx.idx.\n"
-    "COLLECTION is a directory of ARTIST/IMAGE files or a CSV with filename and\n"
-    "artist columns (relative paths from --root, else the CSV's folder); several\n"
-    "are read as one (an artist name in more than one is one artist).\n"
-    "build is incremental: unchanged files (same size and mtime) are skipped and\n"
-    "identical images are embedded once. One write transaction per --batch images\n"
-    "(default 256). A second writer fails with 'being written by process N' unless\n"
-    "--wait. Readers (query, info, verify) see the last committed state.\n"
-    "--shard I/N (0 <= I < N, 0-based like Slurm's --array=0-(N-1)) indexes only\n"
-    "the images whose content hash (SHA-256) falls in shard I: the same on every\n"
-    "run and machine; other shards' images are hashed, never decoded. A shard is\n"
-    "an ordinary index; `siamidx merge` joins shards into one.\n"
-    "query names an indexed file with the image's very bytes as its exact match;\n"
-    "that record is then neither a neighbour nor evidence.\n"
-    "remove takes each PATH as query prints it (as given at build time) or as a\n"
-    "path to the file, and names the ones that matched nothing.\n"
-    "exit status: 0 success, 1 failure, 2 usage error, 3 some inputs failed (build,\n"
-    "add) or matched nothing (remove) and the rest were done, 130 build or add\n"
-    "interrupted (SIGINT/SIGTERM) after committing the batches done\n";
+static const cli_help build_help = {
+    "siamidx build COLLECTION... [options]",
+    "Indexes the images of each COLLECTION: a directory of ARTIST/IMAGE files or a CSV\n"
+    "with filename and artist columns (relative paths from --root, else the CSV's folder);\n"
+    "several are read as one (an artist name in more than one is one artist). Incremental:\n"
+    "unchanged files (same size and mtime) are skipped and identical images are embedded\n"
+    "once. One write transaction per --batch images. A second writer fails with 'being\n"
+    "written by process N' unless --wait. Readers (query, info, verify) see the last\n"
+    "committed state.\n"
+    "--shard I/N (0 <= I < N, 0-based like Slurm's --array=0-(N-1)) indexes only the\n"
+    "images whose content hash (SHA-256) falls in shard I: the same on every run and\n"
+    "machine; other shards' images are hashed, never decoded. A shard is an ordinary\n"
+    "index; `siamidx merge` joins shards into one.\n"
+    "exit status: 0 success, 1 failure, 2 usage error, 3 some images failed and the rest\n"
+    "were indexed, 130 interrupted (SIGINT/SIGTERM) after committing the batches done\n"};
+static const cli_help add_help = {
+    "siamidx add IMAGE... --artist NAME [options]",
+    "Indexes image files as paintings by one artist (the same rules as build).\n"
+    "exit status: 0 success, 1 failure, 2 usage error, 3 some images failed and the rest\n"
+    "were indexed, 130 interrupted (SIGINT/SIGTERM) after committing the batches done\n"};
+static const cli_help query_help = {
+    "siamidx query IMAGE [options]",
+    "Which indexed artists most likely painted IMAGE, and the nearest indexed paintings.\n"
+    "The head (the index's trained head, else the model's default head) scores the\n"
+    "--candidates nearest paintings against the image and weighs each artist against\n"
+    "\"unknown\"; without any head the artists are ranked by similarity only (said so).\n"
+    "An indexed file with the image's very bytes is named as its exact match; that\n"
+    "record is then neither a neighbour nor evidence.\n"};
+static const cli_help info_help = {"siamidx info [options]",
+                                   "What an index holds: images, artists, model, FAISS index.\n"};
+static const cli_help remove_help = {
+    "siamidx remove PATH... [options]\n       siamidx remove --artist NAME [options]",
+    "Removes images: each PATH as query prints it (as given at build time) or as a path\n"
+    "to the file; names the ones that matched nothing (exit 3). Or every image of an\n"
+    "artist.\n"};
+static const cli_help verify_help = {
+    "siamidx verify [options]",
+    "Checks the index's store and FAISS index and their agreement; prints each problem.\n"};
+static const cli_help dump_help = {"siamidx dump [options]", "Records as TSV (for tests).\n"};
 
-static void index_usage(FILE *f) { fputs(usage_text, f); }
+static void defaults(index_args *a) {
+    memset(a, 0, sizeof *a);
+    a->batch = 256;
+    a->k = 5;
+    a->neighbors = 5;
+    a->candidates = SIAMIDX_DEFAULT_CANDIDATES;
+}
 
 /* Returns -1 to go on, else an exit code; operands are argv[*first..argc). */
-static int parse(int argc, char **argv, index_args *a, int *first) {
-    memset(a, 0, sizeof *a);
-    a->k = 5;
-    const cli_option opts[] = {
-        CLI_OPT("index", 'i', CLI_STRING, &a->index),
-        CLI_OPT("model", 'm', CLI_STRING, &a->model),
-        CLI_NUM("k", 'k', CLI_INT, &a->k, 1, 10000, 0),
-        CLI_OPT("index-type", 0, CLI_STRING, &a->type),
-        CLI_OPT("root", 0, CLI_STRING, &a->root),
-        CLI_NUM("batch", 0, CLI_INT, &a->batch, 1, 1 << 20, 0),
-        CLI_NUM("threads", 0, CLI_INT, &a->threads, 0, 4096, 0),
-        CLI_OPT("quiet", 0, CLI_FLAG, &a->quiet),
-        CLI_OPT("wait", 0, CLI_FLAG, &a->wait),
-        CLI_OPT("json", 0, CLI_FLAG, &a->json),
-        CLI_OPT("artist", 0, CLI_STRING, &a->artist),
-        CLI_OPT("shard", 0, CLI_STRING, &a->shard),
-        CLI_END};
-    int rc = cli_parse(argc, argv, opts, index_usage, first);
+static int parse(int argc, char **argv, const cli_option *opts, const cli_help *help,
+                 index_args *a, int *first) {
+    int rc = cli_parse(argc, argv, opts, help, first);
     if (rc >= 0) return rc;
     if (!a->index) a->index = siamidx_default_index_path();
     return -1;
+}
+
+#define OPT_BATCH(a) \
+    CLI_NUM("batch", 0, CLI_INT, &(a)->batch, 1, 1 << 20, 0, "N", "images per write transaction")
+#define OPT_QUIET(a) CLI_OPT("quiet", 0, CLI_FLAG, &(a)->quiet, NULL, "no progress line")
+
+static int parse_build(int argc, char **argv, index_args *a, int *first) {
+    defaults(a);
+    const cli_option opts[] = {
+        CLI_OPT_INDEX(&a->index), CLI_OPT_MODEL(&a->model),
+        CLI_OPT("index-type", 0, CLI_STRING, &a->type, "flat|hnsw|ivf|ivfpq",
+                "FAISS index kind; changing it rebuilds the FAISS index (default: the "
+                "index's, flat for a new one)"),
+        CLI_OPT("root", 0, CLI_STRING, &a->root, "DIR",
+                "where a CSV's relative paths start (default: the CSV's folder)"),
+        OPT_BATCH(a), CLI_OPT_THREADS(&a->threads), OPT_QUIET(a), CLI_OPT_WAIT(&a->wait),
+        CLI_OPT("shard", 0, CLI_STRING, &a->shard, "I/N",
+                "index only shard I of N (0-based) of the images, by content hash (default: "
+                "all)"),
+        CLI_OPT_JSON(&a->json), CLI_END};
+    return parse(argc, argv, opts, &build_help, a, first);
+}
+
+static int parse_add(int argc, char **argv, index_args *a, int *first) {
+    defaults(a);
+    const cli_option opts[] = {
+        CLI_OPT_INDEX(&a->index), CLI_OPT_MODEL(&a->model),
+        CLI_OPT("artist", 0, CLI_STRING, &a->artist, "NAME", "the images' artist (required)"),
+        OPT_BATCH(a), CLI_OPT_THREADS(&a->threads), OPT_QUIET(a), CLI_OPT_WAIT(&a->wait),
+        CLI_OPT_JSON(&a->json), CLI_END};
+    return parse(argc, argv, opts, &add_help, a, first);
+}
+
+static int parse_query(int argc, char **argv, index_args *a, int *first) {
+    defaults(a);
+    const cli_option opts[] = {
+        CLI_OPT_INDEX(&a->index), CLI_OPT_MODEL(&a->model),
+        CLI_NUM("top", 'k', CLI_INT, &a->k, 1, 100000, 0, "K", "artists to list"),
+        CLI_NUM("neighbors", 0, CLI_INT, &a->neighbors, 0, 100000, 0, "N",
+                "nearest indexed paintings to list"),
+        CLI_NUM("candidates", 0, CLI_INT, &a->candidates, 1, 100000, 0, "N",
+                "nearest indexed paintings scored as evidence, at least --neighbors (what "
+                "\"unknown\" was fitted on and eval scores)"),
+        CLI_OPT_THREADS(&a->threads), CLI_OPT_JSON(&a->json), CLI_END};
+    return parse(argc, argv, opts, &query_help, a, first);
+}
+
+static int parse_info(int argc, char **argv, index_args *a, int *first) {
+    defaults(a);
+    const cli_option opts[] = {CLI_OPT_INDEX(&a->index), CLI_OPT_JSON(&a->json), CLI_END};
+    return parse(argc, argv, opts, &info_help, a, first);
+}
+
+static int parse_remove(int argc, char **argv, index_args *a, int *first) {
+    defaults(a);
+    const cli_option opts[] = {
+        CLI_OPT_INDEX(&a->index),
+        CLI_OPT("artist", 0, CLI_STRING, &a->artist, "NAME",
+                "remove every image of this artist instead of PATHs"),
+        CLI_OPT_WAIT(&a->wait), CLI_END};
+    return parse(argc, argv, opts, &remove_help, a, first);
+}
+
+static int parse_index_only(int argc, char **argv, const cli_help *help, index_args *a,
+                            int *first) {
+    defaults(a);
+    const cli_option opts[] = {CLI_OPT_INDEX(&a->index), CLI_END};
+    return parse(argc, argv, opts, help, a, first);
+}
+
+/* Prints a library document (st: the status that made it) and frees it; 0, or -1 after a
+   message. */
+static int print_document(siamidx_status st, char **json, const siamidx_error *err) {
+    if (st) {
+        cli_error("%s", err->message);
+        return -1;
+    }
+    puts(*json);
+    siamidx_json_free(*json);
+    return 0;
 }
 
 static int exit_for(siamidx_status s) {
@@ -128,17 +208,25 @@ static void show_progress(void *ctx, size_t done, size_t total) {
     fflush(stderr);
 }
 
-static int finish_build(siamidx_status s, const siamidx_error *err, siamidx_build_report *r,
-                        int sharded, double start) {
+static int finish_build(siamidx_index *idx, const index_args *a, int is_add, siamidx_status s,
+                        const siamidx_error *err, siamidx_build_report *r, double start) {
     for (size_t i = 0; i < r->n_failures; i++)
         cli_error("%s", r->failures[i].message);
     if (s != SIAMIDX_OK && s != SIAMIDX_ERR_IMAGE) cli_error("%s", err->message);
-    char shards[96] = "";
-    if (sharded)
-        snprintf(shards, sizeof shards, ", other shards %zu, moved to another shard %zu",
-                 r->other_shards, r->moved_out);
-    printf("indexed %zu, unchanged %zu, failed %zu%s (embedded %zu, reused %zu) in %.1f s\n",
-           r->indexed, r->unchanged, r->failed, shards, r->embedded, r->reused, now() - start);
+    if (a->json) {
+        char *json = NULL;
+        siamidx_error e2;
+        siamidx_status js = siamidx_build_report_json(idx, is_add ? "add" : "build", r, &json, &e2);
+        if (print_document(js, &json, &e2)) s = js;
+    } else {
+        char shards[96] = "";
+        if (a->shard)
+            snprintf(shards, sizeof shards, ", other shards %zu, moved to another shard %zu",
+                     r->other_shards, r->moved_out);
+        printf("indexed %zu, unchanged %zu, failed %zu%s (embedded %zu, reused %zu) in %.1f s\n",
+               r->indexed, r->unchanged, r->failed, shards, r->embedded, r->reused,
+               now() - start);
+    }
     siamidx_build_report_free(r);
     if (s == SIAMIDX_OK) return CLI_EXIT_OK;
     if (s == SIAMIDX_ERR_INTERRUPTED) return CLI_EXIT_INTERRUPTED;
@@ -206,7 +294,7 @@ static int parse_shard(const char *text, unsigned *i, unsigned *n) {
 
 static int run_build(int argc, char **argv, int is_add) {
     index_args a;
-    int first, rc = parse(argc, argv, &a, &first);
+    int first, rc = is_add ? parse_add(argc, argv, &a, &first) : parse_build(argc, argv, &a, &first);
     if (rc >= 0) return rc;
     if (!is_add && argc - first < 1)
         return cli_error("build wants a COLLECTION (see --help)"), CLI_EXIT_USAGE;
@@ -251,7 +339,7 @@ static int run_build(int argc, char **argv, int is_add) {
         s = siamidx_index_build_many(idx, model, (const char *const *)argv + first,
                                      (size_t)(argc - first), &o, &r, &err);
     size_t r_indexed = r.indexed; /* finish_build frees the report */
-    rc = finish_build(s, &err, &r, shard_n > 0, p.start);
+    rc = finish_build(idx, &a, is_add, s, &err, &r, p.start);
     siamidx_index_info info;
     if (siamidx_index_info_get(idx, &info, &err) == SIAMIDX_OK) {
         if (!strncmp(info.index_type, "ivf", 3) && strncmp(info.faiss, "IVF", 3))
@@ -279,87 +367,29 @@ static const char *pair_note(float p) {
     return buf;
 }
 
-static void print_query(const char *image, const siamidx_query_result *r, int json) {
-    if (!json) {
-        if (r->head == SIAMIDX_HEAD_NONE)
-            printf("head: none (similarity only: no trained head in the index or the model; "
-                   "the scores rank artists, they are not probabilities)\n");
-        else
-            printf("head: %s%s\n", siamidx_head_source_name(r->head),
-                   r->classifier ? " + classifier" : "");
-        if (r->exact_match_path)
-            printf("exact match: %s  %s (the same file is indexed; not counted as evidence)\n",
-                   r->exact_match_artist, r->exact_match_path);
-        printf("artists:\n");
-        for (size_t i = 0; i < r->n_artists; i++)
-            printf("  %.4f  %s\n", r->artists[i].probability, r->artists[i].artist);
-        if (r->unknown > 0) printf("  %.4f  (unknown: an artist not in the index)\n", r->unknown);
-        printf("neighbors:\n");
-        for (size_t i = 0; i < r->n_neighbors; i++)
-            printf("  %.4f  %-24s %s%s\n", r->neighbors[i].similarity, r->neighbors[i].artist,
-                   r->neighbors[i].path, pair_note(r->neighbors[i].probability));
-        return;
-    }
-    cli_json j;
-    cli_json_init(&j, stdout, 1);
-    cli_json_object(&j);
-    cli_json_key(&j, "query");
-    cli_json_string(&j, image);
-    /* "index", "model", or "none": artist scores from similarities only */
-    cli_json_key(&j, "head");
-    cli_json_string(&j, siamidx_head_source_name(r->head));
-    cli_json_key(&j, "classifier");
-    cli_json_bool(&j, r->classifier);
-    /* the indexed image with the query's bytes, or null */
-    cli_json_key(&j, "exact_match");
-    if (r->exact_match_path) {
-        cli_json_object(&j);
-        cli_json_key(&j, "path");
-        cli_json_string(&j, r->exact_match_path);
-        cli_json_key(&j, "artist");
-        cli_json_string(&j, r->exact_match_artist);
-        cli_json_end(&j);
-    } else {
-        cli_json_number(&j, NAN, "%g"); /* null */
-    }
-    cli_json_key(&j, "artists");
-    cli_json_array(&j);
-    for (size_t i = 0; i < r->n_artists; i++) {
-        cli_json_object(&j);
-        cli_json_key(&j, "artist");
-        cli_json_string(&j, r->artists[i].artist);
-        cli_json_key(&j, "probability");
-        cli_json_number(&j, r->artists[i].probability, "%.6f");
-        cli_json_end(&j);
-    }
-    cli_json_end(&j);
-    cli_json_key(&j, "unknown");
-    cli_json_number(&j, r->unknown, "%.6f");
-    cli_json_key(&j, "neighbors");
-    cli_json_array(&j);
-    for (size_t i = 0; i < r->n_neighbors; i++) {
-        const siamidx_neighbor *n = &r->neighbors[i];
-        cli_json_object(&j);
-        cli_json_key(&j, "path");
-        cli_json_string(&j, n->path);
-        cli_json_key(&j, "artist");
-        cli_json_string(&j, n->artist);
-        cli_json_key(&j, "similarity");
-        cli_json_number(&j, n->similarity, "%.6f");
-        if (n->probability == n->probability) { /* not NaN: a head scored it */
-            cli_json_key(&j, "probability");
-            cli_json_number(&j, n->probability, "%.6f");
-        }
-        cli_json_end(&j);
-    }
-    cli_json_end(&j);
-    cli_json_end(&j);
-    cli_json_finish(&j);
+static void print_query(const siamidx_query_result *r) {
+    if (r->head == SIAMIDX_HEAD_NONE)
+        printf("head: none (similarity only: no trained head in the index or the model; "
+               "the scores rank artists, they are not probabilities)\n");
+    else
+        printf("head: %s%s\n", siamidx_head_source_name(r->head),
+               r->classifier ? " + classifier" : "");
+    if (r->exact_match_path)
+        printf("exact match: %s  %s (the same file is indexed; not counted as evidence)\n",
+               r->exact_match_artist, r->exact_match_path);
+    printf("artists:\n");
+    for (size_t i = 0; i < r->n_artists; i++)
+        printf("  %.4f  %s\n", r->artists[i].probability, r->artists[i].artist);
+    if (r->unknown > 0) printf("  %.4f  (unknown: an artist not in the index)\n", r->unknown);
+    printf("neighbors:\n");
+    for (size_t i = 0; i < r->n_neighbors; i++)
+        printf("  %.4f  %-24s %s%s\n", r->neighbors[i].similarity, r->neighbors[i].artist,
+               r->neighbors[i].path, pair_note(r->neighbors[i].probability));
 }
 
 int cmd_query(int argc, char **argv) {
     index_args a;
-    int first, rc = parse(argc, argv, &a, &first);
+    int first, rc = parse_query(argc, argv, &a, &first);
     if (rc >= 0) return rc;
     if (argc - first != 1) return cli_error("query wants one IMAGE (see --help)"), CLI_EXIT_USAGE;
     if (a.threads) siamidx_set_threads(a.threads);
@@ -370,9 +400,21 @@ int cmd_query(int argc, char **argv) {
     if (idx) {
         siamidx_query_result r;
         siamidx_error err;
-        s = siamidx_index_query(idx, model, argv[first], a.k, &r, &err);
-        if (s) cli_error("%s", err.message);
-        else print_query(argv[first], &r, a.json);
+        siamidx_query_options o;
+        siamidx_query_options_init(&o);
+        o.k = a.k;
+        o.neighbors = a.neighbors;
+        o.candidates = a.candidates;
+        s = siamidx_index_query_opts(idx, model, argv[first], &o, &r, &err);
+        if (s) {
+            cli_error("%s", err.message);
+        } else if (a.json) {
+            char *json = NULL;
+            siamidx_status js = siamidx_query_json(idx, model, argv[first], &r, &json, &err);
+            if (print_document(js, &json, &err)) s = js;
+        } else {
+            print_query(&r);
+        }
         siamidx_query_result_free(&r);
     }
     siamidx_index_close(idx);
@@ -382,70 +424,26 @@ int cmd_query(int argc, char **argv) {
 
 /* ---- info --------------------------------------------------------------------------------- */
 
-static void print_info(const char *dir, const siamidx_index_info *n, int json) {
-    if (!json) {
-        printf("index        %s\n", dir);
-        printf("images       %llu\n", (unsigned long long)n->images);
-        printf("artists      %llu\n", (unsigned long long)n->n_artists);
-        printf("model        %s (%s, %s pooling)\n", n->fingerprint[0] ? n->fingerprint : "-",
-               n->arch[0] ? n->arch : "-", n->pool[0] ? n->pool : "-");
-        printf("dim          %u\n", n->dim);
-        printf("index type   %s (FAISS: %s)\n", n->index_type, n->faiss);
-        if (n->shard_count)
-            printf("shard        %u/%u (build --shard: the images whose content hash falls in it)\n",
-                   n->shard_index, n->shard_count);
-        printf("generation   %llu\n", (unsigned long long)n->generation);
-        printf("bytes        %llu\n", (unsigned long long)n->bytes_on_disk);
-        for (size_t i = 0; i < n->n_artists; i++)
-            printf("  %8llu  %s\n", (unsigned long long)n->artists[i].images, n->artists[i].name);
-        return;
-    }
-    cli_json j;
-    cli_json_init(&j, stdout, 1);
-    cli_json_object(&j);
-    cli_json_key(&j, "index");
-    cli_json_string(&j, dir);
-    cli_json_key(&j, "images");
-    cli_json_uint(&j, n->images);
-    cli_json_key(&j, "artists");
-    cli_json_uint(&j, n->n_artists);
-    cli_json_key(&j, "dim");
-    cli_json_uint(&j, n->dim);
-    const char *keys[] = {"fingerprint", "arch", "pool", "index_type", "faiss"};
-    const char *values[] = {n->fingerprint, n->arch, n->pool, n->index_type, n->faiss};
-    for (int k = 0; k < 5; k++) {
-        cli_json_key(&j, keys[k]);
-        cli_json_string(&j, values[k]);
-    }
-    cli_json_key(&j, "shard"); /* {"index": I, "count": N} for a shard, else null */
-    if (n->shard_count) {
-        cli_json_object(&j);
-        cli_json_key(&j, "index");
-        cli_json_uint(&j, n->shard_index);
-        cli_json_key(&j, "count");
-        cli_json_uint(&j, n->shard_count);
-        cli_json_end(&j);
-    } else {
-        cli_json_number(&j, NAN, "%g"); /* null */
-    }
-    cli_json_key(&j, "generation");
-    cli_json_uint(&j, n->generation);
-    cli_json_key(&j, "bytes_on_disk");
-    cli_json_uint(&j, n->bytes_on_disk);
-    cli_json_key(&j, "artist_images");
-    cli_json_object(&j);
-    for (size_t i = 0; i < n->n_artists; i++) {
-        cli_json_key(&j, n->artists[i].name);
-        cli_json_uint(&j, n->artists[i].images);
-    }
-    cli_json_end(&j);
-    cli_json_end(&j);
-    cli_json_finish(&j);
+static void print_info(const char *dir, const siamidx_index_info *n) {
+    printf("index        %s\n", dir);
+    printf("images       %llu\n", (unsigned long long)n->images);
+    printf("artists      %llu\n", (unsigned long long)n->n_artists);
+    printf("model        %s (%s, %s pooling)\n", n->fingerprint[0] ? n->fingerprint : "-",
+           n->arch[0] ? n->arch : "-", n->pool[0] ? n->pool : "-");
+    printf("dim          %u\n", n->dim);
+    printf("index type   %s (FAISS: %s)\n", n->index_type, n->faiss);
+    if (n->shard_count)
+        printf("shard        %u/%u (build --shard: the images whose content hash falls in it)\n",
+               n->shard_index, n->shard_count);
+    printf("generation   %llu\n", (unsigned long long)n->generation);
+    printf("bytes        %llu\n", (unsigned long long)n->bytes_on_disk);
+    for (size_t i = 0; i < n->n_artists; i++)
+        printf("  %8llu  %s\n", (unsigned long long)n->artists[i].images, n->artists[i].name);
 }
 
 int cmd_info(int argc, char **argv) {
     index_args a;
-    int first, rc = parse(argc, argv, &a, &first);
+    int first, rc = parse_info(argc, argv, &a, &first);
     if (rc >= 0) return rc;
     if (argc != first) return cli_error("info takes no operands (see --help)"), CLI_EXIT_USAGE;
     siamidx_index *idx = open_index(&a, NULL, 1, 0);
@@ -453,8 +451,15 @@ int cmd_info(int argc, char **argv) {
     siamidx_index_info info;
     siamidx_error err;
     siamidx_status s = siamidx_index_info_get(idx, &info, &err);
-    if (s) cli_error("%s", err.message);
-    else print_info(a.index, &info, a.json);
+    if (s) {
+        cli_error("%s", err.message);
+    } else if (a.json) {
+        char *json = NULL;
+        siamidx_status js = siamidx_index_info_json(idx, &info, &json, &err);
+        if (print_document(js, &json, &err)) s = js;
+    } else {
+        print_info(a.index, &info);
+    }
     siamidx_index_info_free(&info);
     siamidx_index_close(idx);
     return exit_for(s);
@@ -487,7 +492,7 @@ static int remove_paths(siamidx_index *idx, char **paths, size_t n) {
 
 int cmd_remove(int argc, char **argv) {
     index_args a;
-    int first, rc = parse(argc, argv, &a, &first);
+    int first, rc = parse_remove(argc, argv, &a, &first);
     if (rc >= 0) return rc;
     if ((argc == first) == !a.artist)
         return cli_error("remove wants PATH... or --artist NAME (see --help)"), CLI_EXIT_USAGE;
@@ -514,7 +519,7 @@ static void print_problem(void *ctx, const char *problem) {
 
 int cmd_verify(int argc, char **argv) {
     index_args a;
-    int first, rc = parse(argc, argv, &a, &first);
+    int first, rc = parse_index_only(argc, argv, &verify_help, &a, &first);
     if (rc >= 0) return rc;
     if (argc != first) return cli_error("verify takes no operands (see --help)"), CLI_EXIT_USAGE;
     siamidx_index *idx = open_index(&a, NULL, 1, 0);
@@ -554,7 +559,7 @@ static int dump_record(void *ctx, const siamidx_index_record *r) {
 
 int cmd_dump(int argc, char **argv) {
     index_args a;
-    int first, rc = parse(argc, argv, &a, &first);
+    int first, rc = parse_index_only(argc, argv, &dump_help, &a, &first);
     if (rc >= 0) return rc;
     siamidx_index *idx = open_index(&a, NULL, 1, 0);
     if (!idx) return CLI_EXIT_FAILURE;

@@ -12,23 +12,18 @@
 #include "args.h"
 #include "cli.h"
 
-static const char *const usage_text =
-    "usage: siamidx merge -i OUT SHARD... [--index-type flat|hnsw|ivf|ivfpq] [--wait] [--quiet]\n"
-    "\n"
+static const cli_help merge_help = {
+    "siamidx merge -i OUT SHARD... [options]",
     "Adds every record of each SHARD index (typically made by build --shard I/N)\n"
-    "to OUT (made when absent; -i OUT, else $SIAMIDX_INDEX, else ./siamidx.idx):\n"
-    "paths, artists and embeddings as the shards hold them, nothing embedded again.\n"
-    "Refused, naming them, before anything is written: a shard built with another\n"
-    "model (both fingerprints), OUT itself, and records that would put one image\n"
-    "under two artists (its path, or its bytes, held by OUT under another artist).\n"
-    "Each shard is one write transaction: a kill leaves the shards that committed,\n"
-    "and a re-run completes the merge (records already merged are left alone).\n"
-    "The FAISS index of OUT is updated once, at the end. --index-type: the type\n"
-    "of a new OUT (default: the first shard's).\n"
+    "to OUT (made when absent): paths, artists and embeddings as the shards hold\n"
+    "them, nothing embedded again. Refused, naming them, before anything is written:\n"
+    "a shard built with another model (both fingerprints), OUT itself, and records\n"
+    "that would put one image under two artists (its path, or its bytes, held by OUT\n"
+    "under another artist). Each shard is one write transaction: a kill leaves the\n"
+    "shards that committed, and a re-run completes the merge (records already merged\n"
+    "are left alone). The FAISS index of OUT is updated once, at the end.\n"
     "exit status: 0 success, 1 failure or refusal (OUT unchanged by the refused\n"
-    "shard), 2 usage error, 130 interrupted (SIGINT/SIGTERM) between shards\n";
-
-static void merge_usage(FILE *f) { fputs(usage_text, f); }
+    "shard), 2 usage error, 130 interrupted (SIGINT/SIGTERM) between shards\n"};
 
 static volatile int stop_requested;
 
@@ -69,11 +64,14 @@ static void show_progress(void *ctx, size_t done, size_t total) {
 int cmd_merge(int argc, char **argv) {
     const char *index = NULL, *type = NULL;
     int wait = 0, quiet = 0, first;
-    const cli_option opts[] = {CLI_OPT("index", 'i', CLI_STRING, &index),
-                               CLI_OPT("index-type", 0, CLI_STRING, &type),
-                               CLI_OPT("wait", 0, CLI_FLAG, &wait),
-                               CLI_OPT("quiet", 0, CLI_FLAG, &quiet), CLI_END};
-    int rc = cli_parse(argc, argv, opts, merge_usage, &first);
+    const cli_option opts[] = {
+        CLI_OPT_INDEX(&index),
+        CLI_OPT("index-type", 0, CLI_STRING, &type, "flat|hnsw|ivf|ivfpq",
+                "FAISS index kind of a new OUT (default: the first shard's)"),
+        CLI_OPT_WAIT(&wait),
+        CLI_OPT("quiet", 0, CLI_FLAG, &quiet, NULL, "no progress lines"),
+        CLI_END};
+    int rc = cli_parse(argc, argv, opts, &merge_help, &first);
     if (rc >= 0) return rc;
     if (argc - first < 1) return cli_error("merge wants SHARD... (see --help)"), CLI_EXIT_USAGE;
     if (!index) index = siamidx_default_index_path();

@@ -1,19 +1,16 @@
-/* cmd_model_info.c - `siamidx model-info [--json] MODEL`: what a model file holds. */
+/* cmd_model_info.c - `siamidx model-info [MODEL] [--json]`: what a model file holds. */
 #include <stdio.h>
 #include <string.h>
 
 #include "siamidx_ext.h"
 #include "args.h"
 #include "cli.h"
-#include "json.h"
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: siamidx model-info [--json] [MODEL]\n\n"
-            "Prints a model's architecture, preprocessing, pooling, embedding dimension,\n"
-            "classes, fingerprint, parameter count and every metadata key.\n"
-            "MODEL defaults to $SIAMIDX_MODEL, then the installed default model.\n");
-}
+static const cli_help model_info_help = {
+    "siamidx model-info [MODEL] [options]",
+    "Prints a model's architecture, preprocessing, pooling, embedding dimension,\n"
+    "classes, fingerprint, parameter count and every metadata key.\n"
+    "MODEL (or -m) defaults to $SIAMIDX_MODEL, then the installed default model.\n"};
 
 static const char *policy_name(const siamidx_model_description *d) {
     return d->squash ? "squash" : "shorter_center_crop";
@@ -53,68 +50,11 @@ static void print_text(const siamidx_model *m, const siamidx_model_description *
     }
 }
 
-static void print_json(const siamidx_model *m, const siamidx_model_description *d) {
-    char style[32];
-    style_list(d, style, sizeof style);
-    cli_json j;
-    cli_json_init(&j, stdout, 0);
-    cli_json_object(&j);
-    cli_json_key(&j, "file");
-    cli_json_string(&j, d->path);
-    cli_json_key(&j, "arch");
-    cli_json_string(&j, d->arch);
-    cli_json_key(&j, "stages");
-    cli_json_int(&j, d->n_stages);
-    cli_json_key(&j, "stage_channels");
-    cli_json_array(&j);
-    for (int s = 0; s < d->n_stages; s++) cli_json_int(&j, d->stage_channels[s]);
-    cli_json_end(&j);
-    cli_json_key(&j, "input_size");
-    cli_json_int(&j, d->input_size);
-    cli_json_key(&j, "resize");
-    cli_json_int(&j, d->resize_size);
-    cli_json_key(&j, "resize_policy");
-    cli_json_string(&j, policy_name(d));
-    const char *names[2] = {"mean", "std"};
-    const float *values[2] = {d->mean, d->std};
-    for (int k = 0; k < 2; k++) {
-        cli_json_key(&j, names[k]);
-        cli_json_array(&j);
-        for (int c = 0; c < 3; c++) cli_json_number(&j, values[k][c], "%.7g");
-        cli_json_end(&j);
-    }
-    cli_json_key(&j, "pooling");
-    cli_json_string(&j, siamidx_pool_name(d->pool));
-    cli_json_key(&j, "gem_p");
-    cli_json_number(&j, d->gem_p, "%.7g");
-    cli_json_key(&j, "style_stages");
-    cli_json_string(&j, style);
-    cli_json_key(&j, "embedding_dim");
-    cli_json_uint(&j, d->embedding_dim);
-    cli_json_key(&j, "num_classes");
-    cli_json_int(&j, d->n_classes);
-    cli_json_key(&j, "parameters");
-    cli_json_uint(&j, d->n_params);
-    cli_json_key(&j, "fingerprint");
-    cli_json_string(&j, d->fingerprint);
-    cli_json_key(&j, "metadata");
-    cli_json_object(&j);
-    for (size_t i = 0; i < siamidx_model_meta_count(m); i++) {
-        const char *k = siamidx_model_meta_key(m, i);
-        cli_json_key(&j, k);
-        cli_json_string(&j, siamidx_model_meta(m, k));
-    }
-    cli_json_end(&j);
-    cli_json_end(&j);
-    cli_json_finish(&j);
-}
-
 int cmd_model_info(int argc, char **argv) {
     int json = 0, first;
     const char *path = NULL;
-    const cli_option opts[] = {CLI_OPT("json", 0, CLI_FLAG, &json),
-                               CLI_OPT("model", 'm', CLI_STRING, &path), CLI_END};
-    int rc = cli_parse(argc, argv, opts, usage, &first);
+    const cli_option opts[] = {CLI_OPT_MODEL(&path), CLI_OPT_JSON(&json), CLI_END};
+    int rc = cli_parse(argc, argv, opts, &model_info_help, &first);
     if (rc >= 0) return rc;
     if (argc - first > (path ? 0 : 1)) {
         cli_error("model-info: more than one model given");
@@ -125,8 +65,19 @@ int cmd_model_info(int argc, char **argv) {
     if (!m) return CLI_EXIT_FAILURE;
     siamidx_model_description d;
     siamidx_model_describe(m, &d);
-    if (json) print_json(m, &d);
-    else print_text(m, &d);
+    if (json) {
+        char *doc;
+        siamidx_error err;
+        if (siamidx_model_info_json(m, &doc, &err)) {
+            cli_error("%s", err.message);
+            siamidx_model_free(m);
+            return CLI_EXIT_FAILURE;
+        }
+        puts(doc);
+        siamidx_json_free(doc);
+    } else {
+        print_text(m, &d);
+    }
     siamidx_model_free(m);
     return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAILURE;
 }

@@ -30,72 +30,18 @@ static void prefer_passive_wait(char **argv) {
     /* exec failed: carry on with the default policy */
 }
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: siamidx train-encoder COLLECTION... -o MODEL.safetensors [options]\n"
-            "\n"
-            "Trains a ResNet encoder (from scratch, or from --init) to classify the artists of\n"
-            "the COLLECTIONs (each a folder per artist, or a CSV with filename,artist; several\n"
-            "are joined, and an artist name in more than one is one artist), and writes the\n"
-            "epoch with the best validation pair AUC as a siamidx model file.\n"
-            "\n"
-            "  -o, --output FILE        the model to write (required)\n"
-            "  --exclude-artists FILE   leave these artists (one name per line, # comments)\n"
-            "                           out of training and of the default head\n"
-            "  --arch NAME              resnet18 (default), resnet34, resnet50\n"
-            "  --width W                channel width multiplier (default 1; e.g. 0.5)\n"
-            "  --init MODEL             start from a converted torchvision file; tensors it\n"
-            "                           lacks (e.g. later stages) start fresh\n"
-            "  --freeze-through STAGE   keep stem (0) .. layerSTAGE fixed (default: none)\n"
-            "  --objective OBJ          classify (default), siamese, both, cosface\n"
-            "  --siamese-weight W       weight of the pair BCE with `both` (default 0.5)\n"
-            "  --margin M               cosface additive cosine margin (default 0.35)\n"
-            "  --scale S                cosface logit scale (default 30)\n"
-            "  --input-size S           square training crop (default 128)\n"
-            "  --resize R               inference resize recorded in the model (default 224);\n"
-            "                           images whose shorter side exceeds max(R, S) are\n"
-            "                           reduced to it for training too (the same scale)\n"
-            "  --embed-size S           inference input size recorded in the model (default:\n"
-            "                           R, the whole resized painting at the training scale;\n"
-            "                           measured better than a centre crop of the training size)\n"
-            "  --augment WHAT           none (default) or processing: posterize, down-then-up\n"
-            "                           scale, JPEG re-encode, aspect squash, each with\n"
-            "                           probability 0.3 per sample\n"
-            "  --aug-posterize P        probability of 2-6 bits per channel\n"
-            "  --aug-downup P           of a downscale by 0.4-0.9 and back\n"
-            "  --aug-jpeg P             of a JPEG round trip at quality 30-95\n"
-            "  --aug-squash P           of an aspect change by 0.75-1.33 (area kept)\n"
-            "  --ema DECAY              keep an exponential moving average of the weights\n"
-            "                           (e.g. 0.999); validation and the model use it\n"
-            "  --epochs N               (default 10)\n"
-            "  --batch B                (default 32)\n"
-            "  --lr LR                  peak AdamW learning rate (default 2e-3)\n"
-            "  --weight-decay WD        (default 0.05)\n"
-            "  --warmup-epochs E        linear warmup, then cosine (default 1)\n"
-            "  --label-smoothing E      (default 0.1)\n"
-            "  --balance A              sample images with weight count(artist)^-A (default 0.5)\n"
-            "  --seed S                 (default 1)\n"
-            "  --val-fraction F         held out per artist for validation (default 0.1)\n"
-            "  --threads N              compute threads (default 2)\n"
-            "  --cache-mb M             bound on decoded images kept in memory, at the\n"
-            "                           training scale (default 2048); beyond it images are\n"
-            "                           decoded each time they are drawn\n"
-            "  --resume CHECKPOINT      continue an interrupted run (same command otherwise)\n"
-            "  --checkpoint FILE        where checkpoints go (default MODEL.ckpt)\n"
-            "  --max-steps N            stop after N steps (benchmarks); writes a checkpoint\n"
-            "  --log-seconds T          progress line interval (default 10)\n"
-            "  --no-head                do not train the model's default Siamese head\n"
-            "  --head-val-fraction F    the head's held-out share, as `siamidx train\n"
-            "                           --val-fraction` (default 0.2; split seed: --seed)\n"
-            "\n"
-            "Then, unless --no-head, every image of the COLLECTIONs (less --exclude-artists)\n"
-            "is embedded with the written model and a Siamese head trained on those\n"
-            "embeddings (as `siamidx train` does on an index) is stored in the model as its\n"
-            "default head; its validation numbers are printed and kept in the model's head.*\n"
-            "metadata. An index's own trained head takes precedence over it.\n"
-            "\n"
-            "Ctrl-C or SIGTERM writes a resumable checkpoint, then exits with status 1.\n");
-}
+static const cli_help train_encoder_help = {
+    "siamidx train-encoder COLLECTION... -o MODEL.safetensors [options]",
+    "Trains a ResNet encoder (from scratch, or from --init) to classify the artists of\n"
+    "the COLLECTIONs (each a folder per artist, or a CSV with filename,artist; several\n"
+    "are joined, and an artist name in more than one is one artist), and writes the\n"
+    "epoch with the best validation pair AUC as a siamidx model file.\n"
+    "Then, unless --no-head, every image of the COLLECTIONs (less --exclude-artists)\n"
+    "is embedded with the written model and a Siamese head trained on those\n"
+    "embeddings (as `siamidx train` does on an index) is stored in the model as its\n"
+    "default head. An index's own trained head takes precedence over it.\n"
+    "--augment processing sets each --aug-* probability to 0.3 (given ones win).\n"
+    "Ctrl-C or SIGTERM writes a resumable checkpoint, then exits with status 1.\n"};
 
 static void head_progress(void *ctx, size_t done, size_t total) {
     (void)ctx;
@@ -178,47 +124,82 @@ int cmd_train_encoder(int argc, char **argv) {
     double head_val = 0.2, log_seconds = t.log_seconds;
     const double inf = 1e300;
     const cli_option opts[] = {
-        CLI_OPT("output", 'o', CLI_STRING, &t.output),
-        CLI_OPT("arch", 0, CLI_STRING, &arch),
-        CLI_NUM("width", 0, CLI_FLOAT, &t.width, 0, inf, CLI_OPEN_MIN),
-        CLI_OPT("init", 0, CLI_STRING, &t.init),
-        CLI_NUM("freeze-through", 0, CLI_INT, &t.freeze_through, -1, 4, 0),
-        CLI_CHOOSE("objective", 0, &objective, objectives),
-        CLI_NUM("siamese-weight", 0, CLI_FLOAT, &t.siamese_weight, -inf, inf, 0),
-        CLI_NUM("margin", 0, CLI_FLOAT, &t.cos_margin, 0, 1, CLI_OPEN_MAX),
-        CLI_NUM("scale", 0, CLI_FLOAT, &t.cos_scale, 0, 1000, CLI_OPEN_MIN),
-        CLI_OPT("exclude-artists", 0, CLI_STRING, &t.exclude_artists),
-        CLI_CHOOSE("augment", 0, &augment, augments),
-        CLI_NUM("aug-posterize", 0, CLI_FLOAT, &p_post, 0, 1, 0),
-        CLI_NUM("aug-downup", 0, CLI_FLOAT, &p_downup, 0, 1, 0),
-        CLI_NUM("aug-jpeg", 0, CLI_FLOAT, &p_jpeg, 0, 1, 0),
-        CLI_NUM("aug-squash", 0, CLI_FLOAT, &p_squash, 0, 1, 0),
-        CLI_NUM("ema", 0, CLI_FLOAT, &t.ema_decay, 0, 1, CLI_OPEN_MIN | CLI_OPEN_MAX),
-        CLI_NUM("cache-mb", 0, CLI_INT, &cache_mb, 0, 1 << 24, 0),
-        CLI_NUM("input-size", 0, CLI_INT, &t.input_size, 32, 1024, 0),
-        CLI_NUM("resize", 0, CLI_INT, &t.resize, 16, 8192, 0),
-        CLI_NUM("embed-size", 0, CLI_INT, &t.embed_size, 16, 8192, 0),
-        CLI_NUM("epochs", 0, CLI_INT, &t.epochs, 1, 100000, 0),
-        CLI_NUM("batch", 0, CLI_INT, &t.batch, 2, 4096, 0),
-        CLI_NUM("lr", 0, CLI_FLOAT, &t.lr, 0, inf, CLI_OPEN_MIN),
-        CLI_NUM("weight-decay", 0, CLI_FLOAT, &t.weight_decay, 0, inf, 0),
-        CLI_NUM("warmup-epochs", 0, CLI_FLOAT, &t.warmup_epochs, 0, inf, 0),
-        CLI_NUM("label-smoothing", 0, CLI_FLOAT, &t.label_smoothing, 0, 1, CLI_OPEN_MAX),
-        CLI_NUM("balance", 0, CLI_FLOAT, &t.balance, 0, inf, 0),
-        CLI_NUM("seed", 0, CLI_U64, &t.seed, 0, 0, 0),
-        CLI_NUM("val-fraction", 0, CLI_FLOAT, &t.val_fraction, 0, 0.9, CLI_OPEN_MIN | CLI_OPEN_MAX),
-        CLI_NUM("threads", 0, CLI_INT, &t.threads, 1, 256, 0),
-        CLI_OPT("resume", 0, CLI_STRING, &t.resume),
-        CLI_OPT("checkpoint", 0, CLI_STRING, &t.checkpoint),
-        CLI_NUM("max-steps", 0, CLI_INT, &t.max_steps, 0, 1 << 30, 0),
-        CLI_NUM("log-seconds", 0, CLI_DOUBLE, &log_seconds, 0, inf, 0),
-        CLI_OPT("no-head", 0, CLI_FLAG, &no_head),
-        CLI_NUM("head-val-fraction", 0, CLI_DOUBLE, &head_val, 0.01, 0.8, 0),
+        CLI_OPT("output", 'o', CLI_STRING, &t.output, "FILE", "the model to write, required (default: none)"),
+        CLI_OPT("arch", 0, CLI_STRING, &arch, "resnet18|resnet34|resnet50",
+                "architecture (default: resnet18)"),
+        CLI_NUM("width", 0, CLI_FLOAT, &t.width, 0, inf, CLI_OPEN_MIN, "W",
+                "channel width multiplier (e.g. 0.5)"),
+        CLI_OPT("init", 0, CLI_STRING, &t.init, "MODEL",
+                "start from a converted torchvision file; tensors it lacks start fresh"),
+        CLI_NUM("freeze-through", 0, CLI_INT, &t.freeze_through, -1, 4, 0, "STAGE",
+                "keep stem (0) .. layerSTAGE fixed; -1: none"),
+        CLI_CHOOSE("objective", 0, &objective, objectives, "the training loss"),
+        CLI_NUM("siamese-weight", 0, CLI_FLOAT, &t.siamese_weight, -inf, inf, 0, "W",
+                "weight of the pair BCE with --objective both"),
+        CLI_NUM("margin", 0, CLI_FLOAT, &t.cos_margin, 0, 1, CLI_OPEN_MAX, "M",
+                "cosface additive cosine margin"),
+        CLI_NUM("scale", 0, CLI_FLOAT, &t.cos_scale, 0, 1000, CLI_OPEN_MIN, "S",
+                "cosface logit scale"),
+        CLI_OPT("exclude-artists", 0, CLI_STRING, &t.exclude_artists, "FILE",
+                "leave these artists (one name a line, # comments) out of training and of "
+                "the default head"),
+        CLI_CHOOSE("augment", 0, &augment, augments,
+                   "processing: posterize, down-then-up scale, JPEG re-encode, aspect squash"),
+        CLI_NUM("aug-posterize", 0, CLI_FLOAT, &p_post, 0, 1, 0, "P",
+                "probability of 2-6 bits per channel (default: 0, 0.3 with --augment processing)"),
+        CLI_NUM("aug-downup", 0, CLI_FLOAT, &p_downup, 0, 1, 0, "P",
+                "probability of a downscale by 0.4-0.9 and back (default: 0, 0.3 with "
+                "--augment processing)"),
+        CLI_NUM("aug-jpeg", 0, CLI_FLOAT, &p_jpeg, 0, 1, 0, "P",
+                "probability of a JPEG round trip at quality 30-95 (default: 0, 0.3 with "
+                "--augment processing)"),
+        CLI_NUM("aug-squash", 0, CLI_FLOAT, &p_squash, 0, 1, 0, "P",
+                "probability of an aspect change by 0.75-1.33, area kept (default: 0, 0.3 "
+                "with --augment processing)"),
+        CLI_NUM("ema", 0, CLI_FLOAT, &t.ema_decay, 0, 1, CLI_OPEN_MIN | CLI_OPEN_MAX, "DECAY",
+                "keep an exponential moving average of the weights (e.g. 0.999); validation "
+                "and the model use it (default: off)"),
+        CLI_NUM("cache-mb", 0, CLI_INT, &cache_mb, 0, 1 << 24, 0, "M",
+                "bound on decoded images kept in memory at the training scale"),
+        CLI_NUM("input-size", 0, CLI_INT, &t.input_size, 32, 1024, 0, "S", "square training crop"),
+        CLI_NUM("resize", 0, CLI_INT, &t.resize, 16, 8192, 0, "R",
+                "inference resize recorded in the model; larger images are reduced to "
+                "max(R, S) for training too"),
+        CLI_NUM("embed-size", 0, CLI_INT, &t.embed_size, 16, 8192, 0, "S",
+                "inference input size recorded in the model (default: R, the whole resized "
+                "painting)"),
+        CLI_NUM("epochs", 0, CLI_INT, &t.epochs, 1, 100000, 0, "N", "training epochs"),
+        CLI_NUM("batch", 0, CLI_INT, &t.batch, 2, 4096, 0, "B", "images per step"),
+        CLI_NUM("lr", 0, CLI_FLOAT, &t.lr, 0, inf, CLI_OPEN_MIN, "LR", "peak AdamW learning rate"),
+        CLI_NUM("weight-decay", 0, CLI_FLOAT, &t.weight_decay, 0, inf, 0, "WD", "AdamW weight decay"),
+        CLI_NUM("warmup-epochs", 0, CLI_FLOAT, &t.warmup_epochs, 0, inf, 0, "E",
+                "linear warmup, then cosine"),
+        CLI_NUM("label-smoothing", 0, CLI_FLOAT, &t.label_smoothing, 0, 1, CLI_OPEN_MAX, "E",
+                "label smoothing of the classification loss"),
+        CLI_NUM("balance", 0, CLI_FLOAT, &t.balance, 0, inf, 0, "A",
+                "sample images with weight count(artist)^-A"),
+        CLI_NUM("seed", 0, CLI_U64, &t.seed, 0, 0, 0, "S", "seed of the split, sampling and init"),
+        CLI_NUM("val-fraction", 0, CLI_FLOAT, &t.val_fraction, 0, 0.9, CLI_OPEN_MIN | CLI_OPEN_MAX,
+                "F", "held out per artist for validation"),
+        CLI_NUM("threads", 0, CLI_INT, &t.threads, 1, 256, 0, "N", "compute threads"),
+        CLI_OPT("resume", 0, CLI_STRING, &t.resume, "CHECKPOINT",
+                "continue an interrupted run (same command otherwise)"),
+        CLI_OPT("checkpoint", 0, CLI_STRING, &t.checkpoint, "FILE",
+                "where checkpoints go (default: MODEL.ckpt)"),
+        CLI_NUM("max-steps", 0, CLI_INT, &t.max_steps, 0, 1 << 30, 0, "N",
+                "stop after N steps (benchmarks) with a checkpoint; 0: no limit"),
+        CLI_NUM("log-seconds", 0, CLI_DOUBLE, &log_seconds, 0, inf, 0, "T",
+                "progress line interval in seconds"),
+        CLI_OPT("no-head", 0, CLI_FLAG, &no_head, NULL,
+                "do not train the model's default Siamese head"),
+        CLI_NUM("head-val-fraction", 0, CLI_DOUBLE, &head_val, 0.01, 0.8, 0, "F",
+                "the default head's held-out share, as train --val-fraction"),
         CLI_END};
-    int rc = cli_parse(argc, argv, opts, usage, &first);
+    int rc = cli_parse(argc, argv, opts, &train_encoder_help, &first);
     if (rc >= 0) return rc;
     if (first >= argc || !t.output) {
-        usage(stderr);
+        cli_error("train-encoder: give COLLECTION... and -o MODEL.safetensors (see siamidx "
+                  "train-encoder --help)");
         return CLI_EXIT_USAGE;
     }
     if (arch) snprintf(t.arch, sizeof t.arch, "%s", arch);

@@ -384,6 +384,28 @@ siamidx_status siamidx_index_query(siamidx_index *idx, const siamidx_model *mode
 /* The same for an embedding of the index's dimension (no model: the index's head, else none). */
 siamidx_status siamidx_index_query_embedding(siamidx_index *idx, const float *embedding, int k,
                                              siamidx_query_result *res, siamidx_error *err);
+
+/*
+ * What a query lists and what it weighs, separately (siamidx_index_query(k)
+ * is k artists, k neighbours and 10*k, at least 50, candidates).
+ */
+typedef struct siamidx_query_options {
+    int k;          /* artists to list (res->artists), >= 1; init: 5 */
+    int neighbors;  /* nearest paintings returned (res->neighbors), >= 0; init: 5 */
+    int candidates; /* nearest paintings scored as evidence, >= 1 (fetched: at least
+                       `neighbors`); init: SIAMIDX_DEFAULT_CANDIDATES */
+} siamidx_query_options;
+
+/* The pool "unknown" was fitted on and `siamidx eval` scores (docs/evaluation.md). */
+#define SIAMIDX_DEFAULT_CANDIDATES 50
+
+void siamidx_query_options_init(siamidx_query_options *opt);
+siamidx_status siamidx_index_query_opts(siamidx_index *idx, const siamidx_model *model,
+                                        const char *image, const siamidx_query_options *opt,
+                                        siamidx_query_result *res, siamidx_error *err);
+siamidx_status siamidx_index_query_embedding_opts(siamidx_index *idx, const float *embedding,
+                                                  const siamidx_query_options *opt,
+                                                  siamidx_query_result *res, siamidx_error *err);
 /*
  * Raw batch search: n embeddings, ids[n*k] record ids (-1 past the end) and
  * sims[n*k]; every id returned is a committed record.
@@ -509,7 +531,8 @@ siamidx_status siamidx_index_merge(siamidx_index *out, const char *const *shards
  * A head is immutable once loaded: any number of threads may score with it.
  *
  * Attribution is siamidx_index_query (above): with a head (the index's, else
- * the model's), the 10*k (at least 50) nearest paintings are scored pair by pair
+ * the model's), the candidates (siamidx_query_options; 10*k, at least 50, for
+ * siamidx_index_query) nearest paintings are scored pair by pair
  * (siamidx_neighbor.probability) and aggregated per artist against an
  * "unknown" alternative (siamidx_query_result.unknown), fitted on validation
  * queries with and without their artist indexed; artists + unknown <= 1.

@@ -182,6 +182,69 @@ typedef int (*siamidx_record_fn)(void *ctx, const siamidx_index_record *r);
 siamidx_status siamidx_index_foreach_record(siamidx_index *idx, siamidx_record_fn fn, void *ctx,
                                             siamidx_error *err);
 
+/* ---- JSON documents (docs/json.md, docs/json-schema.json) ---------------------------- */
+
+/*
+ * Every answer and report as one JSON document: what `siamidx ... --json`
+ * prints and what the Python module returns as a dict, so both say exactly
+ * the same. One schema for all (docs/json.md): the top level opens with
+ * "schema_version" (SIAMIDX_JSON_SCHEMA_VERSION) and "kind"; counts are
+ * n_THING, lists THINGS; a file is {"path"} as `remove` accepts it, with
+ * "path_hex" (its bytes) beside when the path is not UTF-8; strings are
+ * always valid UTF-8 (invalid bytes become U+FFFD); unmeasurable figures
+ * are null. *json receives a malloc'd, NUL-terminated document on one line
+ * (no newline); free it with siamidx_json_free. idx and model may be NULL
+ * where the document can say "null" for them.
+ */
+#define SIAMIDX_JSON_SCHEMA_VERSION 1
+
+void siamidx_json_free(char *json);
+
+/* kind "query": image, index, model, head, exact_match, artists, unknown, neighbors. */
+siamidx_status siamidx_query_json(siamidx_index *idx, const siamidx_model *model,
+                                  const char *image, const siamidx_query_result *res,
+                                  char **json, siamidx_error *err);
+/* kind "pair": images [a, b], index, model, head, probability, threshold, same_artist. */
+siamidx_status siamidx_pair_json(siamidx_index *idx, const siamidx_model *model, const char *a,
+                                 const char *b, const siamidx_pair_result *res,
+                                 siamidx_head_source head, char **json, siamidx_error *err);
+/* kind "index_info" (idx required). */
+siamidx_status siamidx_index_info_json(siamidx_index *idx, const siamidx_index_info *info,
+                                       char **json, siamidx_error *err);
+/* kind "build" or "add" (the `kind` argument): counts and failures. */
+siamidx_status siamidx_build_report_json(siamidx_index *idx, const char *kind,
+                                         const siamidx_build_report *report, char **json,
+                                         siamidx_error *err);
+/* kind "model_info". */
+siamidx_status siamidx_model_info_json(const siamidx_model *model, char **json,
+                                       siamidx_error *err);
+/* kind "train"; saved_to_model: the model file the head was also written to, or NULL. */
+siamidx_status siamidx_train_report_json(siamidx_index *idx, const siamidx_train_report *report,
+                                         uint64_t seed, const char *saved_to_model, char **json,
+                                         siamidx_error *err);
+/* kind "eval_legacy" (siamidx_index_evaluate) and "eval" (the protocol). */
+siamidx_status siamidx_eval_report_json(siamidx_index *idx, const siamidx_eval_report *report,
+                                        char **json, siamidx_error *err);
+siamidx_status siamidx_protocol_report_json(siamidx_index *idx,
+                                            const siamidx_protocol_report *report, char **json,
+                                            siamidx_error *err);
+
+/* Whole answers as documents, for bindings that would rather not mirror the result
+   structures (the Python module): siamidx_index_query_opts (opt NULL: the defaults)
+   then siamidx_query_json; a pair by the one head rule (the index's head, idx may be
+   NULL, else the model's; SIAMIDX_ERR_NO_HEAD) then siamidx_pair_json; and
+   siamidx_index_add with default options then siamidx_build_report_json (kind "add"):
+   when some images fail it returns SIAMIDX_ERR_IMAGE with the document set. */
+siamidx_status siamidx_index_query_json(siamidx_index *idx, const siamidx_model *model,
+                                        const char *image, const siamidx_query_options *opt,
+                                        char **json, siamidx_error *err);
+siamidx_status siamidx_index_pair_json(siamidx_index *idx, const siamidx_model *model,
+                                       const char *a, const char *b, char **json,
+                                       siamidx_error *err);
+siamidx_status siamidx_index_add_json(siamidx_index *idx, const siamidx_model *model,
+                                      const char *const *paths, size_t n, const char *artist,
+                                      char **json, siamidx_error *err);
+
 #ifdef __cplusplus
 }
 #endif

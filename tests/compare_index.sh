@@ -10,8 +10,8 @@ same_index() { # A B QUERY...
     rm -f "$a".q.* "$b".q.*
     "$BIN" dump -i "$a" > "$a.tsv" && "$BIN" dump -i "$b" > "$b.tsv" || return 1
     for q in "$@"; do
-        "$BIN" query "$q" -i "$a" -m "$MODEL" -k 12 --json > "$a.q.$(basename "$q")" || return 1
-        "$BIN" query "$q" -i "$b" -m "$MODEL" -k 12 --json > "$b.q.$(basename "$q")" || return 1
+        "$BIN" query "$q" -i "$a" -m "$MODEL" -k 12 --neighbors 12 --json > "$a.q.$(basename "$q")" || return 1
+        "$BIN" query "$q" -i "$b" -m "$MODEL" -k 12 --neighbors 12 --json > "$b.q.$(basename "$q")" || return 1
     done
     python3 - "$a" "$b" <<'PY'
 import json, sys, glob, os

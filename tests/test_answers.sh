@@ -31,60 +31,65 @@ A=$(ls "$T"/c3/artist0/* | head -1)
 # ---- one head rule for query and pair ----
 # no head in the index, none in the model: similarity only, and said so
 q=$("$BIN" query "$A" -i "$T/idx" -m "$M0" -k 3 --json) || fail "query (no head) exit $?"
-[ "$(echo "$q" | json 'd["head"]')" = none ] || fail "query without heads: head is not none: $q"
-[ "$(echo "$q" | json 'any("probability" in n for n in d["neighbors"])')" = False ] ||
+[ "$(echo "$q" | json 'd["head"]["source"]')" = none ] || fail "query without heads: head is not none: $q"
+[ "$(echo "$q" | json 'any(n["probability"] is not None for n in d["neighbors"])')" = False ] ||
     fail "query without heads gives pair probabilities: $q"
 txt=$("$BIN" query "$A" -i "$T/idx" -m "$M0" -k 3) || fail "query text exit $?"
 [[ $txt == *"head: none (similarity only"* ]] || fail "query text does not say similarity only: $txt"
 
 # the model's default head answers the query as it answers pair -i (the bug: query ignored it)
 q=$("$BIN" query "$A" -i "$T/idx" -m "$M" -k 3 --json) || fail "query (model head) exit $?"
-[ "$(echo "$q" | json 'd["head"]')" = model ] || fail "query with the model's head: $q"
+[ "$(echo "$q" | json 'd["head"]["source"]')" = model ] || fail "query with the model's head: $q"
 n1=$(echo "$q" | json 'd["neighbors"][1]["path"]')
 qp=$(echo "$q" | json '"%.4f" % d["neighbors"][1]["probability"]')
 pp=$("$BIN" pair "$A" "$n1" -i "$T/idx" -m "$M" --json | json '"%.4f" % d["probability"]')
 [ "$qp" = "$pp" ] || fail "query's pair probability $qp is not pair -i's $pp (model head)"
-[ "$("$BIN" pair "$A" "$n1" -i "$T/idx" -m "$M" --json | json 'd["head"]')" = model ] ||
+[ "$("$BIN" pair "$A" "$n1" -i "$T/idx" -m "$M" --json | json 'd["head"]["source"]')" = model ] ||
     fail "pair -i without an index head: not the model's"
 [[ $("$BIN" query "$A" -i "$T/idx" -m "$M" -k 3) == "head: model"* ]] || fail "query text: head: model"
+# -k lists artists, --neighbors paintings, --candidates is the evidence: one candidate names one artist
+q=$("$BIN" query "$A" -i "$T/idx" -m "$M" -k 5 --neighbors 1 --candidates 1 --json) || fail "query --candidates 1 exit $?"
+[ "$(echo "$q" | json 'len(d["artists"]), len(d["neighbors"])')" = "(1, 1)" ] || fail "query --candidates 1: $q"
+q=$("$BIN" query "$A" -i "$T/idx" -m "$M" -k 2 --neighbors 7 --json) || fail "query -k 2 --neighbors 7 exit $?"
+[ "$(echo "$q" | json 'len(d["artists"]), len(d["neighbors"])')" = "(2, 7)" ] || fail "query -k 2 --neighbors 7: $q"
 
 # the index's trained head takes precedence, for both
 "$BIN" train -i "$T/idx" --val-fraction 0.5 --seed 2 >/dev/null || fail "train exit $?"
 q=$("$BIN" query "$A" -i "$T/idx" -m "$M" -k 3 --json) || fail "query (index head) exit $?"
-[ "$(echo "$q" | json 'd["head"]')" = index ] || fail "query with the index's head: $q"
+[ "$(echo "$q" | json 'd["head"]["source"]')" = index ] || fail "query with the index's head: $q"
 qp=$(echo "$q" | json '"%.4f" % d["neighbors"][1]["probability"]')
 pj=$("$BIN" pair "$A" "$n1" -i "$T/idx" -m "$M" --json)
 [ "$qp" = "$(echo "$pj" | json '"%.4f" % d["probability"]')" ] || fail "query $qp vs pair -i $pj (index head)"
-[ "$(echo "$pj" | json 'd["head"]')" = index ] || fail "pair -i with an index head: $pj"
+[ "$(echo "$pj" | json 'd["head"]["source"]')" = index ] || fail "pair -i with an index head: $pj"
 
 # ---- JSON is valid UTF-8 whatever the paths ----
 BAD=$(printf 'caf\xe9-\xff.jpg') # Latin-1 bytes: not UTF-8
 cp "$A" "$T/$BAD"
 out=$("$BIN" pair "$T/$BAD" "$A" -m "$M" --json) || fail "pair (Latin-1 name) exit $?"
-[ "$(echo "$out" | json 'd["a"].endswith("caf\ufffd-\ufffd.jpg")')" = True ] ||
+[ "$(echo "$out" | json 'd["images"][0]["path"].endswith("caf\ufffd-\ufffd.jpg")')" = True ] ||
     fail "pair --json with a Latin-1 file name is not valid UTF-8 JSON with U+FFFD: $out"
 out=$("$BIN" query "$T/$BAD" -i "$T/idx" -m "$M" -k 2 --json) || fail "query (Latin-1) exit $?"
-[ "$(echo "$out" | json 'd["query"].endswith("\ufffd.jpg")')" = True ] || fail "query --json: $out"
+[ "$(echo "$out" | json 'd["image"]["path"].endswith("\ufffd.jpg")')" = True ] || fail "query --json: $out"
 cp "$M" "$T/m.safetensors"
 out=$("$BIN" train -i "$T/idx" --val-fraction 0.5 --save-to-model "$T/$BAD.safetensors" \
       -m "$T/m.safetensors" --json) || fail "train --save-to-model (Latin-1) exit $?"
-[ "$(echo "$out" | json '"\ufffd" in d["saved_to_model"]')" = True ] || fail "train --json: $out"
+[ "$(echo "$out" | json '"\ufffd" in d["saved_to_model"]["path"]')" = True ] || fail "train --json: $out"
 out=$("$BIN" model-info "$T/$BAD.safetensors" --json) || fail "model-info (Latin-1) exit $?"
-[ "$(echo "$out" | json '"\ufffd" in d["file"]')" = True ] || fail "model-info --json: $out"
+[ "$(echo "$out" | json '"\ufffd" in d["model"]["path"]')" = True ] || fail "model-info --json: $out"
 
 # ---- what could not be measured is null, not 0 ----
 # One artist held out: its images make same-artist pairs only, so no AUC.
 "$BIN" train -i "$T/idx" --val-fraction 0.5 --holdout-artists 1 --seed 3 >/dev/null ||
     fail "train --holdout-artists exit $?"
 e=$("$BIN" eval -i "$T/idx" --json --legacy) || fail "eval --legacy exit $?"
-[ "$(echo "$e" | json 'd["unseen_pairs"]["pairs"]')" = 0 ] || fail "unseen pairs of one artist: $e"
+[ "$(echo "$e" | json 'd["unseen_pairs"]["n_pairs"]')" = 0 ] || fail "unseen pairs of one artist: $e"
 [ "$(echo "$e" | json '[d["unseen_pairs"][k] for k in ("auc", "accuracy", "eer", "tar_at_far1", "ece")]')" = \
   "[None, None, None, None, None]" ] || fail "unmeasurable pair metrics are not null: $e"
 [ "$(echo "$e" | json 'isinstance(d["seen_pairs"]["auc"], float)')" = True ] || fail "seen AUC: $e"
 # the protocol's report: the same rule
 e=$("$BIN" eval -i "$T/idx" --json) || fail "eval exit $?"
 for set in same_source same_style; do
-    [ "$(echo "$e" | json 'd["overall"]["unseen"]["pairs"]["'$set'"]["positives"]')" = 0 ] ||
+    [ "$(echo "$e" | json 'd["overall"]["unseen"]["pairs"]["'$set'"]["n_positives"]')" = 0 ] ||
         fail "protocol: unseen $set pairs of one artist: $e"
     [ "$(echo "$e" | json '[d["overall"]["unseen"]["pairs"]["'$set'"][k] for k in ("auc", "eer", "tar_at_far1", "ece")]')" = \
       "[None, None, None, None]" ] || fail "protocol: unmeasurable $set metrics are not null: $e"

@@ -25,12 +25,12 @@ for f in "$IMG"/*.png "$IMG"/*.jpg; do
 done
 "$BIN" build "$T/c3" -i "$T/idx" -m "$M" >/dev/null 2>&1 || { echo "FAIL: build"; exit 1; }
 tj=$("$BIN" train -i "$T/idx" --val-fraction 0.5 --seed 2 --json) || fail "train exit $?"
-[ "$(echo "$tj" | json 'd["classifier"]["artists"]')" = 3 ] || fail "classifier of 3 artists: $tj"
+[ "$(echo "$tj" | json 'd["classifier"]["n_artists"]')" = 3 ] || fail "classifier of 3 artists: $tj"
 
 # ---- exact match: named, and not its own evidence ----
 A=$(ls "$T"/c3/artist1/*.png | head -1)
-q=$("$BIN" query "$A" -i "$T/idx" -m "$M" -k 50 --json) || fail "query exit $?"
-[ "$(echo "$q" | json 'd["classifier"]')" = True ] || fail "query does not use the classifier: $q"
+q=$("$BIN" query "$A" -i "$T/idx" -m "$M" -k 50 --neighbors 50 --json) || fail "query exit $?"
+[ "$(echo "$q" | json 'd["head"]["with_classifier"]')" = True ] || fail "query does not use the classifier: $q"
 [ "$(echo "$q" | json 'd["exact_match"]["artist"]')" = artist1 ] || fail "exact match not named: $q"
 ep=$(echo "$q" | json 'd["exact_match"]["path"]')
 [ "$(basename "$ep")" = "$(basename "$A")" ] || fail "exact match path $ep is not $A"
@@ -87,7 +87,7 @@ for f in "$IMG"/gray_90x70.jpg "$IMG"/grad_300x180.png "$IMG"/exif3_160x100.jpg;
 done
 "$BIN" add "$T"/new/* --artist newcomer -i "$T/idx" -m "$M" >/dev/null 2>&1 || fail "add exit $?"
 tj=$("$BIN" train -i "$T/idx" --val-fraction 0.5 --seed 2 --json) || fail "train after add exit $?"
-[ "$(echo "$tj" | json 'd["classifier"]["artists"]')" = 4 ] || fail "newcomer not in the classifier: $tj"
+[ "$(echo "$tj" | json 'd["classifier"]["n_artists"]')" = 4 ] || fail "newcomer not in the classifier: $tj"
 q=$("$BIN" query "$T/new/n_gray_90x70.jpg" -i "$T/idx" -m "$M" -k 10 --json) || fail "query exit $?"
 [ "$(echo "$q" | json '"newcomer" in [a["artist"] for a in d["artists"]]')" = True ] ||
     fail "the newcomer is not among the artists: $q"

@@ -42,11 +42,11 @@ while kill -0 $builder 2>/dev/null; do
         if [ $rc = 1 ] && grep -q "being written by process $builder" l.err; then locked=$((locked + 1)); fi
     fi
     # A query during the build: results only from committed records.
-    if "$BIN" query col/artist_3/img_7.bmp -m "$MODEL" -k 50 --json > q.json 2> q.err; then
+    if "$BIN" query col/artist_3/img_7.bmp -m "$MODEL" -k 50 --neighbors 50 --json > q.json 2> q.err; then
         queries=$((queries + 1))
         n_hits=$(python3 -c "import json; print(len(json.load(open('q.json'))['neighbors']))")
         [ "$n_hits" -ge 1 ] || fail "query returned nothing"
-        n_now=$("$BIN" info --json | python3 -c "import json, sys; print(json.load(sys.stdin)['images'])")
+        n_now=$("$BIN" info --json | python3 -c "import json, sys; print(json.load(sys.stdin)['n_images'])")
         [ "$n_hits" -le "$n_now" ] || fail "query returned $n_hits hits of $n_now committed images"
     else
         fail "query during build: $(cat q.err)"

@@ -41,23 +41,23 @@ printf '# held out\na2\n\n  a4  \n' >"$TMP/unseen.txt"
 "$BIN" build "$TMP/unseen.csv" -i "$TMP/idx" -m "$M0" --quiet || fail "build unseen"
 j=$("$BIN" eval -i "$TMP/idx" --unseen-artists "$TMP/unseen.txt" --pairs 500 --json) ||
     fail "eval exit $?"
-[[ $j == '{"protocol":1,"seed":1,"pairs":500,'* ]] || fail "JSON head: $j"
+[[ $j == '{"schema_version":1,"kind":"eval","index":{"path":"'*'"protocol":1,"seed":1,"n_pairs":500,'* ]] || fail "JSON head: $j"
 # 3 seen artists x 7 images: 2 validation, 2 test, 3 training images each
-[[ $j == *'"overall":{"seen":{"images":6,"pairs":{"same_source":{"positives":500,"negatives":500,'* ]] ||
+[[ $j == *'"overall":{"seen":{"n_images":6,"pairs":{"same_source":{"n_positives":500,"n_negatives":500,'* ]] ||
     fail "overall seen: $j"
-[[ $j == *'"unseen":{"images":8,"artists":2,"pairs":{"same_source":{"positives":500,"negatives":500,'* ]] ||
+[[ $j == *'"unseen":{"n_images":8,"n_artists":2,"pairs":{"same_source":{"n_positives":500,"n_negatives":500,'* ]] ||
     fail "overall unseen: $j"
-[[ $j == *'"gallery":{"images":15,"artists":3}'* ]] || fail "gallery: $j"
+[[ $j == *'"gallery":{"n_images":15,"n_artists":3}'* ]] || fail "gallery: $j"
 # provenance reached the index: one group per source, by name
-[[ $j == *'"by_source":{"repoA":{'*'"repoB":{'*'"repoC":{'* ]] || fail "by_source: $j"
+[[ $j == *'"by_source":[{"source":"repoA",'*'{"source":"repoB",'*'{"source":"repoC",'* ]] || fail "by_source: $j"
 # repoC has no unseen artist: its unseen figures and open-set AUROC cannot be measured
-c=${j#*\"repoC\":}
-[[ $c == *'"unseen":{"images":0,"artists":0,"pairs":{"same_source":{"positives":0,"negatives":0,"auc":null,"eer":null,"tar_at_far1":null,"ece":null}'* ]] ||
+c=${j#*\"source\":\"repoC\",}
+[[ $c == *'"unseen":{"n_images":0,"n_artists":0,"pairs":{"same_source":{"n_positives":0,"n_negatives":0,"auc":null,"eer":null,"tar_at_far1":null,"ece":null}'* ]] ||
     fail "repoC unseen not null: $c"
 [[ $c == *'"open_set":{"auroc":null,'* ]] || fail "repoC open set: $c"
 [[ ${j%%\"by_source\"*} =~ \"open_set\":\{\"auroc\":[01] ]] || fail "overall open-set AUROC missing: $j"
 # unseen a2 is alone in repoA's unseen images (a4 in repoB's): its negatives come from another source, counted
-[[ $j =~ \"unseen\":\{\"images\":8,\"artists\":2,\"pairs\":\{[^}]*\},[^}]*\},\"style_fallback\":[1-9][0-9]*,\"source_fallback\":[1-9] ]] ||
+[[ $j =~ \"unseen\":\{\"n_images\":8,\"n_artists\":2,\"pairs\":\{[^}]*\},[^}]*\},\"n_style_fallback\":[1-9][0-9]*,\"n_source_fallback\":[1-9] ]] ||
     fail "unseen fallbacks not counted: $j"
 # reproducible
 j2=$("$BIN" eval -i "$TMP/idx" --unseen-artists "$TMP/unseen.txt" --pairs 500 --json)
@@ -67,7 +67,7 @@ t=$("$BIN" eval -i "$TMP/idx" --unseen-artists "$TMP/unseen.txt" --pairs 500) ||
     fail "text: $t"
 # the earlier report is still there
 l=$("$BIN" eval -i "$TMP/idx" --legacy --json) || fail "legacy exit $?"
-[[ $l == *'"seen_pairs":{"pairs":20000,'* ]] || fail "legacy: $l"
+[[ $l == *'"seen_pairs":{"n_pairs":20000,'* ]] || fail "legacy: $l"
 
 # refusals: an artist the index lacks; artists the head trained on
 printf 'a2\nnobody\n' >"$TMP/bad.txt"
@@ -81,7 +81,7 @@ err=$("$BIN" eval -i "$TMP/all" --unseen-artists "$TMP/unseen.txt" 2>&1 >/dev/nu
 # without a list: the head's own held-out artists are the unseen ones
 "$BIN" train -i "$TMP/all" --val-fraction 0.6 --seed 3 --holdout-artists 2 >/dev/null || fail "train holdout"
 h=$("$BIN" eval -i "$TMP/all" --pairs 100 --json) || fail "eval holdout exit $?"
-[[ $h =~ \"unseen\":\{\"images\":[0-9]+,\"artists\":2, ]] || fail "holdout unseen: $h"
+[[ $h =~ \"unseen\":\{\"n_images\":[0-9]+,\"n_artists\":2, ]] || fail "holdout unseen: $h"
 # given test images: exactly these are the seen population (e.g. what an encoder never
 # saw); one given relative to the current directory, as `remove` accepts it
 grep -E ',a[013],' "$TMP/train.csv" | cut -d, -f1 | awk 'NR % 4 == 1' >"$TMP/tests.txt"
@@ -93,11 +93,11 @@ first=$(head -1 "$TMP/tests.txt")
 "$BIN" build "$TMP/train.csv" -i "$TMP/given" -m "$M0" --quiet || fail "build given"
 out=$(cd "$TMP" && "$BIN" train -i given --val-fraction 0.6 --seed 3 --test-images tests_rel.txt --json) ||
     fail "train --test-images exit $?"
-[[ $out == *"\"n_test\":$ng,"* || $out == *"\"test\":$ng"* ]] || fail "train --test-images counts: $out"
+[[ $out == *"\"n_test\":$ng,"* ]] || fail "train --test-images counts: $out"
 "$BIN" build "$TMP/unseen.csv" -i "$TMP/given" -m "$M0" --quiet || fail "build given unseen"
 g=$("$BIN" eval -i "$TMP/given" --unseen-artists "$TMP/unseen.txt" --pairs 200 --json) ||
     fail "eval after --test-images exit $?"
-[[ $g == *"\"overall\":{\"seen\":{\"images\":$ng,"* ]] || fail "seen population is not the given images: $g"
+[[ $g == *"\"overall\":{\"seen\":{\"n_images\":$ng,"* ]] || fail "seen population is not the given images: $g"
 # a given image the index lacks is refused, naming it, and the stored head is kept
 cp "$TMP/tests.txt" "$TMP/tests_bad.txt"; echo "$TMP/img/nowhere.jpg" >>"$TMP/tests_bad.txt"
 err=$("$BIN" train -i "$TMP/given" --test-images "$TMP/tests_bad.txt" 2>&1 >/dev/null); rc=$?

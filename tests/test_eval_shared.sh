@@ -32,7 +32,7 @@ out=$("$BIN" train -i "$TMP/idx" --seed 5 --val-fraction 0.4 --holdout-artists 4
 [[ $out == *"validation: AUC"* ]] || fail "train output: $out"
 json=$("$BIN" eval -i "$TMP/idx" --legacy --json) || fail "eval exit $?"
 for key in seen_pairs unseen_pairs seen_attribution unseen_attribution auc eer tar_at_far1 ece \
-    top1 top3 balanced unknown_first; do
+    top1 top3 balanced_top1 unknown_first; do
     [[ $json == *"\"$key\""* ]] || fail "eval JSON lacks $key: $json"
 done
 auc=$(echo "$json" | sed -n 's/.*"seen_pairs":{[^}]*"auc":\([0-9.]*\).*/\1/p')

@@ -39,8 +39,8 @@ grep -q "broken.bmp" err1 || fail "corrupt image not reported"
 grep -q "missing.bmp" err1 || fail "missing file not reported"
 n=$(grep -c "siamidx:" err1)
 [ "$n" -ge 5 ] || fail "expected >= 5 reported entries, got $n: $(cat err1)"
-[ "$("$BIN" info --json | json 'd["images"]')" = 19 ] || fail "info images"
-[ "$("$BIN" info --json | json 'd["artists"]')" = 3 ] || fail "info artists"
+[ "$("$BIN" info --json | json 'd["n_images"]')" = 19 ] || fail "info images"
+[ "$("$BIN" info --json | json 'd["n_artists"]')" = 3 ] || fail "info artists"
 [ "$("$BIN" info --json | json 'd["index_type"]')" = flat ] || fail "info index_type"
 "$BIN" verify > v || fail "verify after a partial build: $(cat v)"
 
@@ -56,11 +56,11 @@ grep -q "embedded 1" out3 || fail "changed file embedded: $(cat out3)"
 
 # query: JSON shape, itself named as the exact match (and not among its own
 # neighbours), probabilities decreasing and summing to <= 1.
-"$BIN" query col/artist_0/img_3.bmp -m "$MODEL" -k 4 --json > q.json || fail "query"
+"$BIN" query col/artist_0/img_3.bmp -m "$MODEL" -k 4 --neighbors 4 --json > q.json || fail "query"
 python3 - q.json <<'EOF' || fail "query JSON: $(cat q.json)"
 import json, sys
 d = json.load(open(sys.argv[1]))
-assert d["query"] == "col/artist_0/img_3.bmp"
+assert d["image"] == {"path": "col/artist_0/img_3.bmp"}
 nb, ar = d["neighbors"], d["artists"]
 assert 1 <= len(nb) <= 4 and 1 <= len(ar) <= 4
 assert d["exact_match"] == {"path": "col/artist_0/img_3.bmp", "artist": "artist_0"}
@@ -73,7 +73,7 @@ EOF
 # add and remove
 python3 "$SRC/tools/make_test_bmps.py" "$T/other" 1 1
 "$BIN" add other/artist_0/img_0.bmp --artist 'Newcomer "quoted"' -m "$MODEL" > /dev/null || fail "add"
-"$BIN" info --json | json 'd["artist_images"]["Newcomer \"quoted\""]' | grep -qx 1 || fail "added artist"
+"$BIN" info --json | json '{a["artist"]: a["n_images"] for a in d["artists"]}["Newcomer \"quoted\""]' | grep -qx 1 || fail "added artist"
 "$BIN" remove --artist 'Newcomer "quoted"' > /dev/null || fail "remove --artist"
 "$BIN" remove col/artist_0/img_4.bmp > /dev/null || fail "remove path"
 "$BIN" remove col/artist_0/nothing.bmp 2> e && fail "removing nothing should fail"
@@ -95,7 +95,7 @@ mkdir -p elsewhere
 grep FAIL sub.out && fails=$((fails + 1))
 "$BIN" add col/artist_2/img_1.bmp col/artist_2/img_2.bmp col/artist_2/img_3.bmp --artist artist_2 -m "$MODEL" > /dev/null ||
     fail "re-add removed"
-[ "$("$BIN" info --json | json 'd["images"]')" = 18 ] || fail "images after removals"
+[ "$("$BIN" info --json | json 'd["n_images"]')" = 18 ] || fail "images after removals"
 "$BIN" verify > v || fail "verify after removals: $(cat v)"
 
 # Other index types, switched on an existing index.
@@ -117,7 +117,7 @@ b[8 + n + 100] ^= 0x40   # one weight byte: a different model
 open(p, "wb").write(bytes(b))
 EOF
 "$BIN" query col/artist_0/img_3.bmp -m other.safetensors 2> e && fail "other model accepted"
-grep -q "$("$BIN" info --json | json 'd["fingerprint"]')" e || fail "mismatch message: $(cat e)"
+grep -q "$("$BIN" info --json | json 'd["model"]["fingerprint"]')" e || fail "mismatch message: $(cat e)"
 
 # Lock: a held lock gives a clear error naming the PID.
 python3 -c "
@@ -171,7 +171,7 @@ SIAMIDX_TEST_TXN_PUTS=40 "$BIN" build list.csv -i split.idx -m "$MODEL" --batch 
 rc=$?
 [ $rc = 3 ] && grep -q "indexed 19," out || fail "split build: exit $rc: $(cat out e)"
 "$BIN" verify -i split.idx > v || fail "verify split build: $(cat v)"
-[ "$("$BIN" info -i split.idx --json | json 'd["images"]')" = 19 ] || fail "split build images"
+[ "$("$BIN" info -i split.idx --json | json 'd["n_images"]')" = 19 ] || fail "split build images"
 [ "$("$BIN" info -i split.idx --json | json 'd["generation"]')" -ge 4 ] || fail "split build: not split"
 
 # Several collections read as one: a folder and a CSV, the same artist name in
@@ -187,9 +187,9 @@ python3 "$SRC/tools/make_test_bmps.py" "$T/col3" 1 1
 rc=$?
 [ $rc = 3 ] || fail "two collections with a shared image: exit $rc, want 3: $(cat out e)"
 grep -q "img_0.bmp" e || fail "the image listed twice is not reported: $(cat e)"
-[ "$("$BIN" info -i many.idx --json | json 'd["images"]')" = 7 ] ||
+[ "$("$BIN" info -i many.idx --json | json 'd["n_images"]')" = 7 ] ||
     fail "two collections: images $("$BIN" info -i many.idx --json)"
-[ "$("$BIN" info -i many.idx --json | json 'd["artists"]')" = 3 ] ||
+[ "$("$BIN" info -i many.idx --json | json 'd["n_artists"]')" = 3 ] ||
     fail "two collections: artists $("$BIN" info -i many.idx --json)"
 "$BIN" build col2 nope_dir -i many2.idx -m "$MODEL" --quiet > /dev/null 2> e
 [ $? = 1 ] && grep -q "nope_dir" e && [ ! -e many2.idx ] || fail "a missing second collection: $(cat e)"

@@ -8,7 +8,8 @@
 # project using find_package(siamidx) -- runs them without LD_LIBRARY_PATH on
 # the tiny head-carrying model, fixture images and a synthetic index, and
 # checks their answers equal the CLI's (`siamidx pair --json`, `siamidx query
-# --json`) for the same inputs.
+# --json`) for the same inputs; then imports the installed Python package with
+# Debian's /usr/bin/python3 and checks it against the installed CLI.
 set -u
 SRC=${SIAMIDX_SOURCE:-$(cd "$(dirname "$0")/.." && pwd)}
 DATA=${SIAMIDX_TEST_DATA:-$SRC/tests/data}
@@ -166,6 +167,39 @@ for dir in "$TMP/pc" "$TMP/cm"; do
     checked=$((checked + 1))
 done
 [ $checked -eq 2 ] || fail "only $checked of 2 builds of the examples could be run"
+
+# ---- the Python package: where Debian's python3 finds it for the prefix ----
+# /usr/bin/python3 with the prefix's site directories (what it searches for P:
+# site.getsitepackages([P])) imports the installed package, which loads the
+# installed library (no SIAMIDX_LIBRARY), and answers as the installed CLI does.
+if /usr/bin/python3 -c 'import numpy' 2>/dev/null; then
+    SIAMIDX_LIBRARY= PYTHONPATH= /usr/bin/python3 - "$PREFIX" "$BIN" "$M" "$A" "$B" "$TMP/idx" <<'PY' ||
+import json, os, site, subprocess, sys
+prefix, cli, model_path, a, b, index = sys.argv[1:]
+os.environ.pop("SIAMIDX_LIBRARY", None)
+for d in site.getsitepackages([prefix]):
+    site.addsitedir(d)
+import numpy as np
+import siamidx
+assert siamidx.__file__.startswith(prefix + "/"), siamidx.__file__
+assert siamidx._lib._name.startswith(prefix + "/"), siamidx._lib._name
+m = siamidx.Model(model_path)
+got = m.embed([a, b])
+rows = subprocess.run([cli, "embed", "-m", model_path, a, b], capture_output=True, check=True).stdout
+want = np.array([[float(v) for v in l.split("\t")[1:]] for l in rows.decode().splitlines()], np.float32)
+assert got.shape == want.shape and np.abs(got - want).max() < 1e-5, np.abs(got - want).max()
+with siamidx.Index(index, model=m) as idx:
+    q = idx.query(a, k=3)
+    cq = json.loads(subprocess.run([cli, "query", a, "-i", index, "-m", model_path, "-k", "3", "--json"],
+                                   capture_output=True, check=True).stdout)
+    assert q == cq, (q, cq)
+print("python: installed package ok")
+PY
+        fail "the installed Python package (see above)"
+    find "$PREFIX" -path '*dist-packages/siamidx/__init__.py' | grep -q . || fail "no siamidx package under $PREFIX"
+else
+    echo "note: /usr/bin/python3 has no numpy (python3-numpy): the Python package is not checked" >&2
+fi
 
 [ $failures -eq 0 ] || { echo "$failures failure(s)" >&2; exit 1; }
 echo "ok"

@@ -58,7 +58,7 @@ C=$T/col/artist_0/img_5.bmp
 OUT=$T/out.safetensors
 j=$("$BIN" train -i "$T/idx" --val-fraction 0.5 --seed 3 --save-to-model "$OUT" -m "$M0" --json) ||
     fail "train --save-to-model exit $?"
-[[ $j == *"\"saved_to_model\":\"$OUT\""* ]] || fail "train JSON: $j"
+[[ $j == *"\"saved_to_model\":{\"path\":\"$OUT\"}"* ]] || fail "train JSON: $j"
 [ -f "$OUT" ] || fail "no $OUT"
 [ "$(fpr "$OUT")" = "$(fpr "$M0")" ] || fail "fingerprint changed: $(fpr "$OUT") vs $(fpr "$M0")"
 same_tensors "$M0" "$OUT" || fail "the copy does not keep the model's tensors and metadata"

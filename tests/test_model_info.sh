@@ -19,7 +19,7 @@ fp=$(printf '%s\n' "$out" | sed -n 's/^fingerprint: *//p')
 
 json=$(SIAMIDX_MODEL="$M/tiny_resnet18.safetensors" "$SIAMIDX_BIN" model-info --json) \
     || fail "model-info --json exit $?"
-for want in '"arch":"resnet18"' '"embedding_dim":32' '"num_classes":10' '"stage_channels":[4,8,16,32]' \
+for want in '"arch":"resnet18"' '"embedding_dim":32' '"n_classes":10' '"stage_channels":[4,8,16,32]' \
             '"metadata":{"arch":"resnet18",'; do
     expect "$json" "$want" "model-info --json"
 done

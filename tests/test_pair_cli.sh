@@ -20,7 +20,7 @@ prob() { sed -n 's/.*"probability":\([0-9.eE+-]*\).*/\1/p'; }
 
 # JSON shape and values
 out=$("$BIN" pair "$A" "$B" -m "$M" --json) || fail "pair --json exit $?"
-re='^\{"a":"[^"]*photo_480x360\.jpg","b":"[^"]*grad_300x180\.png","probability":[0-9.]+,"same_artist":(true|false),"threshold":0\.5[0-9]*,"head":"model"\}$'
+re='^\{"schema_version":1,"kind":"pair","images":\[\{"path":"[^"]*photo_480x360\.jpg"\},\{"path":"[^"]*grad_300x180\.png"\}\],"index":null,"model":\{[^}]*\},"head":\{"source":"model"\},"probability":[0-9.]+,"threshold":0\.5[0-9]*,"same_artist":(true|false)\}$'
 [[ $out =~ $re ]] || fail "JSON shape: $out"
 p_ab=$(echo "$out" | prob)
 awk -v p="$p_ab" 'BEGIN { exit !(p >= 0 && p <= 1) }' || fail "probability out of range: $p_ab"
@@ -105,12 +105,12 @@ if "$BIN" build --help >/dev/null 2>&1; then
     done
     "$BIN" build "$TMP/c3" -i "$TMP/idx3" -m "$M0" >/dev/null 2>&1 || fail "build c3"
     t1=$("$BIN" train -i "$TMP/idx3" --val-fraction 0.5 --seed 4 --json) || fail "train exit $?"
-    [[ $t1 =~ \"val_auc\":[0-9.]+ && $t1 == *'"images":{"train":12,"val":6,"test":6,"unseen":0}'* ]] ||
+    [[ $t1 =~ \"val_auc\":[0-9.]+ && $t1 == *'"split":{"n_train":12,"n_val":6,"n_test":6,"n_unseen":0,'* ]] ||
         fail "train JSON: $t1"
     e1=$("$BIN" eval -i "$TMP/idx3" --legacy --json) || fail "eval exit $?"
-    [[ $e1 == *'"seen_pairs":{"pairs":20000,'* && $e1 == *'"seen_attribution":{"queries":6,'* ]] ||
+    [[ $e1 == *'"seen_pairs":{"n_pairs":20000,'* && $e1 == *'"seen_attribution":{"n_queries":6,'* ]] ||
         fail "eval JSON: $e1"
-    [[ $e1 != *unseen* ]] || fail "eval reports unseen artists without --holdout-artists"
+    [[ $e1 == *'"unseen_pairs":null,"unseen_attribution":null}' ]] || fail "eval reports unseen artists without --holdout-artists"
     t2=$("$BIN" train -i "$TMP/idx3" --val-fraction 0.5 --seed 4 --json)
     [ "$t1" = "$t2" ] || fail "same seed, different training: $t1 vs $t2"
     # the index's head answers pairs (its threshold, not the model's 0.5)
@@ -124,11 +124,11 @@ if "$BIN" build --help >/dev/null 2>&1; then
     pb=$("$BIN" pair --batch "$TMP/ib.csv" -i "$TMP/idx3" -m "$M0" | sed -n 2p | cut -d, -f2)
     [ "$(echo "$pj" | prob)" = "$pb" ] || fail "pair -i ($(echo "$pj" | prob)) and batch ($pb) differ"
     # query: artists plus "unknown", each neighbour with its pair probability
-    q=$("$BIN" query "$A" -i "$TMP/idx3" -m "$M0" -k 2 --json) || fail "query exit $?"
-    [[ $q == *'"unknown": '* && $q == *'"probability": '*'"probability": '* ]] || fail "query JSON: $q"
-    sum=$(echo "$q" | grep -o '"artists": \[[^]]*\]' | grep -o '"probability": [0-9.]*' |
-          awk '{ s += $2 } END { printf "%.6f", s }')
-    unk=$(echo "$q" | sed -n 's/.*"unknown": \([0-9.]*\).*/\1/p')
+    q=$("$BIN" query "$A" -i "$TMP/idx3" -m "$M0" -k 2 --neighbors 2 --json) || fail "query exit $?"
+    [[ $q == *'"unknown":'* && $q == *'"probability":'*'"probability":'* ]] || fail "query JSON: $q"
+    sum=$(echo "$q" | grep -o '"artists":\[[^]]*\]' | grep -o '"probability":[0-9.]*' |
+          awk -F: '{ s += $2 } END { printf "%.6f", s }')
+    unk=$(echo "$q" | sed -n 's/.*"unknown":\([0-9.]*\).*/\1/p')
     awk -v s="$sum" -v u="$unk" 'BEGIN { exit !(s + u <= 1.000001 && u > 0) }' ||
         fail "artists ($sum) + unknown ($unk) exceed 1"
 fi

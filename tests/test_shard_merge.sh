@@ -25,7 +25,7 @@ python3 "$SRC/tools/make_test_bmps.py" col 6 12
 cp col/artist_0/img_0.bmp col/artist_5/twin_of_a0.bmp
 TOTAL=73
 build() { "$BIN" build col -m "$MODEL" --threads 2 --batch 8 --quiet "$@"; }
-images() { "$BIN" info -i "$1" --json | json 'd["images"]'; }
+images() { "$BIN" info -i "$1" --json | json 'd["n_images"]'; }
 
 source "$SRC/tests/compare_index.sh" # same_index A B QUERY...
 QUERIES="col/artist_0/img_0.bmp col/artist_2/img_5.bmp col/artist_4/img_11.bmp"
@@ -90,8 +90,8 @@ grep -q "merged 4 shard(s), $TOTAL records: added $TOTAL, replaced 0, unchanged 
 "$BIN" verify -i m.idx > v || fail "verify merged: $(cat v)"
 same_index full.idx m.idx $QUERIES || fail "merged index differs from the single build"
 [ "$("$BIN" info -i m.idx --json | json 'd["shard"]')" = None ] || fail "merged index still says it is a shard"
-"$BIN" info -i full.idx --json | json 'd["artist_images"]' > a1
-"$BIN" info -i m.idx --json | json 'd["artist_images"]' > a2
+"$BIN" info -i full.idx --json | json 'd["artists"]' > a1
+"$BIN" info -i m.idx --json | json 'd["artists"]' > a2
 cmp -s a1 a2 || fail "artists differ: $(cat a1) vs $(cat a2)"
 # Idempotent: a re-run writes no record.
 gen=$("$BIN" info -i m.idx --json | json 'd["generation"]')
@@ -151,9 +151,9 @@ unchanged() { # what
         fail "$1 changed OUT"
     "$BIN" verify -i m.idx > v || fail "$1: verify: $(cat v)"
 }
-fp=$("$BIN" info -i m.idx --json | json 'd["fingerprint"]')
+fp=$("$BIN" info -i m.idx --json | json 'd["model"]["fingerprint"]')
 "$BIN" build col -i r50.idx -m "$OTHER" --shard 2/4 --quiet > out 2>&1 || fail "other model shard: $(cat out)"
-fp50=$("$BIN" info -i r50.idx --json | json 'd["fingerprint"]')
+fp50=$("$BIN" info -i r50.idx --json | json 'd["model"]["fingerprint"]')
 "$BIN" merge -i m.idx s0.idx r50.idx > out 2> err; rc=$?
 [ $rc = 1 ] || fail "other model: exit $rc"
 grep -q "r50.idx was built with model $fp50, m.idx with model $fp" err || fail "other model message: $(cat err)"

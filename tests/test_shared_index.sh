@@ -20,15 +20,15 @@ info() { "$BIN" info --json | python3 -c "import json,sys; d=json.load(sys.stdin
 start=$(date +%s)
 "$BIN" build "$P/index.csv" -m "$MODEL" --threads 2 --quiet > b1.out 2>&1 || fail "build: $(tail -3 b1.out)"
 echo "first build (csv): $(tail -1 b1.out)"
-[ "$(info images)" = 8862 ] || fail "images: $(info images)"
-[ "$(info artists)" = 89 ] || fail "artists: $(info artists)"
+[ "$(info n_images)" = 8862 ] || fail "images: $(info n_images)"
+[ "$(info n_artists)" = 89 ] || fail "artists: $(info n_artists)"
 start=$(date +%s)
 "$BIN" build "$P" -m "$MODEL" --threads 2 --quiet > b2.out 2>&1 || fail "folder build: $(cat b2.out)"
 secs=$(( $(date +%s) - start ))
 echo "second build (folder): $(tail -1 b2.out) [$secs s wall]"
 grep -q "indexed 0, unchanged 8862, failed 0 (embedded 0" b2.out || fail "second build: $(cat b2.out)"
 [ $secs -le 10 ] || fail "second build took $secs s"
-[ "$(info images)" = 8862 ] && [ "$(info artists)" = 89 ] || fail "counts after folder build"
+[ "$(info n_images)" = 8862 ] && [ "$(info n_artists)" = 89 ] || fail "counts after folder build"
 "$BIN" verify > v || fail "verify: $(cat v)"
 "$BIN" query "$P/claude_monet/$(ls "$P/claude_monet" | head -1)" -m "$MODEL" -k 3 --json > q ||
     fail "query"

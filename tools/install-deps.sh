@@ -7,6 +7,8 @@
 set -eu
 
 pkgs="build-essential cmake pkg-config libfaiss-dev libopenblas-dev liblmdb-dev libstb-dev python3"
+# The Python module (python/siamidx) and its tests: numpy, for Debian's python3.
+pkgs="$pkgs python3-numpy"
 # The libFuzzer targets (tools/fuzz.sh): clang, its runtimes (libFuzzer, ASan,
 # UBSan) and its OpenMP (the library compiles with -fopenmp). gcc's TSan
 # runtime (libtsan2) comes with build-essential.
@@ -19,7 +21,7 @@ pkgs="$pkgs strace"
 # those use /etc and are not what the test starts.
 pkgs="$pkgs slurm-wlm munge"
 if [ "${1:-}" = "--dev" ]; then
-    pkgs="$pkgs python3-torch python3-torchvision python3-numpy"
+    pkgs="$pkgs python3-torch python3-torchvision"
 fi
 
 missing=""

@@ -4,7 +4,7 @@
  *
  * One rule picks the head for every answer (index_head.c): the index's
  * trained head, else the model's default head, else none. With a head, the
- * 10*k (at least 50) nearest paintings are scored pair by pair and
+ * candidates (siamidx_query_options; 50 by default) nearest paintings are scored pair by pair and
  * aggregated per artist against "unknown" (head/attribution.c). With none,
  * the artist scores are a softmax over the neighbours' similarities summed
  * per artist: a ranking, not a calibrated probability, and the result says
@@ -31,7 +31,6 @@
 #include "head/head.h"
 #include "index/index.h"
 
-#define SIMILARITY_NEIGHBORS 20 /* neighbours the similarity-only scores look at */
 #define SIMILARITY_TEMPERATURE 0.05f
 
 const char *siamidx_head_source_name(siamidx_head_source source) {
@@ -174,11 +173,9 @@ static siamidx_status score_by_similarity(sx_neighbors *nb, int k, siamidx_query
     return st;
 }
 
-/* Neighbours enough for either answer: the head's candidates, at least 20. */
-static int neighbors_for(int k) {
-    size_t kk = sx_attr_candidates((size_t)k);
-    if (kk < SIMILARITY_NEIGHBORS) kk = SIMILARITY_NEIGHBORS;
-    return (int)(kk > (size_t)k ? kk : (size_t)k);
+/* Nearest paintings fetched: the candidates, and at least the neighbours returned. */
+static int pool_size(const siamidx_query_options *o) {
+    return o->candidates > o->neighbors ? o->candidates : o->neighbors;
 }
 
 /* Drops the neighbours holding the query's very bytes: they are the query, not evidence. */
@@ -205,24 +202,24 @@ static void drop_exact(sx_neighbors *nb, const uint8_t *hash) {
 
 /* hash: the query image's content hash, or NULL (an embedding without a file). */
 static siamidx_status answer(siamidx_index *idx, const siamidx_model *model, const float *query,
-                             const uint8_t *hash, int k, siamidx_query_result *res,
-                             siamidx_error *err) {
+                             const uint8_t *hash, const siamidx_query_options *o,
+                             siamidx_query_result *res, siamidx_error *err) {
+    int k = o->k, pool = pool_size(o);
     sx_head *owned = NULL;
     sx_classifier *clf = NULL;
     const sx_head *head = NULL;
     sx_neighbors nb;
     memset(&nb, 0, sizeof nb);
     siamidx_status st = sx_answer_head_classifier(idx, model, &owned, &head, &res->head, &clf, err);
-    if (!st) st = sx_index_neighbors(idx, query, neighbors_for(k) + (hash ? EXACT_SPARE : 0), &nb,
-                                     err);
+    if (!st) st = sx_index_neighbors(idx, query, pool + (hash ? EXACT_SPARE : 0), &nb, err);
     if (!st && hash) drop_exact(&nb, hash);
     /* as many candidates as `eval` scores, whether or not copies were dropped */
-    if (!st && nb.n > (size_t)neighbors_for(k)) {
-        for (size_t i = (size_t)neighbors_for(k); i < nb.n; i++) {
+    if (!st && nb.n > (size_t)pool) {
+        for (size_t i = (size_t)pool; i < nb.n; i++) {
             free(nb.nb[i].path);
             free(nb.nb[i].artist);
         }
-        nb.n = (size_t)neighbors_for(k);
+        nb.n = (size_t)pool;
     }
     if (!st && nb.n)
         st = head ? score_with_head(head, clf, query, &nb, k, res, err)
@@ -230,8 +227,8 @@ static siamidx_status answer(siamidx_index *idx, const siamidx_model *model, con
     siamidx_head_free(owned);
     sx_classifier_free(clf);
     if (!st) {
-        /* The answer keeps the k best neighbours; the rest were candidates only. */
-        size_t keep = nb.n < (size_t)k ? nb.n : (size_t)k;
+        /* The answer keeps the best neighbours; the rest were candidates only. */
+        size_t keep = nb.n < (size_t)o->neighbors ? nb.n : (size_t)o->neighbors;
         for (size_t i = keep; i < nb.n; i++) {
             free(nb.nb[i].path);
             free(nb.nb[i].artist);
@@ -246,23 +243,53 @@ static siamidx_status answer(siamidx_index *idx, const siamidx_model *model, con
     return st;
 }
 
+void siamidx_query_options_init(siamidx_query_options *opt) {
+    opt->k = 5;
+    opt->neighbors = 5;
+    opt->candidates = SIAMIDX_DEFAULT_CANDIDATES;
+}
+
+/* What siamidx_index_query(k) always meant: k artists, k neighbours, 10*k (at least 50) candidates. */
+static siamidx_query_options options_for_k(int k) {
+    siamidx_query_options o = {k, k, (int)sx_attr_candidates(k > 0 ? (size_t)k : 1)};
+    return o;
+}
+
+static int options_valid(const siamidx_query_options *o) {
+    return o && o->k > 0 && o->neighbors >= 0 && o->candidates > 0;
+}
+
 siamidx_status siamidx_index_query_embedding(siamidx_index *idx, const float *embedding, int k,
                                              siamidx_query_result *res, siamidx_error *err) {
-    if (!res) return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "query: bad arguments");
-    memset(res, 0, sizeof *res);
-    res->exact_match_id = -1;
-    if (!idx || !embedding || k <= 0)
-        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "query: bad arguments");
-    return answer(idx, NULL, embedding, NULL, k, res, err);
+    siamidx_query_options o = options_for_k(k);
+    return siamidx_index_query_embedding_opts(idx, embedding, &o, res, err);
 }
 
 siamidx_status siamidx_index_query(siamidx_index *idx, const siamidx_model *model,
                                    const char *image, int k, siamidx_query_result *res,
                                    siamidx_error *err) {
+    siamidx_query_options o = options_for_k(k);
+    return siamidx_index_query_opts(idx, model, image, &o, res, err);
+}
+
+siamidx_status siamidx_index_query_embedding_opts(siamidx_index *idx, const float *embedding,
+                                                  const siamidx_query_options *opt,
+                                                  siamidx_query_result *res, siamidx_error *err) {
     if (!res) return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "query: bad arguments");
     memset(res, 0, sizeof *res);
     res->exact_match_id = -1;
-    if (!idx || !model || !image || k <= 0)
+    if (!idx || !embedding || !options_valid(opt))
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "query: bad arguments");
+    return answer(idx, NULL, embedding, NULL, opt, res, err);
+}
+
+siamidx_status siamidx_index_query_opts(siamidx_index *idx, const siamidx_model *model,
+                                        const char *image, const siamidx_query_options *opt,
+                                        siamidx_query_result *res, siamidx_error *err) {
+    if (!res) return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "query: bad arguments");
+    memset(res, 0, sizeof *res);
+    res->exact_match_id = -1;
+    if (!idx || !model || !image || !options_valid(opt))
         return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "query: bad arguments");
     const sx_store_meta *m = sx_index_meta(idx);
     if (!m->dim) return sx_fail(err, SIAMIDX_ERR_NOT_FOUND, "index %s is empty", sx_index_dir(idx));
@@ -299,7 +326,7 @@ siamidx_status siamidx_index_query(siamidx_index *idx, const siamidx_model *mode
         char *path = res->exact_match_path, *artist = res->exact_match_artist;
         int64_t id = res->exact_match_id;
         res->exact_match_path = res->exact_match_artist = NULL;
-        s = answer(idx, model, e, hashed ? hash : NULL, k, res, err);
+        s = answer(idx, model, e, hashed ? hash : NULL, opt, res, err);
         if (!s) {
             res->exact_match_path = path, res->exact_match_artist = artist;
             res->exact_match_id = id;
