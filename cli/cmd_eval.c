@@ -10,13 +10,14 @@
 
 #include "args.h"
 #include "cli.h"
+#include "html_report.h"
 #include "json.h"
-#include "siamidx.h"
+#include "siamidx_ext.h"
 
 static void usage(FILE *f) {
     fprintf(f,
             "usage: siamidx eval [-i INDEX] [--unseen-artists FILE] [--seed S] [--pairs N]\n"
-            "                    [--unknown-prior P] [--json] [--legacy]\n\n"
+            "                    [--unknown-prior P] [--json] [--html FILE] [--legacy]\n\n"
             "Measures the index's trained head on held-out images, overall and per source\n"
             "(the collection's source_repo column):\n"
             "  pairs        same-artist pairs drawn round-robin over artists against two\n"
@@ -37,6 +38,9 @@ static void usage(FILE *f) {
             "  --unknown-prior P       score as if trained with this prior, 0 <= P < 1\n"
             "                          (default: the index's; see siamidx train)\n"
             "  --json                  one JSON object; unmeasurable figures are null\n"
+            "  --html FILE             also a self-contained page: ROC curves per population,\n"
+            "                          calibration, recall per artist (worst first), the most\n"
+            "                          confused artists\n"
             "  --legacy                the earlier report (random negatives), for comparison\n");
 }
 
@@ -226,7 +230,7 @@ static void print_text(const siamidx_protocol_report *r) {
 int cmd_eval(int argc, char **argv) {
     siamidx_protocol_options o;
     siamidx_protocol_options_init(&o);
-    const char *index = NULL, *unseen = NULL;
+    const char *index = NULL, *unseen = NULL, *html = NULL;
     int json = 0, legacy = 0, first;
     uint64_t seed = o.seed;
     int pairs = (int)o.pairs;
@@ -237,6 +241,7 @@ int cmd_eval(int argc, char **argv) {
                                CLI_NUM("pairs", 0, CLI_INT, &pairs, 1, 10000000, 0),
                                CLI_NUM("unknown-prior", 0, CLI_DOUBLE, &prior, 0, 1, CLI_OPEN_MAX),
                                CLI_OPT("json", 0, CLI_FLAG, &json),
+                               CLI_OPT("html", 0, CLI_STRING, &html),
                                CLI_OPT("legacy", 0, CLI_FLAG, &legacy),
                                CLI_END};
     int rc = cli_parse(argc, argv, opts, usage, &first);
@@ -246,7 +251,8 @@ int cmd_eval(int argc, char **argv) {
         return CLI_EXIT_USAGE;
     }
     if (legacy) {
-        if (unseen) return cli_error("eval: --legacy takes no --unseen-artists"), CLI_EXIT_USAGE;
+        if (unseen || html)
+            return cli_error("eval: --legacy takes no --unseen-artists or --html"), CLI_EXIT_USAGE;
         return cmd_eval_legacy(index, json);
     }
     o.seed = seed;
@@ -261,10 +267,12 @@ int cmd_eval(int argc, char **argv) {
     io.read_only = 1;
     siamidx_index *idx = NULL;
     siamidx_protocol_report r;
+    siamidx_protocol_details details = {0}; /* what --html draws */
     siamidx_error err;
-    siamidx_status st = siamidx_index_open(index ? index : siamidx_default_index_path(), NULL,
-                                           &io, &idx, &err);
-    if (!st) st = siamidx_index_evaluate_protocol(idx, &o, &r, &err);
+    const char *dir = index ? index : siamidx_default_index_path();
+    siamidx_status st = siamidx_index_open(dir, NULL, &io, &idx, &err);
+    if (!st)
+        st = siamidx_index_evaluate_protocol_details(idx, &o, &r, html ? &details : NULL, &err);
     siamidx_index_close(idx);
     name_list_free(&names);
     if (st) {
@@ -273,6 +281,8 @@ int cmd_eval(int argc, char **argv) {
     }
     if (json) print_json(&r);
     else print_text(&r);
+    rc = html && html_eval_report(html, dir, &r, &details) ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
+    siamidx_protocol_details_free(&details);
     siamidx_protocol_report_free(&r);
-    return CLI_EXIT_OK;
+    return rc;
 }

@@ -13,6 +13,7 @@
 #include "siamidx_ext.h" /* pairs CSV reader, cached embeddings, heads into models */
 #include "args.h"
 #include "cli.h"
+#include "html_report.h"
 #include "json.h"
 #include "outfile.h"
 
@@ -275,14 +276,17 @@ int cmd_eval_legacy(const char *index, int json) {
 
 static void pair_usage(FILE *f) {
     fprintf(f,
-            "usage: siamidx pair A B [-i INDEX | -m MODEL] [--json]\n"
+            "usage: siamidx pair A B [-i INDEX | -m MODEL] [--json] [--html FILE]\n"
             "       siamidx pair --batch PAIRS.csv [--root DIR] [-o OUT.csv] [-i INDEX | -m MODEL]\n\n"
             "P(same artist) for two images, from the index's trained head (-i), else the\n"
             "model's default head. --batch reads a CSV with columns index,image1,image2\n"
             "(Kaggle's submission_info.csv) and writes index,sameArtist (the probability);\n"
             "each distinct image is embedded once. Relative paths start from --root, else\n"
             "the CSV's folder. Rows that cannot be answered are reported on stderr and left\n"
-            "out. exit status: 0 all answered, 3 some rows failed, 1 failure, 2 usage\n");
+            "out. --html FILE also writes a self-contained page: both paintings, the\n"
+            "probability, verdict and threshold, and how often the head's validation pairs\n"
+            "scored alike were by one artist.\n"
+            "exit status: 0 all answered, 3 some rows failed, 1 failure, 2 usage\n");
 }
 
 typedef struct pair_ctx {
@@ -334,7 +338,7 @@ static int pair_setup(const char *model_path, const char *index, pair_ctx *p) {
     return 0;
 }
 
-static int pair_single(pair_ctx *p, const char *a, const char *b, int json) {
+static int pair_single(pair_ctx *p, const char *a, const char *b, int json, const char *html) {
     siamidx_pair_result r;
     siamidx_error err;
     if (siamidx_pair_files(p->model, pair_head(p), a, b, NULL, &r, &err)) {
@@ -364,6 +368,8 @@ static int pair_single(pair_ctx *p, const char *a, const char *b, int json) {
                r.same_artist ? "same artist" : "different artists", r.threshold,
                siamidx_head_source_name(p->source));
     }
+    if (html && html_pair_report(html, a, b, &r, pair_head(p), p->source, p->model))
+        return CLI_EXIT_FAILURE;
     return CLI_EXIT_OK;
 }
 
@@ -604,12 +610,13 @@ done:
 
 int cmd_pair(int argc, char **argv) {
     const char *index = NULL, *model = NULL, *out = NULL, *batch = NULL, *root = NULL;
+    const char *html = NULL;
     int json = 0, first;
     const cli_option opts[] = {
         CLI_OPT("index", 'i', CLI_STRING, &index), CLI_OPT("model", 'm', CLI_STRING, &model),
         CLI_OPT("out", 'o', CLI_STRING, &out),     CLI_OPT("batch", 0, CLI_STRING, &batch),
         CLI_OPT("root", 0, CLI_STRING, &root),     CLI_OPT("json", 0, CLI_FLAG, &json),
-        CLI_END};
+        CLI_OPT("html", 0, CLI_STRING, &html),     CLI_END};
     int rc = cli_parse(argc, argv, opts, pair_usage, &first);
     if (rc >= 0) return rc;
     int n_images = argc - first;
@@ -617,6 +624,10 @@ int cmd_pair(int argc, char **argv) {
         cli_error(batch ? "pair: --batch takes no image arguments"
                         : "pair: give two images (or --batch PAIRS.csv)");
         pair_usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    if (batch && html) {
+        cli_error("pair: --html reports one pair, not --batch");
         return CLI_EXIT_USAGE;
     }
     if (!batch && (out || root)) {
@@ -627,7 +638,7 @@ int cmd_pair(int argc, char **argv) {
     rc = CLI_EXIT_FAILURE;
     if (pair_setup(model, index, &p) == 0)
         rc = batch ? pair_batch(&p, batch, root, out)
-                   : pair_single(&p, argv[first], argv[first + 1], json);
+                   : pair_single(&p, argv[first], argv[first + 1], json, html);
     pair_ctx_free(&p);
     return rc;
 }

@@ -16,10 +16,11 @@
 #include "siamidx_ext.h" /* dump: the index's records */
 #include "args.h"
 #include "cli.h"
+#include "html_report.h"
 #include "json.h"
 
 typedef struct index_args {
-    const char *index, *model, *type, *root, *artist;
+    const char *index, *model, *type, *root, *artist, *html;
     int batch, threads, quiet, wait, json, k;
 } index_args;
 
@@ -27,7 +28,7 @@ static const char *const usage_text =
     "usage: siamidx build COLLECTION... [-i INDEX] [-m MODEL] [--index-type flat|hnsw|ivf|ivfpq]\n"
     "                    [--root DIR] [--batch N] [--threads N] [--quiet] [--wait]\n"
     "       siamidx add IMAGE... --artist NAME [-i INDEX] [-m MODEL] [--wait]\n"
-    "       siamidx query IMAGE [-i INDEX] [-m MODEL] [-k K] [--json]\n"
+    "       siamidx query IMAGE [-i INDEX] [-m MODEL] [-k K] [--json] [--html FILE]\n"
     "       siamidx info [-i INDEX] [--json]\n"
     "       siamidx remove [-i INDEX] [--wait] PATH... | --artist NAME\n"
     "       siamidx verify [-i INDEX]\n"
@@ -41,7 +42,9 @@ static const char *const usage_text =
     "(default 256). A second writer fails with 'being written by process N' unless\n"
     "--wait. Readers (query, info, verify) see the last committed state.\n"
     "query names an indexed file with the image's very bytes as its exact match;\n"
-    "that record is then neither a neighbour nor evidence.\n"
+    "that record is then neither a neighbour nor evidence. --html FILE also writes\n"
+    "a self-contained page: the painting, the artists' probabilities, the indexed\n"
+    "paintings that carry the evidence, the model and index that answered.\n"
     "remove takes each PATH as query prints it (as given at build time) or as a\n"
     "path to the file, and names the ones that matched nothing.\n"
     "exit status: 0 success, 1 failure, 2 usage error, 3 some inputs failed (build,\n"
@@ -66,6 +69,7 @@ static int parse(int argc, char **argv, index_args *a, int *first) {
         CLI_OPT("wait", 0, CLI_FLAG, &a->wait),
         CLI_OPT("json", 0, CLI_FLAG, &a->json),
         CLI_OPT("artist", 0, CLI_STRING, &a->artist),
+        CLI_OPT("html", 0, CLI_STRING, &a->html), /* query: the report (html_report.h) */
         CLI_END};
     int rc = cli_parse(argc, argv, opts, index_usage, first);
     if (rc >= 0) return rc;
@@ -341,6 +345,8 @@ int cmd_query(int argc, char **argv) {
         s = siamidx_index_query(idx, model, argv[first], a.k, &r, &err);
         if (s) cli_error("%s", err.message);
         else print_query(argv[first], &r, a.json);
+        if (!s && a.html && html_query_report(a.html, argv[first], &r, model, idx, a.index))
+            s = SIAMIDX_ERR_IO;
         siamidx_query_result_free(&r);
     }
     siamidx_index_close(idx);
