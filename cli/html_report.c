@@ -445,13 +445,13 @@ static void pair_body(FILE *f, const void *ctx) {
     const char *side[2] = {p->a, p->b};
     for (int i = 0; i < 2; i++) {
         fputs("<div class=\"card\">", f);
-        picture(f, side[i], 320);
-        fputs("<div class=\"meta\" style=\"max-width:320px;word-break:break-all\">", f);
+        picture(f, side[i], 300);
+        fputs("<div class=\"meta\" style=\"max-width:300px;overflow-wrap:anywhere\">", f);
         esc(f, side[i]);
         fputs("</div></div>\n", f);
     }
     const siamidx_pair_result *r = p->r;
-    fprintf(f, "<div class=\"card\" style=\"min-width:380px\"><div class=\"big %s\" id=\"verdict\" "
+    fprintf(f, "<div class=\"card\" style=\"flex:1;min-width:340px\"><div class=\"big %s\" id=\"verdict\" "
                "data-probability=\"%.6f\" data-same-artist=\"%s\">",
             r->same_artist ? "same" : "diff", r->probability, r->same_artist ? "true" : "false");
     pct(f, r->probability);

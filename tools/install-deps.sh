@@ -13,6 +13,9 @@ pkgs="build-essential cmake pkg-config libfaiss-dev libopenblas-dev liblmdb-dev 
 pkgs="$pkgs clang libclang-rt-14-dev libomp-14-dev"
 # tests/test_fsync.sh watches the fsync calls with strace.
 pkgs="$pkgs strace"
+# tests/test_html_report.sh renders the --html reports in headless Chromium;
+# tests/test_manpage.sh renders the man page with groff.
+pkgs="$pkgs chromium groff-base"
 if [ "${1:-}" = "--dev" ]; then
     pkgs="$pkgs python3-torch python3-torchvision python3-numpy"
 fi
