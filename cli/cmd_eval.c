@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "html_report.h"
 #include "json.h"
+#include "progress.h"
 #include "siamidx_ext.h"
 
 static void usage(FILE *f) {
@@ -271,8 +272,13 @@ int cmd_eval(int argc, char **argv) {
     siamidx_error err;
     const char *dir = index ? index : siamidx_default_index_path();
     siamidx_status st = siamidx_index_open(dir, NULL, &io, &idx, &err);
+    cli_progress prog; /* queries scored, on stderr */
+    cli_progress_init(&prog, "eval", "queries", 0);
+    o.progress = cli_progress_update;
+    o.progress_ctx = &prog;
     if (!st)
         st = siamidx_index_evaluate_protocol_details(idx, &o, &r, html ? &details : NULL, &err);
+    cli_progress_end(&prog);
     siamidx_index_close(idx);
     name_list_free(&names);
     if (st) {

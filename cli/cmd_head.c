@@ -16,6 +16,7 @@
 #include "html_report.h"
 #include "json.h"
 #include "outfile.h"
+#include "progress.h"
 
 static int open_index(const char *dir, const siamidx_model *model, int writer,
                       siamidx_index **idx) {
@@ -122,7 +123,12 @@ int cmd_train(int argc, char **argv) {
     }
     siamidx_train_report r;
     siamidx_error err;
+    cli_progress prog; /* epochs, on stderr (a terminal: redrawn; a log: plain lines) */
+    cli_progress_init(&prog, "train", "epochs", json);
+    o.progress = cli_progress_update;
+    o.progress_ctx = &prog;
     siamidx_status st = siamidx_index_train_head(idx, &o, &r, &err);
+    cli_progress_end(&prog);
     if (!st && save_to)
         st = save_head_to_model(idx, index ? index : siamidx_default_index_path(), model, &o,
                                 save_to, &err);

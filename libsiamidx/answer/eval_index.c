@@ -335,7 +335,7 @@ static siamidx_status nearest(const eval_data *x, const size_t *qs, size_t nq,
 /* Every seen and unseen query scored against the gallery. */
 static siamidx_status score_queries(scorer *s, const uint8_t *roles, sx_ep_query *q,
                                     size_t *qrow, size_t *nq_out, size_t *ng_out,
-                                    siamidx_error *err) {
+                                    const siamidx_protocol_options *o, siamidx_error *err) {
     const eval_data *x = s->x;
     const sx_head *h = s->h;
     size_t n = x->n, nq = 0, ng = 0, na = x->artists.n, dim = (size_t)h->dim;
@@ -362,6 +362,7 @@ static siamidx_status score_queries(scorer *s, const uint8_t *roles, sx_ep_query
         st = sx_classifier_log_prob(s->c, qemb, nq, logp, err);
     }
     for (size_t i = 0; !st && i < nq; i++) {
+        if (o->progress && i % 64 == 0) o->progress(o->progress_ctx, i, nq);
         size_t r = qrow[i];
         for (size_t j = 0; j < m; j++) {
             size_t c = nn[i * m + j];
@@ -376,6 +377,7 @@ static siamidx_status score_queries(scorer *s, const uint8_t *roles, sx_ep_query
         q[i] = (sx_ep_query){x->item[r].artist, sx_ep_rank(prob, (int)na, x->item[r].artist), pu,
                              top, top_artist};
     }
+    if (!st && o->progress) o->progress(o->progress_ctx, nq, nq);
     *nq_out = nq;
     *ng_out = ng;
     free(gal), free(nn), free(logit), free(art), free(class_of), free(prob), free(logp), free(qemb);
@@ -468,7 +470,7 @@ static siamidx_status run(const sx_head *h, const sx_classifier *c, eval_data *x
     size_t pairs = o->pairs ? o->pairs : 10000, nq = 0, ng = 0;
     if (!st) st = score_population(&s, roles, SX_ROLE_TEST, pairs, o->seed, &seen, err);
     if (!st) st = score_population(&s, roles, SX_ROLE_UNSEEN, pairs, o->seed, &unseen, err);
-    if (!st) st = score_queries(&s, roles, q, qrow, &nq, &ng, err);
+    if (!st) st = score_queries(&s, roles, q, qrow, &nq, &ng, o, err);
     if (!st) {
         out->seed = o->seed;
         out->pairs = pairs;

@@ -266,6 +266,7 @@ static siamidx_status train_loop(sx_head *h, const sx_train_opts *o, train_work 
         double auc = sx_roc_auc(w->val_z, w->val_labels, n_val_pairs);
         h->report.epochs_run = ep;
         if (o->verbose) fprintf(stderr, "epoch %d: validation AUC %.4f\n", ep, auc);
+        if (o->progress) o->progress(o->progress_ctx, (size_t)ep, (size_t)o->epochs);
         if (auc > best_auc + 1e-5) {
             best_auc = auc;
             memcpy(w->best_w, h->w, (size_t)nf * sizeof(float));

@@ -403,6 +403,8 @@ void sx_train_opts_from_public(const siamidx_train_options *opt, sx_train_opts *
     o->seed = opt->seed;
     o->holdout_artists = opt->holdout_artists;
     o->verbose = opt->verbose;
+    o->progress = opt->progress;
+    o->progress_ctx = opt->progress_ctx;
 }
 
 void sx_train_report_from_head(const sx_head *h, size_t unseen_artists,
