@@ -90,6 +90,19 @@ cmp -s "$TMP/pair.html" "$TMP/keep.html" || fail "a failed pair touched the prev
     >/dev/null 2>&1 && fail "--html into a missing folder succeeded"
 ls "$TMP"/*.tmp.* >/dev/null 2>&1 && fail "temporary files left behind"
 
+# the calibration context of a model file's head: kept by train --save-to-model, absent
+# (and said so) for a hand-made head
+"$BIN" train -i "$TMP/idx" --val-fraction 0.6 --seed 3 --save-to-model "$TMP/mh.safetensors" \
+    -m "$M0" >/dev/null || fail "train --save-to-model exit $?"
+"$BIN" pair "$TMP/img/1.png" "$TMP/img/4.png" -m "$TMP/mh.safetensors" --html "$TMP/pm.html" >/dev/null ||
+    fail "pair with the model's head exit $?"
+grep -q 'validation pairs the head scored between' "$TMP/pm.html" || fail "model head: no calibration context"
+"$BIN" pair "$TMP/img/1.png" "$TMP/img/4.png" -m "$DATA/model/tiny_resnet18_head.safetensors" \
+    --html "$TMP/pn.html" >/dev/null || fail "pair with a hand-made head exit $?"
+grep -q 'records no validation pairs' "$TMP/pn.html" || fail "hand-made head: no note on the missing context"
+"$BIN" pair --batch "$DATA/csv/pairs.csv" -m "$TMP/mh.safetensors" --html "$TMP/b.html" >/dev/null 2>&1
+[ $? -eq 2 ] || fail "pair --batch --html is not a usage error"
+
 # ---- rendered ----
 CHROMIUM=$(command -v chromium || command -v chromium-browser || true)
 if [ -z "$CHROMIUM" ]; then
