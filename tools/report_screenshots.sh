@@ -38,7 +38,7 @@ cp "img/$Q" "query.${Q##*.}" && printf 'x' >>"query.${Q##*.}" # not an exact mat
 "$BIN" query "query.${Q##*.}" -i idx -m "$M0" -k 30 --html query.html >/dev/null
 "$BIN" pair "img/$Q" "img/$(cd img && ls Hals-* | head -1)" -i idx -m "$M0" --html pair.html >/dev/null
 "$BIN" eval -i idx --unseen-artists unseen.txt --pairs 2000 --html eval.html >/dev/null
-for r in query:1500 pair:900 eval:1100; do
+for r in query:1200 pair:900 eval:1100; do
     name=${r%%:*}
     "$CHROMIUM" --headless --no-sandbox --disable-gpu --hide-scrollbars --no-first-run \
         --user-data-dir="$TMP/profile" --window-size=1200,${r##*:} \
