@@ -30,6 +30,7 @@ void cli_progress_update(void *ctx, size_t done, size_t total) {
     p->done = done, p->total = total, p->pending = 1;
     /* a terminal redraws often, a log gets a line now and then */
     if (done < total && p->last > 0 && t - p->last < (p->tty ? 0.1 : p->every)) return;
+    if (!p->tty && done == 0 && total > 0) return; /* a log line says something has been done */
     show(p, done, total, t);
 }
 
