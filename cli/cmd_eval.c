@@ -10,7 +10,9 @@
 
 #include "args.h"
 #include "cli.h"
+#include "html_report.h"
 #include "lines.h"
+#include "progress.h"
 #include "siamidx_ext.h" /* JSON documents */
 
 static const cli_help eval_help = {
@@ -66,7 +68,7 @@ static void print_text(const siamidx_protocol_report *r) {
 int cmd_eval(int argc, char **argv) {
     siamidx_protocol_options o;
     siamidx_protocol_options_init(&o);
-    const char *index = NULL, *unseen = NULL;
+    const char *index = NULL, *unseen = NULL, *html = NULL;
     int json = 0, legacy = 0, first;
     uint64_t seed = o.seed;
     int pairs = (int)o.pairs;
@@ -82,6 +84,9 @@ int cmd_eval(int argc, char **argv) {
         CLI_NUM("unknown-prior", 0, CLI_DOUBLE, &prior, 0, 1, CLI_OPEN_MAX, "P",
                 "score as if trained with this prior, 0 <= P < 1 (default: the index's)"),
         CLI_OPT_JSON(&json),
+        CLI_OPT("html", 0, CLI_STRING, &html, "FILE",
+                "also a self-contained page: ROC curves per population, calibration, recall "
+                "per artist (worst first), the most confused artists"),
         CLI_OPT("legacy", 0, CLI_FLAG, &legacy, NULL,
                 "the earlier report (random negatives), for comparison"),
         CLI_END};
@@ -92,7 +97,8 @@ int cmd_eval(int argc, char **argv) {
         return CLI_EXIT_USAGE;
     }
     if (legacy) {
-        if (unseen) return cli_error("eval: --legacy takes no --unseen-artists"), CLI_EXIT_USAGE;
+        if (unseen || html)
+            return cli_error("eval: --legacy takes no --unseen-artists or --html"), CLI_EXIT_USAGE;
         return cmd_eval_legacy(index, json);
     }
     o.seed = seed;
@@ -107,11 +113,18 @@ int cmd_eval(int argc, char **argv) {
     io.read_only = 1;
     siamidx_index *idx = NULL;
     siamidx_protocol_report r;
+    siamidx_protocol_details details = {0}; /* what --html draws */
     siamidx_error err;
-    siamidx_status st = siamidx_index_open(index ? index : siamidx_default_index_path(), NULL,
-                                           &io, &idx, &err);
+    const char *dir = index ? index : siamidx_default_index_path();
+    siamidx_status st = siamidx_index_open(dir, NULL, &io, &idx, &err);
     int have_report = 0;
-    if (!st) st = siamidx_index_evaluate_protocol(idx, &o, &r, &err);
+    cli_progress prog; /* queries scored, on stderr */
+    cli_progress_init(&prog, "eval", "queries", 0);
+    o.progress = cli_progress_update;
+    o.progress_ctx = &prog;
+    if (!st)
+        st = siamidx_index_evaluate_protocol_details(idx, &o, &r, html ? &details : NULL, &err);
+    cli_progress_end(&prog);
     have_report = !st;
     char *doc = NULL;
     if (!st && json) st = siamidx_protocol_report_json(idx, &r, &doc, &err);
@@ -119,6 +132,7 @@ int cmd_eval(int argc, char **argv) {
     cli_lines_free(&names);
     if (st) {
         if (have_report) siamidx_protocol_report_free(&r);
+        siamidx_protocol_details_free(&details);
         cli_error("%s", err.message);
         return CLI_EXIT_FAILURE;
     }
@@ -128,6 +142,8 @@ int cmd_eval(int argc, char **argv) {
     } else {
         print_text(&r);
     }
+    rc = html && html_eval_report(html, dir, &r, &details) ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
+    siamidx_protocol_details_free(&details);
     siamidx_protocol_report_free(&r);
-    return CLI_EXIT_OK;
+    return rc;
 }

@@ -13,8 +13,10 @@
 #include "siamidx_ext.h" /* pairs CSV reader, cached embeddings, heads into models */
 #include "args.h"
 #include "cli.h"
+#include "html_report.h"
 #include "lines.h"
 #include "outfile.h"
+#include "progress.h"
 
 static int open_index(const char *dir, const siamidx_model *model, int writer,
                       siamidx_index **idx) {
@@ -123,7 +125,12 @@ int cmd_train(int argc, char **argv) {
     }
     siamidx_train_report r;
     siamidx_error err;
+    cli_progress prog; /* epochs, on stderr (a terminal: redrawn; a log: plain lines) */
+    cli_progress_init(&prog, "train", "epochs", json);
+    o.progress = cli_progress_update;
+    o.progress_ctx = &prog;
     siamidx_status st = siamidx_index_train_head(idx, &o, &r, &err);
+    cli_progress_end(&prog);
     if (!st && save_to)
         st = save_head_to_model(idx, index ? index : siamidx_default_index_path(), model, &o,
                                 save_to, &err);
@@ -203,7 +210,9 @@ static const cli_help pair_help = {
     "model's default head. --batch reads a CSV with columns index,image1,image2\n"
     "(Kaggle's submission_info.csv) and writes index,sameArtist (the probability);\n"
     "each distinct image is embedded once. Rows that cannot be answered are reported\n"
-    "on stderr and left out.\n"
+    "on stderr and left out. --html FILE also writes a self-contained page: both\n"
+    "paintings, the probability, verdict and threshold, and how often the head's\n"
+    "validation pairs scored alike were by one artist.\n"
     "exit status: 0 all answered, 3 some rows failed, 1 failure, 2 usage\n"};
 
 typedef struct pair_ctx {
@@ -255,7 +264,7 @@ static int pair_setup(const char *model_path, const char *index, pair_ctx *p) {
     return 0;
 }
 
-static int pair_single(pair_ctx *p, const char *a, const char *b, int json) {
+static int pair_single(pair_ctx *p, const char *a, const char *b, int json, const char *html) {
     siamidx_pair_result r;
     siamidx_error err;
     if (siamidx_pair_files(p->model, pair_head(p), a, b, NULL, &r, &err)) {
@@ -275,6 +284,8 @@ static int pair_single(pair_ctx *p, const char *a, const char *b, int json) {
                r.same_artist ? "same artist" : "different artists", r.threshold,
                siamidx_head_source_name(p->source));
     }
+    if (html && html_pair_report(html, a, b, &r, pair_head(p), p->source, p->model))
+        return CLI_EXIT_FAILURE;
     return CLI_EXIT_OK;
 }
 
@@ -515,6 +526,7 @@ done:
 
 int cmd_pair(int argc, char **argv) {
     const char *index = NULL, *model = NULL, *out = NULL, *batch = NULL, *root = NULL;
+    const char *html = NULL;
     int json = 0, first;
     const cli_option opts[] = {
         CLI_OPT("index", 'i', CLI_STRING, &index, "DIR",
@@ -527,6 +539,8 @@ int cmd_pair(int argc, char **argv) {
         CLI_OPT("out", 'o', CLI_STRING, &out, "OUT.csv",
                 "with --batch: the answers, replaced atomically (default: standard output)"),
         CLI_OPT_JSON(&json),
+        CLI_OPT("html", 0, CLI_STRING, &html, "FILE",
+                "also a self-contained page of the pair (not with --batch)"),
         CLI_END};
     int rc = cli_parse(argc, argv, opts, &pair_help, &first);
     if (rc >= 0) return rc;
@@ -540,6 +554,10 @@ int cmd_pair(int argc, char **argv) {
         cli_error("pair: --json goes with A B, not --batch");
         return CLI_EXIT_USAGE;
     }
+    if (batch && html) {
+        cli_error("pair: --html reports one pair, not --batch");
+        return CLI_EXIT_USAGE;
+    }
     if (!batch && (out || root)) {
         cli_error("pair: -o and --root go with --batch");
         return CLI_EXIT_USAGE;
@@ -548,7 +566,7 @@ int cmd_pair(int argc, char **argv) {
     rc = CLI_EXIT_FAILURE;
     if (pair_setup(model, index, &p) == 0)
         rc = batch ? pair_batch(&p, batch, root, out)
-                   : pair_single(&p, argv[first], argv[first + 1], json);
+                   : pair_single(&p, argv[first], argv[first + 1], json, html);
     pair_ctx_free(&p);
     return rc;
 }

@@ -16,9 +16,10 @@
 #include "siamidx_ext.h" /* dump: the index's records; JSON documents */
 #include "args.h"
 #include "cli.h"
+#include "html_report.h"
 
 typedef struct index_args {
-    const char *index, *model, *type, *root, *artist, *shard;
+    const char *index, *model, *type, *root, *artist, *shard, *html;
     int batch, threads, quiet, wait, json, k, neighbors, candidates;
 } index_args;
 
@@ -49,7 +50,9 @@ static const cli_help query_help = {
     "--candidates nearest paintings against the image and weighs each artist against\n"
     "\"unknown\"; without any head the artists are ranked by similarity only (said so).\n"
     "An indexed file with the image's very bytes is named as its exact match; that\n"
-    "record is then neither a neighbour nor evidence.\n"};
+    "record is then neither a neighbour nor evidence. --html FILE also writes a\n"
+    "self-contained page: the painting, the artists' probabilities, the indexed\n"
+    "paintings that carry the evidence, the model and index that answered.\n"};
 static const cli_help info_help = {"siamidx info [options]",
                                    "What an index holds: images, artists, model, FAISS index.\n"};
 static const cli_help remove_help = {
@@ -120,7 +123,10 @@ static int parse_query(int argc, char **argv, index_args *a, int *first) {
         CLI_NUM("candidates", 0, CLI_INT, &a->candidates, 1, 100000, 0, "N",
                 "nearest indexed paintings scored as evidence, at least --neighbors (what "
                 "\"unknown\" was fitted on and eval scores)"),
-        CLI_OPT_THREADS(&a->threads), CLI_OPT_JSON(&a->json), CLI_END};
+        CLI_OPT_THREADS(&a->threads), CLI_OPT_JSON(&a->json),
+        CLI_OPT("html", 0, CLI_STRING, &a->html, "FILE",
+                "also a self-contained page of the answer, with the evidence's thumbnails"),
+        CLI_END};
     return parse(argc, argv, opts, &query_help, a, first);
 }
 
@@ -415,6 +421,8 @@ int cmd_query(int argc, char **argv) {
         } else {
             print_query(&r);
         }
+        if (!s && a.html && html_query_report(a.html, argv[first], &r, model, idx, a.index))
+            s = SIAMIDX_ERR_IO;
         siamidx_query_result_free(&r);
     }
     siamidx_index_close(idx);

@@ -8,6 +8,7 @@
 #include "siamidx_ext.h"
 #include "args.h"
 #include "cli.h"
+#include "progress.h"
 
 /* Raised by SIGINT/SIGTERM; the trainer checkpoints after the current step. */
 static volatile int stop_requested;
@@ -43,11 +44,6 @@ static const cli_help train_encoder_help = {
     "--augment processing sets each --aug-* probability to 0.3 (given ones win).\n"
     "Ctrl-C or SIGTERM writes a resumable checkpoint, then exits with status 1.\n"};
 
-static void head_progress(void *ctx, size_t done, size_t total) {
-    (void)ctx;
-    fprintf(stderr, "\rtrain-encoder: embedded %zu of %zu images for the head", done, total);
-    if (done == total) fputc('\n', stderr);
-}
 
 /* The model's default head, trained on the best model's embeddings of the collection. */
 static int train_default_head(const siamidx_encoder_training *t, double val_fraction) {
@@ -58,9 +54,18 @@ static int train_default_head(const siamidx_encoder_training *t, double val_frac
     siamidx_train_report r;
     size_t failed;
     siamidx_error err;
-    if (siamidx_model_train_head_many(t->output, t->collections, (size_t)t->n_collections,
-                                      t->exclude_artists, &ho, head_progress, NULL, &r, &failed,
-                                      &err)) {
+    /* a terminal gets a redrawn line, a log plain lines (it used to get "\r"s) */
+    cli_progress embed_prog, epoch_prog;
+    cli_progress_init(&embed_prog, "train-encoder: default head", "images embedded", 0);
+    cli_progress_init(&epoch_prog, "train-encoder: default head", "epochs", 0);
+    ho.progress = cli_progress_update;
+    ho.progress_ctx = &epoch_prog;
+    siamidx_status st = siamidx_model_train_head_many(
+        t->output, t->collections, (size_t)t->n_collections, t->exclude_artists, &ho,
+        cli_progress_update, &embed_prog, &r, &failed, &err);
+    cli_progress_end(&embed_prog);
+    cli_progress_end(&epoch_prog);
+    if (st) {
         cli_error("train-encoder: default head: %s (here: --head-val-fraction); %s was "
                   "written without a default head: build an index with it and run `siamidx "
                   "train -i INDEX --save-to-model` to add one",

@@ -605,6 +605,8 @@ typedef struct siamidx_train_options {
     double unknown_prior; /* P(a query's artist is not in the index), 0 <= P < 1: the
                              prior "unknown" is weighed against (docs/evaluation.md);
                              init sets SIAMIDX_DEFAULT_UNKNOWN_PRIOR; 0: never "unknown" */
+    siamidx_progress_fn progress; /* after each epoch: epochs done of the most (may stop early) */
+    void *progress_ctx;
 } siamidx_train_options;
 
 /* Chosen by measurement (docs/evaluation.md, "Attribution: logistic + fusion"). */
@@ -696,6 +698,8 @@ typedef struct siamidx_protocol_options {
     size_t n_unseen_artists;
     double unknown_prior; /* >= 0: scores as if the index's classifier had this
                              prior (to choose one); < 0 (init): the index's own */
+    siamidx_progress_fn progress; /* queries scored of all (the slow part), now and then */
+    void *progress_ctx;
 } siamidx_protocol_options;
 
 void siamidx_protocol_options_init(siamidx_protocol_options *opt);

@@ -200,6 +200,10 @@ siamidx_status siamidx_index_foreach_record(siamidx_index *idx, siamidx_record_f
 
 void siamidx_json_free(char *json);
 
+/* How many leading bytes of s[0..n) are valid UTF-8 (whole characters): what the JSON
+   documents and the HTML reports keep before writing U+FFFD for a byte that is not. */
+size_t siamidx_utf8_valid_prefix(const char *s, size_t n);
+
 /* kind "query": image, index, model, head, exact_match, artists, unknown, neighbors. */
 siamidx_status siamidx_query_json(siamidx_index *idx, const siamidx_model *model,
                                   const char *image, const siamidx_query_result *res,
@@ -244,6 +248,69 @@ siamidx_status siamidx_index_pair_json(siamidx_index *idx, const siamidx_model *
 siamidx_status siamidx_index_add_json(siamidx_index *idx, const siamidx_model *model,
                                       const char *const *paths, size_t n, const char *artist,
                                       char **json, siamidx_error *err);
+
+/* ---- what reports show (siamidx query/pair/eval --html) ------------------------------ */
+
+/*
+ * A JPEG (quality 1..100) of an image file, shrunk to fit max_side x max_side
+ * (never enlarged), decoded as embedding decodes it (EXIF orientation, the
+ * default pixel limit). *jpeg is malloc'ed (free()); width/height (may be
+ * NULL) receive its size.
+ */
+siamidx_status siamidx_image_thumbnail_jpeg(const char *path, int max_side, int quality,
+                                            void **jpeg, size_t *len, int *width, int *height,
+                                            siamidx_error *err);
+
+/* Pairs whose calibrated probability fell in [lo, hi), and how many were by one artist. */
+typedef struct siamidx_calibration_bin {
+    double lo, hi;
+    uint64_t pairs, same;
+} siamidx_calibration_bin;
+
+/*
+ * The head's reliability on its validation pairs, in ten equal bins of the
+ * probability: "of pairs scored like this, same/pairs were by the same
+ * artist". Writes up to cap bins and returns how many the head holds (10),
+ * 0 when it holds none (heads trained before they were recorded, hand-made).
+ */
+size_t siamidx_head_calibration(const siamidx_head *head, siamidx_calibration_bin *bins,
+                                size_t cap);
+
+/* A ROC curve: n points (false accept rate, true accept rate) from (0,0) to (1,1). */
+typedef struct siamidx_roc_curve {
+    size_t n;
+    float *far, *tar;
+} siamidx_roc_curve;
+
+typedef struct siamidx_artist_recall {
+    char *artist;
+    size_t queries, top1, top3; /* held-out images; named first; among the first three */
+} siamidx_artist_recall;
+
+typedef struct siamidx_confusion {
+    char *truth, *named; /* a held-out image by `truth` whose first named artist was `named` */
+    size_t count;
+} siamidx_confusion;
+
+/* What a report draws beside siamidx_protocol_report's figures (overall, all sources). */
+typedef struct siamidx_protocol_details {
+    /* [0] seen, [1] unseen population; [.][0] against same-source, [.][1] same-style negatives */
+    siamidx_roc_curve roc[2][2];
+    /* per population: its positives with its same-source negatives, in ten bins */
+    siamidx_calibration_bin calibration[2][10];
+    siamidx_artist_recall *recall; /* seen queries per artist, worst top-1 recall first */
+    size_t n_recall;
+    siamidx_confusion *confusions; /* seen queries named wrongly, most frequent first */
+    size_t n_confusions;
+} siamidx_protocol_details;
+
+/* siamidx_index_evaluate_protocol, also filling *details (at most 200 points a curve). */
+siamidx_status siamidx_index_evaluate_protocol_details(siamidx_index *idx,
+                                                       const siamidx_protocol_options *opt,
+                                                       siamidx_protocol_report *out,
+                                                       siamidx_protocol_details *details,
+                                                       siamidx_error *err);
+void siamidx_protocol_details_free(siamidx_protocol_details *d);
 
 #ifdef __cplusplus
 }

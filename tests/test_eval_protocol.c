@@ -181,8 +181,8 @@ static void test_attribution(void) {
     CHECK(sx_ep_rank(tie, 3, 0) == 1 && sx_ep_rank(tie, 3, 1) == 1); /* ties go against */
 
     /* artist 0: ranks 0, 0, 1; artist 1: rank 2; artist 2: not named */
-    const sx_ep_query q[] = {{0, 0, 0.10, 0.60}, {0, 0, 0.70, 0.20}, {0, 1, 0.20, 0.50},
-                             {1, 2, 0.50, 0.40}, {2, -1, 0.90, 0.05}};
+    const sx_ep_query q[] = {{0, 0, 0.10, 0.60, 0}, {0, 0, 0.70, 0.20, 0}, {0, 1, 0.20, 0.50, 1},
+                             {1, 2, 0.50, 0.40, 0}, {2, -1, 0.90, 0.05, 0}};
     sx_ep_attribution a;
     siamidx_error err;
     CHECK(sx_ep_attribute(q, 5, 4, &a, &err) == SIAMIDX_OK);
@@ -194,7 +194,7 @@ static void test_attribution(void) {
 
     CHECK(sx_ep_attribute(q, 0, 4, &a, &err) == SIAMIDX_OK);
     CHECK(a.n_queries == 0 && isnan(a.top1) && isnan(a.balanced_top1) && isnan(a.unknown_first));
-    const sx_ep_query bad[] = {{9, 0, 0.1, 0.2}};
+    const sx_ep_query bad[] = {{9, 0, 0.1, 0.2, 9}};
     CHECK(sx_ep_attribute(bad, 1, 4, &a, &err) == SIAMIDX_ERR_INVALID_ARGUMENT);
 }
 

@@ -2,6 +2,7 @@
 #include <math.h>
 
 #include "check.h"
+#include "siamidx_ext.h"
 #include "base/pairs.h"
 #include "nn/model.h"
 #include "head/attribution.h"
@@ -111,10 +112,33 @@ static void test_train_and_evaluate(const float *emb, const int32_t *artist) {
                   prob(h2, emb + i * DIM, emb + (i + 5) * DIM));
         CHECK(h2->threshold == h->threshold && h2->attr_unknown == h->attr_unknown);
         CHECK(h2->report.val_auc == h->report.val_auc);
+        /* the validation pairs' reliability bins (pair reports' context) survive */
+        uint64_t pairs = 0, same = 0;
+        for (int k = 0; k < SX_HEAD_CALIB_BINS; k++) pairs += h->calib_n[k], same += h->calib_same[k];
+        CHECK_MSG(h->has_calib && pairs == 10000 && same > 0 && same < pairs, "bins %llu/%llu",
+                  (unsigned long long)pairs, (unsigned long long)same);
+        CHECK(h2->has_calib && !memcmp(h2->calib_n, h->calib_n, sizeof h->calib_n) &&
+              !memcmp(h2->calib_same, h->calib_same, sizeof h->calib_same));
+        siamidx_calibration_bin bins[10];
+        CHECK(siamidx_head_calibration(h2, bins, 10) == 10 && bins[9].hi == 1.0 &&
+              bins[3].pairs == h->calib_n[3] && bins[3].same == h->calib_same[3]);
+        /* the bins agree with the probabilities: high bins mostly same-artist pairs */
+        CHECK(bins[9].pairs == 0 || bins[9].same * 2 > bins[9].pairs);
+        CHECK(bins[0].pairs == 0 || bins[0].same * 2 < bins[0].pairs);
         CHECK(sx_head_roles(h2, &d, again, &err) == SIAMIDX_OK && !memcmp(roles, again, N));
     }
     siamidx_head_free(h2);
     h2 = NULL;
+    /* a malformed calibration line is refused; a head without one has none */
+    {
+        sx_head *g = NULL;
+        CHECK(sx_head_calibration_parse(h, "1/2,3/3", 7) == 0);
+        const char *ok = "5/1,0/0,0/0,0/0,0/0,0/0,0/0,0/0,0/0,4/4";
+        CHECK(sx_head_new(3, SX_FEAT_COS, &g, &err) == SIAMIDX_OK);
+        CHECK(siamidx_head_calibration(g, NULL, 0) == 0);
+        CHECK(sx_head_calibration_parse(g, ok, strlen(ok)) == 1 && g->calib_n[9] == 4);
+        siamidx_head_free(g);
+    }
     /* damaged blobs are refused, not trusted */
     CHECK(sx_head_from_blob(blob, len - 1, &h2, &err) == SIAMIDX_ERR_INDEX_CORRUPT && !h2);
     blob[0] = 'X';

@@ -113,7 +113,31 @@ static void test_pairs_balanced(void) {
     sx_groups_free(&g);
 }
 
+/* ROC: ends at (0,0) and (1,1), monotone, thinned to the cap, one point per tie group. */
+static void test_roc_curve(void) {
+    const float s[] = {0.9f, 0.8f, 0.8f, 0.3f, 0.1f};
+    const uint8_t y[] = {1, 1, 0, 0, 1};
+    float far[8], tar[8];
+    size_t n = sx_roc_curve(s, y, 5, 8, far, tar);
+    CHECK_MSG(n == 5, "%zu points", n); /* (0,0) + 4 tie groups */
+    CHECK(far[0] == 0 && tar[0] == 0 && far[n - 1] == 1 && tar[n - 1] == 1);
+    CHECK(fabsf(tar[1] - 1.0f / 3) < 1e-6f && far[1] == 0);      /* 0.9 */
+    CHECK(fabsf(tar[2] - 2.0f / 3) < 1e-6f && far[2] == 0.5f);   /* 0.8 tie: both move */
+    enum { N = 5000 };
+    static float big[N];
+    static uint8_t lab[N];
+    for (int i = 0; i < N; i++) big[i] = (float)((i * 7919) % N) / N, lab[i] = (i * 31) % 3 == 0;
+    float bf[50], bt[50];
+    n = sx_roc_curve(big, lab, N, 50, bf, bt);
+    CHECK_MSG(n >= 40 && n <= 50, "%zu points", n);
+    CHECK(bf[n - 1] == 1 && bt[n - 1] == 1);
+    for (size_t i = 1; i < n; i++) CHECK(bf[i] >= bf[i - 1] && bt[i] >= bt[i - 1]);
+    const uint8_t one_class[] = {1, 1, 1, 1, 1};
+    CHECK(sx_roc_curve(s, one_class, 5, 8, far, tar) == 0);
+}
+
 int main(void) {
+    test_roc_curve();
     test_auc_random();
     test_known_case();
     test_separable_and_degenerate();

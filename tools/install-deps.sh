@@ -20,6 +20,10 @@ pkgs="$pkgs strace"
 # folder). Installing them may also enable the system's munge/slurm services;
 # those use /etc and are not what the test starts.
 pkgs="$pkgs slurm-wlm munge"
+
+# tests/test_html_report.sh renders the --html reports in headless Chromium;
+# tests/test_manpage.sh renders the man page with groff.
+pkgs="$pkgs chromium groff-base"
 if [ "${1:-}" = "--dev" ]; then
     pkgs="$pkgs python3-torch python3-torchvision"
 fi

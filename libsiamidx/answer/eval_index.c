@@ -23,6 +23,7 @@
 #include "siamidx.h"
 #include "siamidx_ext.h"
 #include "base/error.h"
+#include "base/metrics.h"
 #include "answer/index_head.h"
 #include "base/sha256.h"
 #include "head/attribution.h"
@@ -334,7 +335,7 @@ static siamidx_status nearest(const eval_data *x, const size_t *qs, size_t nq,
 /* Every seen and unseen query scored against the gallery. */
 static siamidx_status score_queries(scorer *s, const uint8_t *roles, sx_ep_query *q,
                                     size_t *qrow, size_t *nq_out, size_t *ng_out,
-                                    siamidx_error *err) {
+                                    const siamidx_protocol_options *o, siamidx_error *err) {
     const eval_data *x = s->x;
     const sx_head *h = s->h;
     size_t n = x->n, nq = 0, ng = 0, na = x->artists.n, dim = (size_t)h->dim;
@@ -361,6 +362,7 @@ static siamidx_status score_queries(scorer *s, const uint8_t *roles, sx_ep_query
         st = sx_classifier_log_prob(s->c, qemb, nq, logp, err);
     }
     for (size_t i = 0; !st && i < nq; i++) {
+        if (o->progress && i % 64 == 0) o->progress(o->progress_ctx, i, nq);
         size_t r = qrow[i];
         for (size_t j = 0; j < m; j++) {
             size_t c = nn[i * m + j];
@@ -369,10 +371,13 @@ static siamidx_status score_queries(scorer *s, const uint8_t *roles, sx_ep_query
         }
         double pu = sx_fuse(h, s->c, logp + i * C, class_of, logit, art, m, (int)na, prob);
         double top = 0;
-        for (size_t a = 0; a < na; a++) top = prob[a] > top ? prob[a] : top;
+        int32_t top_artist = -1;
+        for (size_t a = 0; a < na; a++)
+            if (prob[a] > top) top = prob[a], top_artist = (int32_t)a;
         q[i] = (sx_ep_query){x->item[r].artist, sx_ep_rank(prob, (int)na, x->item[r].artist), pu,
-                             top};
+                             top, top_artist};
     }
+    if (!st && o->progress) o->progress(o->progress_ctx, nq, nq);
     *nq_out = nq;
     *ng_out = ng;
     free(gal), free(nn), free(logit), free(art), free(class_of), free(prob), free(logp), free(qemb);
@@ -440,8 +445,14 @@ static int cmp_name(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static siamidx_status fill_details(const eval_data *x, const uint8_t *roles,
+                                   const pop_pairs *seen, const pop_pairs *unseen,
+                                   const sx_ep_query *q, const size_t *qrow, size_t nq,
+                                   siamidx_protocol_details *d, siamidx_error *err);
+
 static siamidx_status run(const sx_head *h, const sx_classifier *c, eval_data *x, const siamidx_protocol_options *o,
-                          siamidx_protocol_report *out, siamidx_error *err) {
+                          siamidx_protocol_report *out, siamidx_protocol_details *details,
+                          siamidx_error *err) {
     size_t n = x->n, dim = (size_t)h->dim;
     uint8_t *roles = malloc(n + 1);
     sx_ep_query *q = malloc((n + 1) * sizeof *q);
@@ -459,7 +470,7 @@ static siamidx_status run(const sx_head *h, const sx_classifier *c, eval_data *x
     size_t pairs = o->pairs ? o->pairs : 10000, nq = 0, ng = 0;
     if (!st) st = score_population(&s, roles, SX_ROLE_TEST, pairs, o->seed, &seen, err);
     if (!st) st = score_population(&s, roles, SX_ROLE_UNSEEN, pairs, o->seed, &unseen, err);
-    if (!st) st = score_queries(&s, roles, q, qrow, &nq, &ng, err);
+    if (!st) st = score_queries(&s, roles, q, qrow, &nq, &ng, o, err);
     if (!st) {
         out->seed = o->seed;
         out->pairs = pairs;
@@ -491,7 +502,8 @@ static siamidx_status run(const sx_head *h, const sx_classifier *c, eval_data *x
         if (!st) st = attribution_for(x, roles, q, qrow, nq, source, g, err);
         g->unseen_artists = unseen_artists_in(x, roles, source, hit);
     }
-    if (st) siamidx_protocol_report_free(out);
+    if (!st && details) st = fill_details(x, roles, &seen, &unseen, q, qrow, nq, details, err);
+    if (st) siamidx_protocol_report_free(out), siamidx_protocol_details_free(details);
     pop_pairs_free(&seen), pop_pairs_free(&unseen);
     free(roles), free(q), free(qrow), free(s.z), free(s.feat), free(sorted), free(hit);
     return st;
@@ -500,6 +512,15 @@ static siamidx_status run(const sx_head *h, const sx_classifier *c, eval_data *x
 siamidx_status siamidx_index_evaluate_protocol(siamidx_index *idx,
                                                const siamidx_protocol_options *opt,
                                                siamidx_protocol_report *out, siamidx_error *err) {
+    return siamidx_index_evaluate_protocol_details(idx, opt, out, NULL, err);
+}
+
+siamidx_status siamidx_index_evaluate_protocol_details(siamidx_index *idx,
+                                                       const siamidx_protocol_options *opt,
+                                                       siamidx_protocol_report *out,
+                                                       siamidx_protocol_details *details,
+                                                       siamidx_error *err) {
+    if (details) memset(details, 0, sizeof *details);
     if (!idx || !out) return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "eval: NULL argument");
     memset(out, 0, sizeof *out);
     siamidx_protocol_options o;
@@ -519,10 +540,136 @@ siamidx_status siamidx_index_evaluate_protocol(siamidx_index *idx,
             st = sx_fail(err, SIAMIDX_ERR_MODEL_MISMATCH,
                          "the head expects %d-dimensional embeddings, the index holds %d",
                          h->dim, x.dim);
-        if (!st) st = run(h, c, &x, &o, out, err);
+        if (!st) st = run(h, c, &x, &o, out, details, err);
         eval_data_free(&x);
     }
     siamidx_head_free(h);
     sx_classifier_free(c);
     return st;
+}
+
+/* ---- what reports draw -------------------------------------------------------------------- */
+
+#define ROC_POINTS 200
+
+/* The ROC of positives against one negative set. */
+static siamidx_status roc_of(const float *pos, const float *neg, size_t n, siamidx_roc_curve *c,
+                             siamidx_error *err) {
+    float *score = malloc((2 * n + 1) * sizeof *score);
+    uint8_t *label = malloc(2 * n + 1);
+    c->far = malloc(ROC_POINTS * sizeof *c->far);
+    c->tar = malloc(ROC_POINTS * sizeof *c->tar);
+    siamidx_status st = SIAMIDX_OK;
+    if (!score || !label || !c->far || !c->tar) {
+        st = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "evaluation: out of memory for a ROC curve");
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            score[i] = pos[i], label[i] = 1;
+            score[n + i] = neg[i], label[n + i] = 0;
+        }
+        c->n = sx_roc_curve(score, label, 2 * n, ROC_POINTS, c->far, c->tar);
+    }
+    free(score), free(label);
+    return st;
+}
+
+static void calibration_of(const pop_pairs *pp, siamidx_calibration_bin *bins) {
+    for (int k = 0; k < 10; k++) bins[k] = (siamidx_calibration_bin){k / 10.0, (k + 1) / 10.0, 0, 0};
+    for (size_t i = 0; i < 2 * pp->p.n; i++) {
+        float p = i < pp->p.n ? pp->pos[i] : pp->neg_source[i - pp->p.n];
+        int k = p != p ? -1 : p >= 1 ? 9 : p < 0 ? 0 : (int)(p * 10);
+        if (k < 0) continue;
+        bins[k].pairs++;
+        bins[k].same += i < pp->p.n;
+    }
+}
+
+static int cmp_recall(const void *pa, const void *pb) {
+    const siamidx_artist_recall *a = pa, *b = pb;
+    /* worst first: lower top-1 share (a.top1/a.queries < b.top1/b.queries), then more queries */
+    double ra = (double)a->top1 / (double)a->queries, rb = (double)b->top1 / (double)b->queries;
+    if (ra != rb) return ra < rb ? -1 : 1;
+    if (a->queries != b->queries) return a->queries > b->queries ? -1 : 1;
+    return strcmp(a->artist, b->artist);
+}
+
+static int cmp_confusion(const void *pa, const void *pb) {
+    const siamidx_confusion *a = pa, *b = pb;
+    if (a->count != b->count) return a->count > b->count ? -1 : 1;
+    int t = strcmp(a->truth, b->truth);
+    return t ? t : strcmp(a->named, b->named);
+}
+
+/* Per-artist recall and confusions of the seen queries. */
+static siamidx_status attribution_details(const eval_data *x, const uint8_t *roles,
+                                          const sx_ep_query *q, const size_t *qrow, size_t nq,
+                                          siamidx_protocol_details *d, siamidx_error *err) {
+    size_t na = x->artists.n;
+    siamidx_artist_recall *rec = calloc(na + 1, sizeof *rec);
+    /* confusions: a sparse count per (truth, named); at most one per query */
+    siamidx_confusion *conf = calloc(nq + 1, sizeof *conf);
+    int32_t *pair_t = malloc((nq + 1) * sizeof *pair_t), *pair_n = malloc((nq + 1) * sizeof *pair_n);
+    size_t nc = 0;
+    siamidx_status st = SIAMIDX_OK;
+    if (!rec || !conf || !pair_t || !pair_n) st = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "evaluation: out of memory");
+    for (size_t i = 0; !st && i < nq; i++) {
+        if (roles[qrow[i]] != SX_ROLE_TEST) continue;
+        siamidx_artist_recall *r = &rec[q[i].truth];
+        r->queries++;
+        r->top1 += q[i].rank == 0;
+        r->top3 += q[i].rank >= 0 && q[i].rank < 3;
+        if (q[i].top < 0 || q[i].top == q[i].truth) continue;
+        size_t k = 0;
+        while (k < nc && !(pair_t[k] == q[i].truth && pair_n[k] == q[i].top)) k++;
+        if (k == nc) pair_t[nc] = q[i].truth, pair_n[nc] = q[i].top, conf[nc++].count = 0;
+        conf[k].count++;
+    }
+    size_t nr = 0;
+    for (size_t a = 0; !st && a < na; a++) {
+        if (!rec[a].queries) continue;
+        rec[nr] = rec[a];
+        if (!(rec[nr].artist = strdup(x->artists.name[a])))
+            st = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "evaluation: out of memory");
+        else
+            nr++;
+    }
+    for (size_t k = 0; !st && k < nc; k++)
+        if (!(conf[k].truth = strdup(x->artists.name[pair_t[k]])) ||
+            !(conf[k].named = strdup(x->artists.name[pair_n[k]])))
+            st = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "evaluation: out of memory");
+    d->recall = rec, d->n_recall = nr;
+    d->confusions = conf, d->n_confusions = nc;
+    free(pair_t), free(pair_n);
+    if (!st) {
+        qsort(rec, nr, sizeof *rec, cmp_recall);
+        qsort(conf, nc, sizeof *conf, cmp_confusion);
+    }
+    return st;
+}
+
+static siamidx_status fill_details(const eval_data *x, const uint8_t *roles,
+                                   const pop_pairs *seen, const pop_pairs *unseen,
+                                   const sx_ep_query *q, const size_t *qrow, size_t nq,
+                                   siamidx_protocol_details *d, siamidx_error *err) {
+    const pop_pairs *pops[2] = {seen, unseen};
+    siamidx_status st = SIAMIDX_OK;
+    for (int p = 0; p < 2 && !st; p++) {
+        st = roc_of(pops[p]->pos, pops[p]->neg_source, pops[p]->p.n, &d->roc[p][0], err);
+        if (!st) st = roc_of(pops[p]->pos, pops[p]->neg_style, pops[p]->p.n, &d->roc[p][1], err);
+        calibration_of(pops[p], d->calibration[p]);
+    }
+    if (!st) st = attribution_details(x, roles, q, qrow, nq, d, err);
+    return st;
+}
+
+void siamidx_protocol_details_free(siamidx_protocol_details *d) {
+    if (!d) return;
+    for (int p = 0; p < 2; p++)
+        for (int k = 0; k < 2; k++) free(d->roc[p][k].far), free(d->roc[p][k].tar);
+    for (size_t i = 0; d->recall && i < d->n_recall; i++) free(d->recall[i].artist);
+    for (size_t i = 0; d->confusions && i < d->n_confusions; i++)
+        free(d->confusions[i].truth), free(d->confusions[i].named);
+    free(d->recall);
+    free(d->confusions);
+    memset(d, 0, sizeof *d);
 }

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "siamidx_ext.h"
 #include "base/json.h"
 
 /* sx_strbuf_put of nothing does nothing (and never touches a NULL buffer). */
@@ -65,6 +66,8 @@ size_t sx_utf8_valid_prefix(const char *str, size_t n) {
     }
     return n;
 }
+
+size_t siamidx_utf8_valid_prefix(const char *s, size_t n) { return sx_utf8_valid_prefix(s, n); }
 
 static void write_string(sx_strbuf *b, const char *s) {
     put(b, "\"", 1);

@@ -149,3 +149,32 @@ double sx_ece(const float *prob, const uint8_t *label, size_t n, int bins) {
     free(count);
     return ece;
 }
+
+size_t sx_roc_curve(const float *score, const uint8_t *label, size_t n, size_t max_points,
+                    float *far, float *tar) {
+    size_t npos, nneg;
+    if (max_points < 2) return 0;
+    scored *s = sort_desc(score, label, n, &npos, &nneg);
+    if (!s) return 0;
+    /* Pass 1 counts the tie groups (the curve's points after (0,0)). */
+    size_t groups = 0;
+    for (size_t i = 0; i < n; i = tie_end(s, n, i)) groups++;
+    size_t kept = 1, step_at = 0, g = 0;
+    double tp = 0, fp = 0;
+    far[0] = tar[0] = 0;
+    for (size_t i = 0; i < n; g++) {
+        size_t j = tie_end(s, n, i);
+        for (size_t k = i; k < j; k++) s[k].label ? tp++ : fp++;
+        i = j;
+        /* point g+1 of groups: keep it when the even spacing reaches it, and the last one */
+        step_at = (size_t)((double)(kept) * (double)groups / (double)(max_points - 1));
+        if (g + 1 >= step_at || i == n) {
+            if (kept == max_points) kept--; /* the last point replaces a thinned one */
+            far[kept] = (float)(fp / (double)nneg);
+            tar[kept] = (float)(tp / (double)npos);
+            kept++;
+        }
+    }
+    free(s);
+    return kept;
+}

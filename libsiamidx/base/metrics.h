@@ -18,4 +18,13 @@ double sx_best_threshold(const float *score, const uint8_t *label, size_t n);
 /* Expected calibration error over `bins` equal-width probability bins. */
 double sx_ece(const float *prob, const uint8_t *label, size_t n, int bins);
 
+/*
+ * The ROC curve: (false accept rate, true accept rate) at every distinct
+ * threshold, from (0,0) to (1,1), thinned to at most max_points (>= 2)
+ * evenly spaced along the sweep, both ends kept. far/tar hold max_points
+ * floats; returns the points written, 0 without both classes or memory.
+ */
+size_t sx_roc_curve(const float *score, const uint8_t *label, size_t n, size_t max_points,
+                    float *far, float *tar);
+
 #endif /* SX_BASE_METRICS_H */

@@ -79,6 +79,7 @@ typedef struct sx_ep_query {
     int32_t rank;     /* sx_ep_rank; -1: not named at all */
     double p_unknown; /* the "an artist not in the index" share */
     double p_top;     /* the best named artist's probability */
+    int32_t top;      /* that artist (-1: none named): what reports call a confusion */
 } sx_ep_query;
 
 typedef struct sx_ep_attribution {

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "siamidx_ext.h"
 #include "base/error.h"
 #include "base/strbuf.h"
 #include "head/head.h"
@@ -119,6 +120,57 @@ float sx_head_logit(const sx_head *h, const float *za, const float *zb, float *f
     return h->platt_a * sx_head_raw_logit(h, za, zb, feat) + h->platt_b;
 }
 
+/* ---- calibration bins ----------------------------------------------------- */
+
+static int calib_bin(float p) {
+    int k = (int)(p * SX_HEAD_CALIB_BINS);
+    return k < 0 ? 0 : k >= SX_HEAD_CALIB_BINS ? SX_HEAD_CALIB_BINS - 1 : k;
+}
+
+void sx_head_set_calibration(sx_head *h, const float *p, const uint8_t *same, size_t n) {
+    memset(h->calib_n, 0, sizeof h->calib_n);
+    memset(h->calib_same, 0, sizeof h->calib_same);
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] != p[i]) continue; /* NaN: no bin */
+        int k = calib_bin(p[i]);
+        h->calib_n[k]++;
+        h->calib_same[k] += same[i] != 0;
+    }
+    h->has_calib = 1;
+}
+
+void sx_head_calibration_string(const sx_head *h, char *out, size_t cap) {
+    size_t used = 0;
+    out[0] = 0;
+    for (int k = 0; k < SX_HEAD_CALIB_BINS && used < cap; k++)
+        used += (size_t)snprintf(out + used, cap - used, "%s%u/%u", k ? "," : "", h->calib_n[k],
+                                 h->calib_same[k]);
+}
+
+/* Exactly SX_HEAD_CALIB_BINS "n/same" entries with same <= n; anything else is refused. */
+int sx_head_calibration_parse(sx_head *h, const char *s, size_t len) {
+    char buf[SX_HEAD_CALIB_BINS * 24];
+    if (len >= sizeof buf) return 0;
+    memcpy(buf, s, len);
+    buf[len] = 0;
+    const char *c = buf;
+    for (int k = 0; k < SX_HEAD_CALIB_BINS; k++) {
+        char *end;
+        if (k && *c++ != ',') return 0;
+        if (*c < '0' || *c > '9') return 0;
+        unsigned long n = strtoul(c, &end, 10);
+        if (*end != '/' || end[1] < '0' || end[1] > '9') return 0;
+        unsigned long same = strtoul(end + 1, &end, 10);
+        if (n > 0xffffffffu || same > n) return 0;
+        h->calib_n[k] = (uint32_t)n;
+        h->calib_same[k] = (uint32_t)same;
+        c = end;
+    }
+    if (*c) return 0;
+    h->has_calib = 1;
+    return 1;
+}
+
 /* ---- serialisation ------------------------------------------------------ */
 
 static const char *feature_names[] = {"abs", "sq", "prod", "cos"};
@@ -185,6 +237,11 @@ siamidx_status sx_head_to_blob(const sx_head *h, uint8_t **blob, size_t *len,
               r->val_auc, r->val_acc, r->val_ece, r->epochs_run, r->best_epoch);
     sx_strbuf_printf(&b, "n_train=%zu\nn_val=%zu\nn_test=%zu\nn_unseen=%zu\n", r->n_train, r->n_val,
               r->n_test, r->n_unseen);
+    if (h->has_calib) {
+        char calib[SX_HEAD_CALIB_BINS * 24];
+        sx_head_calibration_string(h, calib, sizeof calib);
+        sx_strbuf_printf(&b, "calibration=%s\n", calib);
+    }
     if (h->info) sx_strbuf_put(&b, h->info, strlen(h->info));
     sx_strbuf_printf(&b, "data\n");
     sb_floats(&b, h->mean, h->dim);
@@ -319,7 +376,14 @@ siamidx_status sx_head_from_blob(const uint8_t *blob, size_t len, sx_head **out,
         size_t n = (size_t)(nl - (t + pos));
         const char *eq = memchr(t + pos, '=', n);
         int key = eq ? known_key(t + pos, (size_t)(eq - (t + pos))) : -1;
-        if (key >= 2) {
+        if (eq && eq - (t + pos) == 11 && !memcmp(t + pos, "calibration", 11)) {
+            if (!sx_head_calibration_parse(h, eq + 1, n - 12)) {
+                free(info.buf);
+                siamidx_head_free(h);
+                return sx_fail(err, SIAMIDX_ERR_INDEX_CORRUPT,
+                               "head record: unusable calibration at byte %zu", pos);
+            }
+        } else if (key >= 2) {
             char v[64];
             size_t vn = n - (size_t)(eq + 1 - (t + pos));
             if (vn >= sizeof v) vn = sizeof v - 1;
@@ -406,6 +470,12 @@ siamidx_status sx_head_from_safetensors(const sx_safetensors *st, sx_head **out,
     h->threshold = params[3];
     h->attr_scale = params[4];
     h->attr_unknown = params[5];
+    const char *calib = sx_safetensors_meta(st, "head.calibration"); /* optional */
+    if (calib && !sx_head_calibration_parse(h, calib, strlen(calib))) {
+        siamidx_head_free(h);
+        return sx_fail(err, SIAMIDX_ERR_MODEL_FORMAT, "model head: unusable head.calibration '%s'",
+                       calib);
+    }
     int ok = head_arrays_ok(h);
     for (int i = 0; i < 6; i++) ok = ok && head_value_ok(params[i]);
     if (!ok) {
@@ -423,6 +493,16 @@ siamidx_status sx_head_from_safetensors(const sx_safetensors *st, sx_head **out,
 size_t siamidx_head_dim(const siamidx_head *head) { return head ? (size_t)head->dim : 0; }
 
 double siamidx_head_threshold(const siamidx_head *head) { return head ? head->threshold : 0.5; }
+
+size_t siamidx_head_calibration(const siamidx_head *head, siamidx_calibration_bin *bins,
+                                size_t cap) {
+    if (!head || !head->has_calib) return 0;
+    for (size_t k = 0; k < SX_HEAD_CALIB_BINS && k < cap; k++)
+        bins[k] = (siamidx_calibration_bin){(double)k / SX_HEAD_CALIB_BINS,
+                                            (double)(k + 1) / SX_HEAD_CALIB_BINS,
+                                            head->calib_n[k], head->calib_same[k]};
+    return SX_HEAD_CALIB_BINS;
+}
 
 siamidx_status siamidx_head_from_blob(const void *blob, size_t len, siamidx_head **out,
                                       siamidx_error *err) {

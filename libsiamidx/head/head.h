@@ -30,6 +30,8 @@ typedef struct sx_head_report {
  * z = normalise((e - mean) / std): per-dimension standardisation with the
  * training images' statistics, then L2.
  */
+#define SX_HEAD_CALIB_BINS 10
+
 struct siamidx_head {
     int dim;
     unsigned features;
@@ -43,6 +45,11 @@ struct siamidx_head {
        l: calibrated pair logits of the candidates */
     float attr_scale, attr_unknown;
     sx_head_report report;
+    /* Reliability of the calibrated probability on the validation pairs: of
+       the calib_n[k] pairs scored in [k/10, (k+1)/10), calib_same[k] were by
+       one artist. has_calib 0: not recorded (heads from before, hand-made). */
+    int has_calib;
+    uint32_t calib_n[SX_HEAD_CALIB_BINS], calib_same[SX_HEAD_CALIB_BINS];
     char *info; /* "key=value" lines: seed, split, held-out artists and images */
 };
 
@@ -55,6 +62,11 @@ float sx_head_raw_logit(const sx_head *h, const float *za, const float *zb, floa
 /* Calibrated logit (platt applied) from two projected embeddings. */
 float sx_head_logit(const sx_head *h, const float *za, const float *zb, float *feat);
 float sx_sigmoid(float x);
+/* Fills h's calibration bins from n probabilities and their labels (1: same artist). */
+void sx_head_set_calibration(sx_head *h, const float *p, const uint8_t *same, size_t n);
+/* "n/same,n/same,..." (SX_HEAD_CALIB_BINS of them) into / from the head; from: 0 when malformed. */
+void sx_head_calibration_string(const sx_head *h, char *out, size_t cap);
+int sx_head_calibration_parse(sx_head *h, const char *s, size_t len);
 
 /* Bytes: "SIAMIDX-HEAD 1\n", key=value lines, "data\n", float32 LE arrays. */
 siamidx_status sx_head_to_blob(const sx_head *h, uint8_t **blob, size_t *len,

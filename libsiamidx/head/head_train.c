@@ -285,6 +285,7 @@ static siamidx_status train_loop(sx_head *h, const sx_train_opts *o, train_work 
         double auc = sx_roc_auc(w->val_z, w->val_labels, n_val_pairs);
         h->report.epochs_run = ep;
         if (o->verbose) fprintf(stderr, "epoch %d: validation AUC %.4f\n", ep, auc);
+        if (o->progress) o->progress(o->progress_ctx, (size_t)ep, (size_t)o->epochs);
         if (auc > best_auc + 1e-5) {
             best_auc = auc;
             memcpy(w->best_w, h->w, (size_t)nf * sizeof(float));
@@ -366,6 +367,7 @@ siamidx_status sx_head_train(const sx_train_data *d, const sx_train_opts *o, uin
     h->threshold = (float)sx_best_threshold(w.val_p, labels, n_val_pairs);
     h->report.val_acc = sx_accuracy_at(w.val_p, labels, n_val_pairs, h->threshold);
     h->report.val_ece = sx_ece(w.val_p, labels, n_val_pairs, 10);
+    sx_head_set_calibration(h, w.val_p, labels, n_val_pairs); /* pair reports' context */
     if ((st = sx_attribution_fit(h, d, roles, err))) goto done;
     h->info = split_info(d, o, roles);
     if (!h->info) st = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "training: out of memory");

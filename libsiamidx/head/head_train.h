@@ -21,6 +21,8 @@ typedef struct sx_train_opts {
     size_t pairs_per_epoch;
     int patience;
     int verbose; /* progress lines on stderr */
+    siamidx_progress_fn progress; /* after each epoch (done, most epochs) */
+    void *progress_ctx;
 } sx_train_opts;
 
 void sx_train_opts_init(sx_train_opts *o);

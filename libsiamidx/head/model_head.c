@@ -93,6 +93,9 @@ static void meta_out_free(meta_out *m) {
 }
 
 static int add_head_meta(meta_out *m, const sx_head *h, const char *trained_on) {
+    char calib[SX_HEAD_CALIB_BINS * 24];
+    sx_head_calibration_string(h, calib, sizeof calib);
+    if (h->has_calib && !meta_pushf(m, "head.calibration", "%s", calib)) return 0;
     char feats[64];
     sx_head_features_string(h->features, feats, sizeof feats);
     const sx_head_report *r = &h->report;
@@ -400,6 +403,8 @@ void sx_train_opts_from_public(const siamidx_train_options *opt, sx_train_opts *
     o->seed = opt->seed;
     o->holdout_artists = opt->holdout_artists;
     o->verbose = opt->verbose;
+    o->progress = opt->progress;
+    o->progress_ctx = opt->progress_ctx;
 }
 
 void sx_train_report_from_head(const sx_head *h, size_t unseen_artists,

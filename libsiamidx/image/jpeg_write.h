@@ -1,4 +1,4 @@
-/* image/jpeg_write.h - baseline JPEG encoding (stb_image_write), for the trainer's augmentation. */
+/* image/jpeg_write.h - baseline JPEG encoding (stb_image_write), for the trainer's augmentation and report thumbnails. */
 #ifndef SX_IMAGE_JPEG_WRITE_H
 #define SX_IMAGE_JPEG_WRITE_H
 
