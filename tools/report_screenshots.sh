@@ -35,7 +35,7 @@ cd "$TMP" # the pages name the paintings as given: short relative paths
 Q=$(cd img && ls Vermeer-* | head -1)
 cp "img/$Q" "query.${Q##*.}" && printf 'x' >>"query.${Q##*.}" # not an exact match
 # -k 30: every artist and every neighbour that carries evidence (six artists here)
-"$BIN" query "query.${Q##*.}" -i idx -m "$M0" -k 30 --html query.html >/dev/null
+"$BIN" query "query.${Q##*.}" -i idx -m "$M0" --neighbors 30 --html query.html >/dev/null
 "$BIN" pair "img/$Q" "img/$(cd img && ls Hals-* | head -1)" -i idx -m "$M0" --html pair.html >/dev/null
 "$BIN" eval -i idx --unseen-artists unseen.txt --pairs 2000 --html eval.html >/dev/null
 for r in query:1200 pair:900 eval:1100; do
