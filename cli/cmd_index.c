@@ -19,15 +19,16 @@
 #include "json.h"
 
 typedef struct index_args {
-    const char *index, *model, *type, *root, *artist;
-    int batch, threads, quiet, wait, json, k;
+    const char *index, *model, *type, *root, *artist, *ivf_from;
+    int batch, threads, quiet, wait, json, k, nprobe;
 } index_args;
 
 static const char *const usage_text =
     "usage: siamidx build COLLECTION... [-i INDEX] [-m MODEL] [--index-type flat|hnsw|ivf|ivfpq]\n"
-    "                    [--root DIR] [--batch N] [--threads N] [--quiet] [--wait]\n"
+    "                    [--ivf-from INDEX] [--root DIR] [--batch N] [--threads N] [--quiet]\n"
+    "                    [--wait]\n"
     "       siamidx add IMAGE... --artist NAME [-i INDEX] [-m MODEL] [--wait]\n"
-    "       siamidx query IMAGE [-i INDEX] [-m MODEL] [-k K] [--json]\n"
+    "       siamidx query IMAGE [-i INDEX] [-m MODEL] [-k K] [--nprobe N] [--json]\n"
     "       siamidx info [-i INDEX] [--json]\n"
     "       siamidx remove [-i INDEX] [--wait] PATH... | --artist NAME\n"
     "       siamidx verify [-i INDEX]\n"
@@ -40,6 +41,12 @@ static const char *const usage_text =
     "identical images are embedded once. One write transaction per --batch images\n"
     "(default 256). A second writer fails with 'being written by process N' unless\n"
     "--wait. Readers (query, info, verify) see the last committed state.\n"
+    "--index-type ivfpq trains IVF-PQ on a sample once the index holds 10,000\n"
+    "images (searching exactly until then); --ivf-from INDEX instead encodes with\n"
+    "INDEX's trained IVF-PQ (same model) at any size, never retraining, so shards\n"
+    "built from one INDEX merge their codes. query --nprobe N searches N inverted\n"
+    "lists of an ivf/ivfpq index (fewer: faster, more: closer to exact; an error\n"
+    "for flat and hnsw indexes).\n"
     "query names an indexed file with the image's very bytes as its exact match;\n"
     "that record is then neither a neighbour nor evidence.\n"
     "remove takes each PATH as query prints it (as given at build time) or as a\n"
@@ -66,6 +73,8 @@ static int parse(int argc, char **argv, index_args *a, int *first) {
         CLI_OPT("wait", 0, CLI_FLAG, &a->wait),
         CLI_OPT("json", 0, CLI_FLAG, &a->json),
         CLI_OPT("artist", 0, CLI_STRING, &a->artist),
+        CLI_OPT("ivf-from", 0, CLI_STRING, &a->ivf_from),
+        CLI_NUM("nprobe", 0, CLI_INT, &a->nprobe, 1, 65536, 0),
         CLI_END};
     int rc = cli_parse(argc, argv, opts, index_usage, first);
     if (rc >= 0) return rc;
@@ -191,6 +200,9 @@ static int run_build(int argc, char **argv, int is_add) {
     for (int i = first; !is_add && i < argc; i++) /* before an index is made for them */
         if (stat(argv[i], &sb) != 0)
             return cli_error("%s: %s", argv[i], strerror(errno)), CLI_EXIT_FAILURE;
+    if (a.ivf_from && a.type && strcmp(a.type, "ivfpq"))
+        return cli_error("--ivf-from makes an ivfpq index, not %s", a.type), CLI_EXIT_USAGE;
+    if (a.ivf_from) a.type = NULL; /* the training comes with the type, in one transaction */
     int existed = stat(a.index, &sb) == 0;
     catch_signals();
     if (a.threads) siamidx_set_threads(a.threads);
@@ -199,6 +211,14 @@ static int run_build(int argc, char **argv, int is_add) {
     siamidx_index *idx = open_index(&a, model, 0, 1);
     if (!idx) {
         siamidx_model_free(model);
+        return CLI_EXIT_FAILURE;
+    }
+    siamidx_error ierr;
+    if (a.ivf_from && siamidx_index_ivf_from(idx, a.ivf_from, &ierr)) {
+        cli_error("%s", ierr.message);
+        siamidx_index_close(idx);
+        siamidx_model_free(model);
+        if (!existed) remove_new_index(a.index);
         return CLI_EXIT_FAILURE;
     }
     progress p = {.start = now(), .on = !a.quiet && isatty(2)};
@@ -335,9 +355,15 @@ int cmd_query(int argc, char **argv) {
     if (!model) return CLI_EXIT_FAILURE;
     siamidx_index *idx = open_index(&a, model, 1, 0);
     siamidx_status s = SIAMIDX_ERR_NOT_FOUND;
+    siamidx_error err;
+    if (idx && a.nprobe && (s = siamidx_index_set_nprobe(idx, (unsigned)a.nprobe, &err))) {
+        cli_error("%s", err.message);
+        siamidx_index_close(idx);
+        siamidx_model_free(model);
+        return CLI_EXIT_USAGE;
+    }
     if (idx) {
         siamidx_query_result r;
-        siamidx_error err;
         s = siamidx_index_query(idx, model, argv[first], a.k, &r, &err);
         if (s) cli_error("%s", err.message);
         else print_query(argv[first], &r, a.json);
@@ -359,6 +385,12 @@ static void print_info(const char *dir, const siamidx_index_info *n, int json) {
                n->arch[0] ? n->arch : "-", n->pool[0] ? n->pool : "-");
         printf("dim          %u\n", n->dim);
         printf("index type   %s (FAISS: %s)\n", n->index_type, n->faiss);
+        if (n->ivf_nlist)
+            printf("ivf-pq       nlist %u, PQ %u x %u bits (%u bytes a vector), nprobe %u, "
+                   "trained on %llu vectors%s, tag %s\n",
+                   n->ivf_nlist, n->pq_m, n->pq_nbits, n->pq_m * n->pq_nbits / 8, n->nprobe,
+                   (unsigned long long)n->ivf_trained_on, n->ivf_imported ? " (imported)" : "",
+                   n->ivf_tag);
         printf("generation   %llu\n", (unsigned long long)n->generation);
         printf("bytes        %llu\n", (unsigned long long)n->bytes_on_disk);
         for (size_t i = 0; i < n->n_artists; i++)
@@ -384,6 +416,25 @@ static void print_info(const char *dir, const siamidx_index_info *n, int json) {
     }
     cli_json_key(&j, "generation");
     cli_json_uint(&j, n->generation);
+    cli_json_key(&j, "nprobe");
+    cli_json_uint(&j, n->nprobe);
+    cli_json_key(&j, "ivfpq"); /* the trained IVF-PQ, or null */
+    if (n->ivf_nlist) {
+        cli_json_object(&j);
+        const char *k4[] = {"nlist", "pq_m", "pq_nbits", "trained_on"};
+        uint64_t v4[] = {n->ivf_nlist, n->pq_m, n->pq_nbits, n->ivf_trained_on};
+        for (int k = 0; k < 4; k++) {
+            cli_json_key(&j, k4[k]);
+            cli_json_uint(&j, v4[k]);
+        }
+        cli_json_key(&j, "imported");
+        cli_json_bool(&j, n->ivf_imported);
+        cli_json_key(&j, "tag");
+        cli_json_string(&j, n->ivf_tag);
+        cli_json_end(&j);
+    } else {
+        cli_json_number(&j, NAN, "%g"); /* null */
+    }
     cli_json_key(&j, "bytes_on_disk");
     cli_json_uint(&j, n->bytes_on_disk);
     cli_json_key(&j, "artist_images");
