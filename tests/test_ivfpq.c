@@ -205,7 +205,8 @@ static void test_train_and_rebuild(const float *v, const float *q) {
     CHECK(info.nprobe == want.nprobe);
     siamidx_index_info_free(&info);
     double recall = recall_at_k(idx, v, N_TRAIN, q);
-    CHECK_MSG(recall > 0.3, "recall@10 %.3f", recall); /* 4-byte codes of 32 dims: coarse */
+    /* 4-byte codes of 32 dims alone find ~0.37 of the top 10; re-ranked top 100, most */
+    CHECK_MSG(recall > 0.9, "recall@10 %.3f", recall);
     long h1[N_QUERIES * K], h2[N_QUERIES * K];
     float s1[N_QUERIES * K], s2[N_QUERIES * K];
     search_all(idx, q, h1, s1);

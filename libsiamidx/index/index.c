@@ -456,6 +456,50 @@ siamidx_status siamidx_index_remove_artist(siamidx_index *idx, const char *artis
 
 /* ---- searching ------------------------------------------------------------------------ */
 
+/*
+ * IVF-PQ's similarities are estimates from 8-bit codes: its top k misses
+ * many of the exact top k (recall@10 ~0.45 on bench/ivfpq.sh's vectors),
+ * while its top 10 k holds nearly all of them. So a lossy index returns
+ * its RERANK * k best candidates, re-scored with the embeddings the store
+ * holds (exact inner products, in the query's own transaction), and the k
+ * best of those.
+ */
+#define RERANK 10
+
+typedef struct scored {
+    int64_t id;
+    float sim;
+} scored;
+
+static int by_sim_desc(const void *a, const void *b) {
+    const scored *x = a, *y = b;
+    if (x->sim != y->sim) return x->sim < y->sim ? 1 : -1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+static void rerank_one(siamidx_index *idx, MDB_txn *txn, const float *q, const int64_t *cand,
+                       int kk, scored *buf, float *emb, int k, int64_t *ids, float *sims) {
+    uint32_t dim = idx->meta.dim;
+    int m = 0;
+    for (int j = 0; j < kk; j++) {
+        sx_record r;
+        siamidx_error e;
+        if (cand[j] < 0 || sx_store_get_record(idx->st, txn, (uint64_t)cand[j], &r, &e) ||
+            r.dim != dim)
+            continue;
+        sx_record_embedding(&r, emb);
+        double d = 0;
+        for (uint32_t t = 0; t < dim; t++) d += (double)q[t] * emb[t];
+        buf[m].id = cand[j];
+        buf[m++].sim = (float)d;
+    }
+    qsort(buf, (size_t)m, sizeof *buf, by_sim_desc);
+    for (int j = 0; j < k; j++) {
+        ids[j] = j < m ? buf[j].id : -1;
+        sims[j] = j < m ? buf[j].sim : 0;
+    }
+}
+
 /* Searches under the lock after syncing to txn: the hits reflect exactly txn. */
 static siamidx_status search_in(siamidx_index *idx, MDB_txn *txn, const float *q, size_t n,
                                 int k, int64_t *ids, float *sims, siamidx_error *err) {
@@ -463,8 +507,28 @@ static siamidx_status search_in(siamidx_index *idx, MDB_txn *txn, const float *q
         return sx_fail(err, SIAMIDX_ERR_NOT_FOUND, "index %s is empty", idx->dir);
     pthread_mutex_lock(&idx->mu);
     siamidx_status s = sync_locked(idx, txn, err);
-    if (!s) s = sx_vindex_search(idx->vi, q, n, k, ids, sims, err);
+    int lossy = !s && sx_vindex_is_lossy(idx->vi);
+    int kk = k <= 100000 / RERANK ? k * RERANK : k;
+    int64_t *cand = NULL;
+    float *csim = NULL;
+    if (lossy) {
+        cand = malloc(n * (size_t)kk * sizeof *cand);
+        csim = malloc(n * (size_t)kk * sizeof *csim);
+        if (!cand || !csim) s = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "search: out of memory");
+    }
+    if (!s) s = sx_vindex_search(idx->vi, q, n, lossy ? kk : k, lossy ? cand : ids,
+                                 lossy ? csim : sims, err);
     pthread_mutex_unlock(&idx->mu);
+    scored *buf = lossy && !s ? malloc((size_t)kk * sizeof *buf) : NULL;
+    float *emb = lossy && !s ? malloc(idx->meta.dim * sizeof *emb) : NULL;
+    if (lossy && !s && (!buf || !emb)) s = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "search: out of memory");
+    for (size_t i = 0; lossy && !s && i < n; i++)
+        rerank_one(idx, txn, q + i * idx->meta.dim, cand + i * (size_t)kk, kk, buf, emb, k,
+                   ids + i * (size_t)k, sims + i * (size_t)k);
+    free(buf);
+    free(emb);
+    free(cand);
+    free(csim);
     return s;
 }
 

@@ -98,8 +98,8 @@ static int pq_subquantizers(uint32_t dim) {
  *           wants >= 39 points per centroid): ~1,000 vectors per list at 1M;
  *   m       dim / 8 byte-sized sub-quantizers (32 bytes a 256-d vector);
  *   nprobe  nlist / 32, within [8, 256]: recall@10 of ~0.8 of flat's at 1M;
- *   sample  64 training points per list, at least the 39 * 256 PQ's codebooks
- *           want, never more than n.
+ *   sample  40 training points per list (k-means wants >= 39), at least
+ *           the 39 * 256 the PQ codebooks want, never more than n.
  */
 void sx_vindex_ivfpq_params(uint64_t n, uint32_t dim, sx_ivf_info *p) {
     memset(p, 0, sizeof *p);
@@ -114,7 +114,7 @@ void sx_vindex_ivfpq_params(uint64_t n, uint32_t dim, sx_ivf_info *p) {
     uint32_t probe = nlist / 32;
     p->nprobe = probe < 8 ? 8 : probe > 256 ? 256 : probe;
     if (p->nprobe > nlist) p->nprobe = nlist;
-    uint64_t sample = (uint64_t)nlist * 64;
+    uint64_t sample = (uint64_t)nlist * 40;
     if (sample < 39 * 256) sample = 39 * 256;
     p->trained_on = sample < n ? sample : n;
     snprintf(p->desc, sizeof p->desc, "IVF%u,PQ%ux%u", p->nlist, p->m, p->nbits);
@@ -173,6 +173,8 @@ void sx_vindex_set_nprobe(sx_vindex *v, uint32_t nprobe) {
     v->nprobe_asked = nprobe;
     tune(v);
 }
+
+int sx_vindex_is_lossy(const sx_vindex *v) { return v->index && strstr(v->desc, ",PQ") != NULL; }
 
 uint32_t sx_vindex_nprobe(const sx_vindex *v) {
     int nlist;

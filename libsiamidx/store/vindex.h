@@ -75,6 +75,8 @@ int sx_vindex_ivf_outgrown(const sx_ivf_info *info, uint64_t n);
    when the index is not IVF now. */
 void sx_vindex_set_nprobe(sx_vindex *v, uint32_t nprobe);
 uint32_t sx_vindex_nprobe(const sx_vindex *v);
+/* 1 when the index holds compressed codes (PQ): its similarities are estimates. */
+int sx_vindex_is_lossy(const sx_vindex *v);
 
 /*
  * Brings v to the state of txn, moving the codes of `shard` (synced, of the
