@@ -5,6 +5,7 @@
    of a replaced training never used, and two shards of one training merged
    with FAISS's merge_from answering exactly as one index built over both. */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -411,6 +412,107 @@ static void test_replaced_training(const float *v, const float *q) {
     siamidx_index_close(idx);
 }
 
+/* ---- the CLI: build --ivf-from, info, query --nprobe, and their errors ---------------- */
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...) {
+    char cmd[16384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+static int file_has(const char *path, const char *text) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return strstr(buf, text) != NULL;
+}
+
+static void test_cli(const float *v) {
+    const char *bin = getenv("SIAMIDX_BIN"), *data = getenv("SIAMIDX_TEST_DATA");
+    if (!bin || !data) {
+        fprintf(stderr, "test_cli skipped: SIAMIDX_BIN / SIAMIDX_TEST_DATA not set\n");
+        return;
+    }
+    char model_path[4200];
+    snprintf(model_path, sizeof model_path, "%s/model/tiny_resnet18.safetensors", data);
+    siamidx_model *model;
+    siamidx_error err;
+    CHECK_MSG(siamidx_model_load(model_path, &model, &err) == SIAMIDX_OK, "%s", err.message);
+    if (check_failures) return;
+    siamidx_pool pool = siamidx_model_default_pool(model);
+    CHECK(siamidx_model_dim(model, pool) == DIM);
+    /* A trained source of the model's fingerprint, from synthetic vectors. */
+    char p[4200];
+    path_of(p, sizeof p, "cli_src");
+    siamidx_index_options o;
+    siamidx_index_options_init(&o);
+    o.create = 1;
+    o.index_type = "ivfpq";
+    siamidx_index *src = NULL;
+    CHECK(sx_index_open_raw(p, siamidx_model_fingerprint(model), DIM, siamidx_model_arch(model),
+                            siamidx_pool_name(pool), &o, &src, &err) == SIAMIDX_OK);
+    add_range(src, v, 0, IVFPQ_MIN_VECTORS);
+    siamidx_index_info si = info_of(src);
+    siamidx_index_close(src);
+    siamidx_model_free(model);
+    CHECK(si.ivf_nlist > 0);
+
+    char b[4200]; /* the CLI's files, apart from the indexes above */
+    snprintf(b, sizeof b, "%s/cli", base);
+    mkdir(b, 0777);
+    const char *srcdir = base; /* where cli_src and other_model lie */
+    CHECK(sh("python3 '%s/../../tools/make_test_bmps.py' '%s/col' 3 4 > /dev/null", data, b) == 0);
+    CHECK(sh("'%s' build '%s/col' -i '%s/shard' -m '%s' --ivf-from '%s/cli_src' --quiet > '%s/out' 2>&1",
+             bin, b, b, model_path, srcdir, b) == 0);
+    CHECK(sh("'%s' info -i '%s/shard' --json > '%s/info.json'", bin, b, b) == 0);
+    char path[4300], tag[64];
+    snprintf(path, sizeof path, "%s/info.json", b);
+    snprintf(tag, sizeof tag, "\"tag\": \"%s\"", si.ivf_tag);
+    CHECK_MSG(file_has(path, tag) && file_has(path, "\"imported\": true") &&
+                  file_has(path, "\"index_type\": \"ivfpq\""),
+              "info of the shard lacks the source's training %s", si.ivf_tag);
+    CHECK(sh("'%s' info -i '%s/shard' | grep -q 'ivf-pq .*nlist %u.*(imported), tag %s'", bin, b,
+             si.ivf_nlist, si.ivf_tag) == 0);
+    CHECK(sh("'%s' query '%s/col/artist_0/img_0.bmp' -i '%s/shard' -m '%s' --nprobe 2 > /dev/null",
+             bin, b, b, model_path) == 0);
+    CHECK(sh("'%s' verify -i '%s/shard' > /dev/null", bin, b) == 0);
+    /* nprobe 0, nprobe on a flat index, ivf-from with another type: usage errors */
+    CHECK(sh("'%s' query '%s/col/artist_0/img_0.bmp' -i '%s/shard' -m '%s' --nprobe 0 2>/dev/null",
+             bin, b, b, model_path) == 2);
+    CHECK(sh("'%s' build '%s/col' -i '%s/flat' -m '%s' --quiet > /dev/null 2>&1", bin, b, b,
+             model_path) == 0);
+    snprintf(path, sizeof path, "%s/err", b);
+    CHECK(sh("'%s' query '%s/col/artist_0/img_0.bmp' -i '%s/flat' -m '%s' --nprobe 4 2>'%s/err'",
+             bin, b, b, model_path, b) == 2);
+    CHECK(file_has(path, "type flat"));
+    CHECK(sh("'%s' build '%s/col' -i '%s/x' -m '%s' --ivf-from '%s/cli_src' --index-type hnsw 2>/dev/null",
+             bin, b, b, model_path, srcdir) == 2);
+    /* ivf-from a flat index / another model: errors; the target unchanged or never made */
+    CHECK(sh("'%s' dump -i '%s/flat' > '%s/dump1'; '%s' info -i '%s/flat' > '%s/info1'", bin, b, b,
+             bin, b, b) == 0);
+    const char *bad[] = {"cli/flat", "other_model"};
+    const char *says[] = {"no trained IVF-PQ", "was built with model"};
+    for (int i = 0; i < 2; i++) {
+        CHECK(sh("'%s' build '%s/col' -i '%s/new' -m '%s' --ivf-from '%s/%s' 2>'%s/err' >/dev/null",
+                 bin, b, b, model_path, srcdir, bad[i], b) == 1);
+        CHECK_MSG(file_has(path, says[i]), "--ivf-from %s: no '%s'", bad[i], says[i]);
+        CHECK(sh("test ! -e '%s/new'", b) == 0);
+        CHECK(sh("'%s' build '%s/col' -i '%s/flat' -m '%s' --ivf-from '%s/%s' 2>/dev/null >/dev/null",
+                 bin, b, b, model_path, srcdir, bad[i]) == 1);
+        CHECK(sh("'%s' dump -i '%s/flat' | cmp -s - '%s/dump1' && '%s' info -i '%s/flat' | "
+                 "cmp -s - '%s/info1'", bin, b, b, bin, b, b) == 0);
+    }
+    siamidx_index_info_free(&si);
+}
+
 /* The child of test_replaced_training: adopts src's training, exits unclosed. */
 static int replace_and_die(void) {
     char src[4200];
@@ -437,6 +539,7 @@ int main(int argc, char **argv) {
     test_ivf_from_errors(v);
     test_merge(v, q);
     test_replaced_training(v, q);
+    test_cli(v); /* after test_ivf_from_errors: uses its "other_model" */
     free(v);
     free(q);
     char cmd[4200];
