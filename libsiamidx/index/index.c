@@ -845,7 +845,8 @@ siamidx_status siamidx_index_info_get(siamidx_index *idx, siamidx_index_info *in
     }
     sx_ivf_info ivf;
     siamidx_error e;
-    if (!s && sx_vindex_ivf_get(idx->st, txn, &ivf, &e) == SIAMIDX_OK) {
+    if (!s && !strcmp(m.index_type, "ivfpq") &&  /* (a training outlives a change of type) */
+        sx_vindex_ivf_get(idx->st, txn, &ivf, &e) == SIAMIDX_OK) {
         info->ivf_nlist = ivf.nlist;
         info->pq_m = ivf.m;
         info->pq_nbits = ivf.nbits;
