@@ -19,8 +19,8 @@
 #include "html_report.h"
 
 typedef struct index_args {
-    const char *index, *model, *type, *root, *artist, *shard, *html;
-    int batch, threads, quiet, wait, json, k, neighbors, candidates;
+    const char *index, *model, *type, *root, *artist, *shard, *html, *ivf_from;
+    int batch, threads, quiet, wait, json, k, neighbors, candidates, nprobe;
 } index_args;
 
 static const cli_help build_help = {
@@ -36,6 +36,10 @@ static const cli_help build_help = {
     "images whose content hash (SHA-256) falls in shard I: the same on every run and\n"
     "machine; other shards' images are hashed, never decoded. A shard is an ordinary\n"
     "index; `siamidx merge` joins shards into one.\n"
+    "--index-type ivfpq trains IVF-PQ on a sample once the index holds 10,000\n"
+    "images (searching exactly until then); --ivf-from INDEX instead encodes with\n"
+    "INDEX's trained IVF-PQ (same model) at any size, never retraining, so shards\n"
+    "built from one INDEX merge their codes.\n"
     "exit status: 0 success, 1 failure, 2 usage error, 3 some images failed and the rest\n"
     "were indexed, 130 interrupted (SIGINT/SIGTERM) after committing the batches done\n"};
 static const cli_help add_help = {
@@ -96,6 +100,9 @@ static int parse_build(int argc, char **argv, index_args *a, int *first) {
         CLI_OPT("root", 0, CLI_STRING, &a->root, "DIR",
                 "where a CSV's relative paths start (default: the CSV's folder)"),
         OPT_BATCH(a), CLI_OPT_THREADS(&a->threads), OPT_QUIET(a), CLI_OPT_WAIT(&a->wait),
+        CLI_OPT("ivf-from", 0, CLI_STRING, &a->ivf_from, "INDEX",
+                "encode with INDEX's trained IVF-PQ (same model), never retraining, so shards "
+                "merge their codes (default: none)"),
         CLI_OPT("shard", 0, CLI_STRING, &a->shard, "I/N",
                 "index only shard I of N (0-based) of the images, by content hash (default: "
                 "all)"),
@@ -123,6 +130,9 @@ static int parse_query(int argc, char **argv, index_args *a, int *first) {
         CLI_NUM("candidates", 0, CLI_INT, &a->candidates, 1, 100000, 0, "N",
                 "nearest indexed paintings scored as evidence, at least --neighbors (what "
                 "\"unknown\" was fitted on and eval scores)"),
+        CLI_NUM("nprobe", 0, CLI_INT, &a->nprobe, 1, 65536, 0, "N",
+                "inverted lists an ivf/ivfpq index searches: fewer faster, more closer to "
+                "exact (default: the index's; an error for flat and hnsw)"),
         CLI_OPT_THREADS(&a->threads), CLI_OPT_JSON(&a->json),
         CLI_OPT("html", 0, CLI_STRING, &a->html, "FILE",
                 "also a self-contained page of the answer, with the evidence's thumbnails"),
@@ -315,6 +325,9 @@ static int run_build(int argc, char **argv, int is_add) {
     for (int i = first; !is_add && i < argc; i++) /* before an index is made for them */
         if (stat(argv[i], &sb) != 0)
             return cli_error("%s: %s", argv[i], strerror(errno)), CLI_EXIT_FAILURE;
+    if (a.ivf_from && a.type && strcmp(a.type, "ivfpq"))
+        return cli_error("--ivf-from makes an ivfpq index, not %s", a.type), CLI_EXIT_USAGE;
+    if (a.ivf_from) a.type = NULL; /* the training comes with the type, in one transaction */
     int existed = stat(a.index, &sb) == 0;
     catch_signals();
     if (a.threads) siamidx_set_threads(a.threads);
@@ -323,6 +336,14 @@ static int run_build(int argc, char **argv, int is_add) {
     siamidx_index *idx = open_index(&a, model, 0, 1);
     if (!idx) {
         siamidx_model_free(model);
+        return CLI_EXIT_FAILURE;
+    }
+    siamidx_error ierr;
+    if (a.ivf_from && siamidx_index_ivf_from(idx, a.ivf_from, &ierr)) {
+        cli_error("%s", ierr.message);
+        siamidx_index_close(idx);
+        siamidx_model_free(model);
+        if (!existed) cli_remove_new_index(a.index);
         return CLI_EXIT_FAILURE;
     }
     progress p = {.start = now(), .on = !a.quiet && isatty(2)};
@@ -403,9 +424,15 @@ int cmd_query(int argc, char **argv) {
     if (!model) return CLI_EXIT_FAILURE;
     siamidx_index *idx = open_index(&a, model, 1, 0);
     siamidx_status s = SIAMIDX_ERR_NOT_FOUND;
+    siamidx_error err;
+    if (idx && a.nprobe && (s = siamidx_index_set_nprobe(idx, (unsigned)a.nprobe, &err))) {
+        cli_error("%s", err.message);
+        siamidx_index_close(idx);
+        siamidx_model_free(model);
+        return CLI_EXIT_USAGE;
+    }
     if (idx) {
         siamidx_query_result r;
-        siamidx_error err;
         siamidx_query_options o;
         siamidx_query_options_init(&o);
         o.k = a.k;
@@ -440,6 +467,12 @@ static void print_info(const char *dir, const siamidx_index_info *n) {
            n->arch[0] ? n->arch : "-", n->pool[0] ? n->pool : "-");
     printf("dim          %u\n", n->dim);
     printf("index type   %s (FAISS: %s)\n", n->index_type, n->faiss);
+    if (n->ivf_nlist)
+        printf("ivf-pq       nlist %u, PQ %u x %u bits (%u bytes a vector), nprobe %u, "
+               "trained on %llu vectors%s, tag %s\n",
+               n->ivf_nlist, n->pq_m, n->pq_nbits, n->pq_m * n->pq_nbits / 8, n->nprobe,
+               (unsigned long long)n->ivf_trained_on, n->ivf_imported ? " (imported)" : "",
+               n->ivf_tag);
     if (n->shard_count)
         printf("shard        %u/%u (build --shard: the images whose content hash falls in it)\n",
                n->shard_index, n->shard_count);

@@ -433,11 +433,42 @@ typedef struct siamidx_index_info {
     uint64_t generation;
     uint64_t bytes_on_disk; /* every file in the directory */
     uint32_t shard_index, shard_count; /* built with --shard I/N; count 0: not a shard */
+    /* ivfpq: the trained IVF kept in the store (0 / "" until trained) */
+    uint32_t ivf_nlist, pq_m, pq_nbits; /* IVF<nlist>,PQ<m>x<nbits> */
+    uint64_t ivf_trained_on;            /* vectors in its training sample */
+    int ivf_imported;                   /* adopted with siamidx_index_ivf_from */
+    char ivf_tag[17];                   /* names the training (SHA-256 prefix) */
+    uint32_t nprobe;                    /* ivf/ivfpq: lists searched now; else 0 */
 } siamidx_index_info;
 
 siamidx_status siamidx_index_info_get(siamidx_index *idx, siamidx_index_info *info,
                                       siamidx_error *err);
 void siamidx_index_info_free(siamidx_index_info *info);
+
+/*
+ * IVF-PQ (docs/index.md, "Index types"; docs/scale_ivfpq.md). An ivfpq index
+ * trains once it holds 10,000 vectors: nlist, the PQ code size and the
+ * default nprobe follow from the vector count and dimension; the trained
+ * (empty) FAISS index is kept in LMDB and every rebuild reuses it.
+ *
+ * siamidx_index_ivf_from makes idx (a writer) an ivfpq index with the
+ * training of the index in directory `source` (which must be trained, of
+ * the same model and dimension: SIAMIDX_ERR_INVALID_ARGUMENT /
+ * SIAMIDX_ERR_MODEL_MISMATCH, idx unchanged). Its vectors are then encoded
+ * with that training at any size and never retrained, so indexes built
+ * from one source hold codes that merge without re-encoding. The same
+ * training again is a no-op.
+ */
+siamidx_status siamidx_index_ivf_from(siamidx_index *idx, const char *source,
+                                      siamidx_error *err);
+/*
+ * Inverted lists an ivf/ivfpq search of this handle visits (1..65536; more
+ * than nlist searches them all): fewer is faster, more finds more of the
+ * exact neighbours. SIAMIDX_ERR_INVALID_ARGUMENT for 0 or an index of
+ * another type (flat and hnsw have no lists). Applies from the next search.
+ */
+siamidx_status siamidx_index_set_nprobe(siamidx_index *idx, unsigned nprobe,
+                                        siamidx_error *err);
 
 /*
  * Checks the store (every record decodes; path, hash and artist lookups agree

@@ -214,6 +214,21 @@ siamidx_status siamidx_index_info_json(siamidx_index *idx, const siamidx_index_i
     } else {
         sx_json_null(&j);
     }
+    count(&j, "nprobe", n->nprobe); /* ivf/ivfpq: lists searched now; else 0 */
+    sx_json_key(&j, "ivfpq");       /* the trained IVF-PQ kept in the store, or null */
+    if (n->ivf_nlist) {
+        sx_json_object(&j);
+        count(&j, "nlist", n->ivf_nlist);
+        count(&j, "pq_m", n->pq_m);
+        count(&j, "pq_nbits", n->pq_nbits);
+        count(&j, "trained_on", n->ivf_trained_on);
+        sx_json_key(&j, "imported");
+        sx_json_bool(&j, n->ivf_imported);
+        str(&j, "tag", n->ivf_tag);
+        sx_json_end(&j);
+    } else {
+        sx_json_null(&j);
+    }
     count(&j, "generation", n->generation);
     count(&j, "bytes_on_disk", n->bytes_on_disk);
     return finish(&j, json, err);

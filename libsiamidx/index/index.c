@@ -105,9 +105,62 @@ static siamidx_status sync_locked(siamidx_index *idx, MDB_txn *txn, siamidx_erro
     return sx_vindex_sync(idx->vi, idx->st, txn, err);
 }
 
-static siamidx_status sync_now(siamidx_index *idx, siamidx_error *err) {
+/* ---- IVF-PQ's training ---------------------------------------------------------------- */
+
+typedef struct ivf_put_ctx {
+    const void *blob;
+    size_t len;
+    int imported;
+    const sx_store_meta *meta; /* NULL: leave the meta as it is */
+} ivf_put_ctx;
+
+static siamidx_status put_ivf(sx_wtxn *w, void *ctx, siamidx_error *err) {
+    ivf_put_ctx *c = ctx;
+    siamidx_status s = c->meta ? sx_store_set_meta(w, c->meta, err) : SIAMIDX_OK;
+    return s ? s : sx_vindex_ivf_put(w, c->blob, c->len, c->imported, err);
+}
+
+/*
+ * A writer of an ivfpq index trains it once it holds IVFPQ_MIN_VECTORS, and
+ * again (its own training only) when the collection outgrew it; the
+ * training goes into the store in one transaction that logs a rebuild, so
+ * a crash leaves either the old training or the new one, each with the
+ * records it covers. An imported training (--ivf-from) is never replaced.
+ */
+static siamidx_status ensure_trained(siamidx_index *idx, siamidx_error *err) {
+    if (idx->read_only || !idx->meta.dim || strcmp(idx->meta.index_type, "ivfpq"))
+        return SIAMIDX_OK;
     MDB_txn *txn;
     siamidx_status s = sx_store_read_begin(idx->st, &txn, err);
+    if (s) return s;
+    sx_ivf_info info;
+    siamidx_error e;
+    siamidx_status have = sx_vindex_ivf_get(idx->st, txn, &info, &e);
+    uint64_t n = sx_store_count(idx->st, txn);
+    int train = n >= IVFPQ_MIN_VECTORS &&
+                (have == SIAMIDX_ERR_NOT_FOUND ||
+                 (have == SIAMIDX_OK && sx_vindex_ivf_outgrown(&info, n)));
+    if (have == SIAMIDX_ERR_INDEX_CORRUPT && n >= IVFPQ_MIN_VECTORS) {
+        fprintf(stderr, "siamidx: warning: %s; training IVF-PQ again\n", e.message);
+        train = 1;
+    }
+    void *blob = NULL;
+    size_t len = 0;
+    if (train) s = sx_vindex_ivf_train(idx->st, txn, idx->meta.dim, &blob, &len, err);
+    sx_store_read_end(txn);
+    if (!s && train) {
+        ivf_put_ctx c = {.blob = blob, .len = len};
+        s = sx_store_write(idx->st, put_ivf, &c, err);
+    }
+    free(blob);
+    return s;
+}
+
+static siamidx_status sync_now(siamidx_index *idx, siamidx_error *err) {
+    siamidx_status s = ensure_trained(idx, err);
+    if (s) return s;
+    MDB_txn *txn;
+    s = sx_store_read_begin(idx->st, &txn, err);
     if (s) return s;
     pthread_mutex_lock(&idx->mu);
     s = sync_locked(idx, txn, err);
@@ -433,6 +486,50 @@ siamidx_status siamidx_index_remove_artist(siamidx_index *idx, const char *artis
 
 /* ---- searching ------------------------------------------------------------------------ */
 
+/*
+ * IVF-PQ's similarities are estimates from 8-bit codes: its top k misses
+ * many of the exact top k (recall@10 ~0.45 on bench/ivfpq.sh's vectors),
+ * while its top 10 k holds nearly all of them. So a lossy index returns
+ * its RERANK * k best candidates, re-scored with the embeddings the store
+ * holds (exact inner products, in the query's own transaction), and the k
+ * best of those.
+ */
+#define RERANK 10
+
+typedef struct scored {
+    int64_t id;
+    float sim;
+} scored;
+
+static int by_sim_desc(const void *a, const void *b) {
+    const scored *x = a, *y = b;
+    if (x->sim != y->sim) return x->sim < y->sim ? 1 : -1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+static void rerank_one(siamidx_index *idx, MDB_txn *txn, const float *q, const int64_t *cand,
+                       int kk, scored *buf, float *emb, int k, int64_t *ids, float *sims) {
+    uint32_t dim = idx->meta.dim;
+    int m = 0;
+    for (int j = 0; j < kk; j++) {
+        sx_record r;
+        siamidx_error e;
+        if (cand[j] < 0 || sx_store_get_record(idx->st, txn, (uint64_t)cand[j], &r, &e) ||
+            r.dim != dim)
+            continue;
+        sx_record_embedding(&r, emb);
+        double d = 0;
+        for (uint32_t t = 0; t < dim; t++) d += (double)q[t] * emb[t];
+        buf[m].id = cand[j];
+        buf[m++].sim = (float)d;
+    }
+    qsort(buf, (size_t)m, sizeof *buf, by_sim_desc);
+    for (int j = 0; j < k; j++) {
+        ids[j] = j < m ? buf[j].id : -1;
+        sims[j] = j < m ? buf[j].sim : 0;
+    }
+}
+
 /* Searches under the lock after syncing to txn: the hits reflect exactly txn. */
 static siamidx_status search_in(siamidx_index *idx, MDB_txn *txn, const float *q, size_t n,
                                 int k, int64_t *ids, float *sims, siamidx_error *err) {
@@ -440,8 +537,28 @@ static siamidx_status search_in(siamidx_index *idx, MDB_txn *txn, const float *q
         return sx_fail(err, SIAMIDX_ERR_NOT_FOUND, "index %s is empty", idx->dir);
     pthread_mutex_lock(&idx->mu);
     siamidx_status s = sync_locked(idx, txn, err);
-    if (!s) s = sx_vindex_search(idx->vi, q, n, k, ids, sims, err);
+    int lossy = !s && sx_vindex_is_lossy(idx->vi);
+    int kk = k <= 100000 / RERANK ? k * RERANK : k;
+    int64_t *cand = NULL;
+    float *csim = NULL;
+    if (lossy) {
+        cand = malloc(n * (size_t)kk * sizeof *cand);
+        csim = malloc(n * (size_t)kk * sizeof *csim);
+        if (!cand || !csim) s = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "search: out of memory");
+    }
+    if (!s) s = sx_vindex_search(idx->vi, q, n, lossy ? kk : k, lossy ? cand : ids,
+                                 lossy ? csim : sims, err);
     pthread_mutex_unlock(&idx->mu);
+    scored *buf = lossy && !s ? malloc((size_t)kk * sizeof *buf) : NULL;
+    float *emb = lossy && !s ? malloc(idx->meta.dim * sizeof *emb) : NULL;
+    if (lossy && !s && (!buf || !emb)) s = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "search: out of memory");
+    for (size_t i = 0; lossy && !s && i < n; i++)
+        rerank_one(idx, txn, q + i * idx->meta.dim, cand + i * (size_t)kk, kk, buf, emb, k,
+                   ids + i * (size_t)k, sims + i * (size_t)k);
+    free(buf);
+    free(emb);
+    free(cand);
+    free(csim);
     return s;
 }
 
@@ -753,7 +870,19 @@ siamidx_status siamidx_index_info_get(siamidx_index *idx, siamidx_index_info *in
         pthread_mutex_lock(&idx->mu);
         s = sync_locked(idx, txn, err);
         snprintf(info->faiss, sizeof info->faiss, "%s", sx_vindex_description(idx->vi));
+        info->nprobe = sx_vindex_nprobe(idx->vi);
         pthread_mutex_unlock(&idx->mu);
+    }
+    sx_ivf_info ivf;
+    siamidx_error e;
+    if (!s && !strcmp(m.index_type, "ivfpq") &&  /* (a training outlives a change of type) */
+        sx_vindex_ivf_get(idx->st, txn, &ivf, &e) == SIAMIDX_OK) {
+        info->ivf_nlist = ivf.nlist;
+        info->pq_m = ivf.m;
+        info->pq_nbits = ivf.nbits;
+        info->ivf_trained_on = ivf.trained_on;
+        info->ivf_imported = ivf.imported;
+        memcpy(info->ivf_tag, ivf.tag, sizeof info->ivf_tag);
     }
     sx_store_read_end(txn);
     if (l.a) qsort(l.a, l.n, sizeof *l.a, by_name);
@@ -833,6 +962,12 @@ siamidx_status siamidx_index_verify(siamidx_index *idx, siamidx_problem_fn fn, v
         snap.generation > m.generation)
         sx_problem(&v.report, "FAISS snapshot is of generation %llu, the store only of %llu",
                    (unsigned long long)snap.generation, (unsigned long long)m.generation);
+    sx_ivf_info ivf;
+    siamidx_status ivs = s ? SIAMIDX_ERR_NOT_FOUND : sx_vindex_ivf_get(idx->st, txn, &ivf, &e);
+    if (ivs == SIAMIDX_ERR_INDEX_CORRUPT)
+        sx_problem(&v.report, "%s (the next writer trains again)", e.message);
+    else if (ivs == SIAMIDX_OK && m.dim && ivf.dim != m.dim)
+        sx_problem(&v.report, "trained IVF is %u-dimensional, the store %u", ivf.dim, m.dim);
     char why[SIAMIDX_ERROR_MESSAGE_MAX];
     if (!s && m.dim && sx_vindex_check_snapshot(idx->st, txn, m.dim, why, sizeof why))
         sx_problem(&v.report, "%s (the next build or add rebuilds it)", why);
@@ -855,5 +990,128 @@ siamidx_status siamidx_index_verify(siamidx_index *idx, siamidx_problem_fn fn, v
     free(v.ids);
     free(v.buf);
     if (n_problems) *n_problems = store_problems + v.report.count;
+    return s;
+}
+
+/* ---- IVF-PQ: a training from another index, nprobe, merging a shard's codes ----------------- */
+
+siamidx_status siamidx_index_ivf_from(siamidx_index *idx, const char *source,
+                                      siamidx_error *err) {
+    if (!idx || !source)
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "ivf_from: NULL argument");
+    siamidx_status s = sx_index_writable(idx, err);
+    if (s) return s;
+    /* Only the source's store: its FAISS index is not needed, nor loaded. */
+    sx_store *src = NULL;
+    MDB_txn *txn = NULL;
+    sx_store_meta sm;
+    void *blob = NULL;
+    size_t len = 0;
+    sx_ivf_info info;
+    if ((s = sx_store_open(source, 1, 0, &src, err))) return s;
+    if (!(s = sx_store_read_begin(src, &txn, err))) s = sx_store_get_meta(src, txn, &sm, err);
+    if (!s && strcmp(sm.fingerprint, idx->meta.fingerprint))
+        s = sx_fail(err, SIAMIDX_ERR_MODEL_MISMATCH,
+                    "--ivf-from %s was built with model %s, this index %s with %s", source,
+                    *sm.fingerprint ? sm.fingerprint : "(none)", idx->dir, idx->meta.fingerprint);
+    if (!s && sm.dim != idx->meta.dim)
+        s = sx_fail(err, SIAMIDX_ERR_MODEL_MISMATCH,
+                    "--ivf-from %s holds %u-dimensional embeddings, this index %u", source,
+                    sm.dim, idx->meta.dim);
+    if (!s) {
+        s = sx_vindex_ivf_blob(src, txn, &blob, &len, err);
+        if (s == SIAMIDX_ERR_NOT_FOUND)
+            s = sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT,
+                        "--ivf-from %s has no trained IVF-PQ (index type %s; an ivfpq index "
+                        "trains once it holds %d images)",
+                        source, *sm.index_type ? sm.index_type : "flat", IVFPQ_MIN_VECTORS);
+    }
+    if (!s) s = sx_vindex_ivf_get(src, txn, &info, err);
+    if (!s && info.dim != idx->meta.dim)
+        s = sx_fail(err, SIAMIDX_ERR_MODEL_MISMATCH, "--ivf-from %s: its IVF is %u-dimensional, "
+                    "this index %u", source, info.dim, idx->meta.dim);
+    sx_store_read_end(txn);
+    sx_store_close(src);
+    /* Adopting the same training again (a re-run shard) changes nothing. */
+    sx_ivf_info mine;
+    siamidx_error e;
+    if (!s && (s = sx_store_read_begin(idx->st, &txn, err)) == SIAMIDX_OK) {
+        int same = sx_vindex_ivf_get(idx->st, txn, &mine, &e) == SIAMIDX_OK &&
+                   !strcmp(mine.tag, info.tag) && !strcmp(idx->meta.index_type, "ivfpq");
+        sx_store_read_end(txn);
+        if (same) {
+            free(blob);
+            return sync_now(idx, err);
+        }
+    }
+    if (!s) {
+        sx_store_meta want = idx->meta;
+        snprintf(want.index_type, sizeof want.index_type, "ivfpq");
+        ivf_put_ctx c = {.blob = blob, .len = len, .imported = 1, .meta = &want};
+        s = sx_store_write(idx->st, put_ivf, &c, err);
+        if (!s) idx->meta = want;
+    }
+    free(blob);
+    return s ? s : sync_now(idx, err);
+}
+
+siamidx_status siamidx_index_set_nprobe(siamidx_index *idx, unsigned nprobe,
+                                        siamidx_error *err) {
+    if (!idx) return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "set_nprobe: NULL index");
+    if (nprobe < 1 || nprobe > 65536)
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT,
+                       "nprobe must be between 1 and 65536, not %u", nprobe);
+    if (strncmp(idx->meta.index_type, "ivf", 3))
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT,
+                       "index %s is of type %s: nprobe applies to ivf and ivfpq indexes only",
+                       idx->dir, *idx->meta.index_type ? idx->meta.index_type : "flat");
+    pthread_mutex_lock(&idx->mu);
+    sx_vindex_set_nprobe(idx->vi, nprobe);
+    pthread_mutex_unlock(&idx->mu);
+    return SIAMIDX_OK;
+}
+
+typedef struct translate_ctx {
+    siamidx_index *out, *shard;
+    MDB_txn *out_txn, *shard_txn;
+} translate_ctx;
+
+/* A shard's record id -> OUT's record of the same resolved path, or -1. */
+static int64_t translate_id(void *ctx, int64_t shard_id) {
+    translate_ctx *c = ctx;
+    sx_record r;
+    siamidx_error e;
+    uint64_t id;
+    if (shard_id < 0 || sx_store_get_record(c->shard->st, c->shard_txn, (uint64_t)shard_id, &r, &e) ||
+        sx_store_find_path(c->out->st, c->out_txn, r.resolved, &id, &e))
+        return -1;
+    return (int64_t)id;
+}
+
+siamidx_status sx_index_merge_ivf(siamidx_index *out, siamidx_index *shard, int *merged,
+                                  siamidx_error *err) {
+    int dummy;
+    if (!merged) merged = &dummy;
+    *merged = 0;
+    if (!out || !shard || out == shard)
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "merge_ivf: bad arguments");
+    if (!out->meta.dim || out->meta.dim != shard->meta.dim)
+        return sx_fail(err, SIAMIDX_ERR_MODEL_MISMATCH, "merge_ivf: %s and %s differ in dimension",
+                       out->dir, shard->dir);
+    translate_ctx c = {.out = out, .shard = shard};
+    siamidx_status s = sx_store_read_begin(shard->st, &c.shard_txn, err);
+    if (s) return s;
+    pthread_mutex_lock(&shard->mu);
+    s = sync_locked(shard, c.shard_txn, err);
+    if (!s) s = sx_store_read_begin(out->st, &c.out_txn, err);
+    if (!s) {
+        pthread_mutex_lock(&out->mu);
+        s = sx_vindex_merge_from(out->vi, out->st, c.out_txn, shard->vi, translate_id, &c, merged,
+                                 err);
+        pthread_mutex_unlock(&out->mu);
+        sx_store_read_end(c.out_txn);
+    }
+    pthread_mutex_unlock(&shard->mu);
+    sx_store_read_end(c.shard_txn);
     return s;
 }

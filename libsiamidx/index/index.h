@@ -86,4 +86,16 @@ siamidx_status sx_index_blob_get(siamidx_index *idx, const char *name, void **da
 siamidx_status sx_index_blob_put(siamidx_index *idx, const char *name, const void *data,
                                  size_t len, siamidx_error *err);
 
+/*
+ * After a shard's records were committed to `out` (and before anything else
+ * changed it), brings out's FAISS index up to date by moving the shard's
+ * IVF-PQ codes into it (FAISS merge_from, nothing re-encoded) when both hold
+ * the same trained IVF (--ivf-from the same index); records are matched by
+ * resolved path. Otherwise an ordinary catch-up from the records, with the
+ * same result. *merged (may be NULL) says whether codes moved. The shard's
+ * handle (read-only is fine) rebuilds its own FAISS index on its next use.
+ */
+siamidx_status sx_index_merge_ivf(siamidx_index *out, siamidx_index *shard, int *merged,
+                                  siamidx_error *err);
+
 #endif /* SX_INDEX_INDEX_H */

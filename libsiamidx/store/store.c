@@ -767,6 +767,8 @@ siamidx_status sx_store_blob_put(sx_wtxn *w, const char *name, const void *data,
     return wput(w, w->st->meta, blob_key(name, kb, sizeof kb), val(data, len), 0, err);
 }
 
+void sx_store_request_rebuild(sx_wtxn *w) { w->flags |= SX_CHANGE_REBUILD; }
+
 /* ---- records --------------------------------------------------------------------- */
 
 void sx_record_embedding(const sx_record *r, float *out) {

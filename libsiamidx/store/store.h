@@ -100,6 +100,9 @@ siamidx_status sx_store_blob_get(sx_store *st, MDB_txn *txn, const char *name,
                                  const void **data, size_t *len, siamidx_error *err);
 siamidx_status sx_store_blob_put(sx_wtxn *w, const char *name, const void *data, size_t len,
                                  siamidx_error *err);
+/* Logs this transaction as a generation that makes the FAISS index rebuild
+   from scratch (e.g. its trained IVF changed), even without record changes. */
+void sx_store_request_rebuild(sx_wtxn *w);
 
 /* Records: get by id, find by resolved path / content hash (NOT_FOUND when absent). */
 siamidx_status sx_store_get_record(sx_store *st, MDB_txn *txn, uint64_t id, sx_record *r,
