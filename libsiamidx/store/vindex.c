@@ -93,7 +93,7 @@ static int pq_subquantizers(uint32_t dim) {
 
 /*
  * IVF-PQ's parameters as functions of the vector count and dimension
- * (bench/ivfpq.sh, docs/scale_ivfpq.md: nprobe measured, nlist and m from
+ * (bench/ivfpq.sh, docs/scale.md: nprobe measured, nlist and m from
  * FAISS's guidance, not swept on the loaded development machine):
  *   nlist   the power of two nearest 2 sqrt(n), at most n / 39 (FAISS's k-means
  *           wants >= 39 points per centroid): ~500 vectors per list at 1M;
