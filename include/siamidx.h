@@ -446,7 +446,7 @@ siamidx_status siamidx_index_info_get(siamidx_index *idx, siamidx_index_info *in
 void siamidx_index_info_free(siamidx_index_info *info);
 
 /*
- * IVF-PQ (docs/index.md, "Index types"; docs/scale_ivfpq.md). An ivfpq index
+ * IVF-PQ (docs/index.md, "Index types"; docs/scale.md). An ivfpq index
  * trains once it holds 10,000 vectors: nlist, the PQ code size and the
  * default nprobe follow from the vector count and dimension; the trained
  * (empty) FAISS index is kept in LMDB and every rebuild reuses it.
