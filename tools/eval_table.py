@@ -3,6 +3,7 @@
 
     tools/eval_table.py [--overall] NAME=WORKDIR/eval.json ...
 
+Reads the documents of schema 1 and those written before it (plain counts).
 Prints two Markdown tables (pair verification; attribution and open set), one
 row per encoder, population and source ("all" first), in the order given.
 --overall: the "all" rows only. Unmeasurable figures (null) print as "-".
@@ -19,10 +20,17 @@ def count(v):
     return "-" if v is None else f"{v:,}"
 
 
+def n(d, key):
+    """A count: "n_KEY" in schema 1 (docs/json.md), "KEY" in the documents before it."""
+    return d.get("n_" + key, d.get(key))
+
+
 def groups(d, overall_only):
     yield "all", d["overall"]
     if not overall_only:
-        for source, g in d.get("by_source", {}).items():
+        by = d.get("by_source", {})  # schema 1: a list of groups naming their "source"
+        groups_ = by.items() if isinstance(by, dict) else ((g["source"], g) for g in by)
+        for source, g in groups_:
             yield source.split("/")[0], g
 
 
@@ -31,7 +39,7 @@ def pair_rows(name, d, overall_only):
         for pop in ("seen", "unseen"):
             p = g[pop]["pairs"]
             a, b = p["same_source"], p["same_style"]
-            yield [name, source, pop, count(a["positives"]), num(a["auc"]), num(b["auc"]),
+            yield [name, source, pop, count(n(a, "positives")), num(a["auc"]), num(b["auc"]),
                    num(a["eer"]), num(b["eer"]), num(a["tar_at_far1"]), num(b["tar_at_far1"]),
                    num(a["ece"]), num(b["ece"])]
 
@@ -39,8 +47,8 @@ def pair_rows(name, d, overall_only):
 def attribution_rows(name, d, overall_only):
     for source, g in groups(d, overall_only):
         s, u, o = g["seen"]["attribution"], g["unseen"], g["open_set"]
-        yield [name, source, count(s["queries"]), num(s.get("top1")), num(s.get("top3")),
-               num(s.get("balanced_top1")), count(u["attribution"]["queries"]),
+        yield [name, source, count(n(s, "queries")), num(s.get("top1")), num(s.get("top3")),
+               num(s.get("balanced_top1")), count(n(u["attribution"], "queries")),
                num(o["auroc"]), num(o["unknown_first_indexed"], 3),
                num(o["unknown_first_unseen"], 3)]
 
