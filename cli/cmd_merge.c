@@ -110,6 +110,8 @@ int cmd_merge(int argc, char **argv) {
                "kept newer %zu (%zu write transaction(s)) in %.1f s\n",
                r.shards, r.records, r.added, r.replaced, r.unchanged, r.kept_newer, r.transactions,
                now() - start);
+    if (r.codes_moved) /* IVF-PQ shards of OUT's training: FAISS merge_from, nothing encoded */
+        printf("IVF-PQ codes of %zu shard(s) moved into the index as they were\n", r.codes_moved);
     siamidx_index_close(out);
     if (!existed && s && r.added == 0) cli_remove_new_index(index);
     if (s == SIAMIDX_ERR_INTERRUPTED) return CLI_EXIT_INTERRUPTED;

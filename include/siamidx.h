@@ -508,6 +508,9 @@ typedef struct siamidx_merge_report {
     size_t kept_newer;    /* a path OUT holds with other bytes and a later mtime: OUT's kept */
     size_t transactions;  /* write transactions (one per shard unless one was too big) */
     size_t conflicts;     /* records refused (then the status is SIAMIDX_ERR_CONFLICT) */
+    size_t codes_moved;   /* shards whose IVF-PQ codes went into OUT as they were (FAISS
+                             merge_from: OUT and the shard share one training, e.g. both
+                             built with --ivf-from one index); the others are encoded */
 } siamidx_merge_report;
 
 /*

@@ -366,6 +366,23 @@ static void test_merge(const float *v, const float *q) {
     CHECK(same_answers(hm, sm, hs, ss));
     siamidx_index_close(out);
 
+    /* siamidx_index_merge does the same: the codes of both shards move as they are. */
+    siamidx_index *out3 = open_typed("out3", FP, DIM, NULL, 0);
+    CHECK(siamidx_index_ivf_from(out3, src, &err) == SIAMIDX_OK);
+    char d1[4200], d2[4200];
+    path_of(d1, sizeof d1, names[0]);
+    path_of(d2, sizeof d2, names[1]);
+    const char *dirs[] = {d1, d2};
+    siamidx_merge_report mr;
+    CHECK_MSG(siamidx_index_merge(out3, dirs, 2, NULL, &mr, &err) == SIAMIDX_OK, "%s", err.message);
+    CHECK_MSG(mr.shards == 2 && mr.added == hi - lo && mr.codes_moved == 2,
+              "merge: %zu shards, %zu added, %zu moved as codes", mr.shards, mr.added,
+              mr.codes_moved);
+    search_all(out3, q, hm, sm);
+    CHECK(same_answers(hm, sm, hs, ss));
+    CHECK(problems(out3) == 0);
+    siamidx_index_close(out3);
+
     /* A shard of another training is not merged but encoded again: same answers. */
     siamidx_index *alien = open_typed("alien", FP, DIM, "ivfpq", 0);
     add_range(alien, v, 1, N_TRAIN); /* its own training: another sample */

@@ -322,6 +322,30 @@ static siamidx_status update_vectors(siamidx_index *out, siamidx_error *err) {
     return sx_index_sync(out, err);
 }
 
+/*
+ * Right after a shard's records were committed, and before anything else
+ * changes OUT: when OUT is IVF-PQ, its FAISS index takes the shard's codes
+ * as they are (sx_index_merge_ivf: FAISS merge_from when both hold the same
+ * training, else an ordinary catch-up, with the same result). A kill between
+ * the commit and this leaves FAISS behind the store, which the next open
+ * catches up from the change log, as after any build.
+ */
+static siamidx_status move_ivf_codes(siamidx_index *out, const shard *sh,
+                                     siamidx_merge_report *report, siamidx_error *err) {
+    if (strcmp(sx_index_meta(out)->index_type, "ivfpq") || strcmp(sh->meta.index_type, "ivfpq"))
+        return SIAMIDX_OK; /* brought up to date once, at the end */
+    siamidx_index_options o;
+    siamidx_index_options_init(&o);
+    o.read_only = 1;
+    siamidx_index *idx = NULL;
+    int merged = 0;
+    siamidx_status s = siamidx_index_open(sh->dir, NULL, &o, &idx, err);
+    if (!s) s = sx_index_merge_ivf(out, idx, &merged, err);
+    siamidx_index_close(idx);
+    report->codes_moved += !s && merged;
+    return s;
+}
+
 /* ---- the whole merge ------------------------------------------------------------------------- */
 
 /* An empty OUT takes the first shard's model; OUT stops being a shard. */
@@ -390,6 +414,7 @@ siamidx_status siamidx_index_merge(siamidx_index *out, const char *const *shards
         if (!first && (s = find_conflicts(out, &sh[i], opt, 0, &conflicts, err))) break;
         first = 0;
         if ((s = copy_shard(out, &sh[i], report, err))) break;
+        if ((s = move_ivf_codes(out, &sh[i], report, err))) break;
         if (opt && opt->progress) opt->progress(opt->progress_ctx, i + 1, n);
     }
     report->conflicts = conflicts;
