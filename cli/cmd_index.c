@@ -3,20 +3,20 @@
  * verify (and a hidden `dump` for comparing two indexes in tests).
  */
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <dirent.h>
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "siamidx_ext.h" /* dump: the index's records; JSON documents */
 #include "args.h"
 #include "cli.h"
 #include "html_report.h"
+#include "progress.h"
+#include "signals.h"
 
 typedef struct index_args {
     const char *index, *model, *type, *root, *artist, *shard, *html, *ivf_from;
@@ -203,16 +203,10 @@ typedef struct progress {
     int on;
 } progress;
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + t.tv_nsec * 1e-9;
-}
-
 static void show_progress(void *ctx, size_t done, size_t total) {
     progress *p = ctx;
     if (!p->on) return;
-    double dt = now() - p->start, rate = dt > 0 ? (double)done / dt : 0;
+    double dt = cli_now() - p->start, rate = dt > 0 ? (double)done / dt : 0;
     double eta = rate > 0 ? (double)(total - done) / rate : 0;
     int width = 30, fill = total ? (int)((double)width * (double)done / (double)total) : width;
     char bar[64];
@@ -241,37 +235,12 @@ static int finish_build(siamidx_index *idx, const index_args *a, int is_add, sia
                      r->other_shards, r->moved_out);
         printf("indexed %zu, unchanged %zu, failed %zu%s (embedded %zu, reused %zu) in %.1f s\n",
                r->indexed, r->unchanged, r->failed, shards, r->embedded, r->reused,
-               now() - start);
+               cli_now() - start);
     }
     siamidx_build_report_free(r);
     if (s == SIAMIDX_OK) return CLI_EXIT_OK;
     if (s == SIAMIDX_ERR_INTERRUPTED) return CLI_EXIT_INTERRUPTED;
     return s == SIAMIDX_ERR_IMAGE ? CLI_EXIT_PARTIAL : CLI_EXIT_FAILURE;
-}
-
-/* SIGINT/SIGTERM during build/add: stop before the next batch, keep what is
-   committed, save the snapshot, exit 130. A second signal kills at once
-   (LMDB's crash safety covers that too). */
-static volatile int stop_requested;
-
-static void on_signal(int sig) {
-    if (stop_requested) {
-        signal(sig, SIG_DFL);
-        raise(sig);
-    }
-    stop_requested = 1;
-}
-
-/* A signal the caller ignores (nohup, a shell's background job) stays ignored. */
-static void catch_signals(void) {
-    struct sigaction sa, old;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    const int sigs[] = {SIGINT, SIGTERM};
-    for (int i = 0; i < 2; i++)
-        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
-            sigaction(sigs[i], &sa, NULL);
 }
 
 /* Removes an index this command created and left empty (its own files only;
@@ -329,7 +298,8 @@ static int run_build(int argc, char **argv, int is_add) {
         return cli_error("--ivf-from makes an ivfpq index, not %s", a.type), CLI_EXIT_USAGE;
     if (a.ivf_from) a.type = NULL; /* the training comes with the type, in one transaction */
     int existed = stat(a.index, &sb) == 0;
-    catch_signals();
+    /* Ctrl-C: stop before the next batch, keep what is committed, save the snapshot, exit 130. */
+    volatile int *stop = cli_catch_stop_signals();
     if (a.threads) siamidx_set_threads(a.threads);
     siamidx_model *model = cli_load_model(a.model);
     if (!model) return CLI_EXIT_FAILURE;
@@ -346,14 +316,14 @@ static int run_build(int argc, char **argv, int is_add) {
         if (!existed) cli_remove_new_index(a.index);
         return CLI_EXIT_FAILURE;
     }
-    progress p = {.start = now(), .on = !a.quiet && isatty(2)};
+    progress p = {.start = cli_now(), .on = !a.quiet && isatty(2)};
     siamidx_build_options o;
     siamidx_build_options_init(&o);
     o.root = a.root;
     o.batch = a.batch;
     o.progress = show_progress;
     o.progress_ctx = &p;
-    o.stop = &stop_requested;
+    o.stop = stop;
     o.shard_index = shard_i;
     o.shard_count = shard_n;
     siamidx_build_report r;

@@ -3,14 +3,14 @@
  * `build --shard I/N`) into OUT, which is made when absent.
  */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "args.h"
 #include "cli.h"
+#include "progress.h"
+#include "signals.h"
 
 static const cli_help merge_help = {
     "siamidx merge -i OUT SHARD... [options]",
@@ -24,33 +24,6 @@ static const cli_help merge_help = {
     "are left alone). The FAISS index of OUT is updated once, at the end.\n"
     "exit status: 0 success, 1 failure or refusal (OUT unchanged by the refused\n"
     "shard), 2 usage error, 130 interrupted (SIGINT/SIGTERM) between shards\n"};
-
-static volatile int stop_requested;
-
-static void on_signal(int sig) {
-    if (stop_requested) {
-        signal(sig, SIG_DFL);
-        raise(sig);
-    }
-    stop_requested = 1;
-}
-
-static void catch_signals(void) {
-    struct sigaction sa, old;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    const int sigs[] = {SIGINT, SIGTERM};
-    for (int i = 0; i < 2; i++)
-        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
-            sigaction(sigs[i], &sa, NULL);
-}
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 static void print_conflict(void *ctx, const char *line) {
     (void)ctx;
@@ -80,7 +53,7 @@ int cmd_merge(int argc, char **argv) {
         if (stat(argv[i], &sb) != 0)
             return cli_error("%s: %s", argv[i], strerror(errno)), CLI_EXIT_FAILURE;
     int existed = stat(index, &sb) == 0;
-    catch_signals();
+    volatile int *stop = cli_catch_stop_signals(); /* between shards */
     siamidx_index_options o;
     siamidx_index_options_init(&o);
     o.create = 1;
@@ -96,12 +69,12 @@ int cmd_merge(int argc, char **argv) {
     siamidx_merge_options m;
     siamidx_merge_options_init(&m);
     m.index_type = type;
-    m.stop = &stop_requested;
+    m.stop = stop;
     m.progress = show_progress;
     m.progress_ctx = &verbose;
     m.conflict = print_conflict;
     siamidx_merge_report r;
-    double start = now();
+    double start = cli_now();
     siamidx_status s = siamidx_index_merge(out, (const char *const *)argv + first,
                                            (size_t)(argc - first), &m, &r, &err);
     if (s) cli_error("%s", err.message);
@@ -109,7 +82,7 @@ int cmd_merge(int argc, char **argv) {
         printf("merged %zu shard(s), %zu records: added %zu, replaced %zu, unchanged %zu, "
                "kept newer %zu (%zu write transaction(s)) in %.1f s\n",
                r.shards, r.records, r.added, r.replaced, r.unchanged, r.kept_newer, r.transactions,
-               now() - start);
+               cli_now() - start);
     if (r.codes_moved) /* IVF-PQ shards of OUT's training: FAISS merge_from, nothing encoded */
         printf("IVF-PQ codes of %zu shard(s) moved into the index as they were\n", r.codes_moved);
     siamidx_index_close(out);

@@ -5,14 +5,14 @@
 
 #include "progress.h"
 
-static double now_s(void) {
+double cli_now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + t.tv_nsec * 1e-9;
 }
 
 void cli_progress_init(cli_progress *p, const char *what, const char *unit, int quiet) {
-    *p = (cli_progress){what, unit, now_s(), 0, 10, isatty(2), 0, quiet, 0, 0, 0};
+    *p = (cli_progress){what, unit, cli_now(), 0, 10, isatty(2), 0, quiet, 0, 0, 0};
 }
 
 static void eta_text(double seconds, char *out, size_t cap) {
@@ -26,7 +26,7 @@ static void show(cli_progress *p, size_t done, size_t total, double t);
 void cli_progress_update(void *ctx, size_t done, size_t total) {
     cli_progress *p = ctx;
     if (p->quiet) return;
-    double t = now_s();
+    double t = cli_now();
     p->done = done, p->total = total, p->pending = 1;
     /* a terminal redraws often, a log gets a line now and then */
     if (done < total && p->last > 0 && t - p->last < (p->tty ? 0.1 : p->every)) return;
@@ -61,7 +61,7 @@ static void show(cli_progress *p, size_t done, size_t total, double t) {
 
 void cli_progress_end(cli_progress *p) {
     /* the last count (it may stop short of the total: early stopping) */
-    if (p->pending && !p->quiet) show(p, p->done, p->total, now_s());
+    if (p->pending && !p->quiet) show(p, p->done, p->total, cli_now());
     if (p->open) fputc('\n', stderr);
     p->open = 0;
 }

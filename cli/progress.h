@@ -19,6 +19,9 @@ typedef struct cli_progress {
     int pending;        /* not shown yet */
 } cli_progress;
 
+/* Seconds on the monotonic clock: what rates and ETAs are measured with. */
+double cli_now(void);
+
 /* what: the command; unit: what is counted. quiet: show nothing. */
 void cli_progress_init(cli_progress *p, const char *what, const char *unit, int quiet);
 /* A siamidx_progress_fn: ctx is the cli_progress. */
