@@ -1073,17 +1073,17 @@ siamidx_status sx_store_foreach_record(sx_store *st, MDB_txn *txn, sx_record_fn 
     return s;
 }
 
-siamidx_status sx_store_artist_records(sx_store *st, MDB_txn *txn, uint32_t artist_id,
-                                       uint64_t **ids, size_t *n, siamidx_error *err) {
+/* The record ids stored under one key of a DUPSORT table (by_artist, by_hash). */
+static siamidx_status ids_under_key(sx_store *st, MDB_txn *txn, MDB_dbi dbi, MDB_val k,
+                                    const char *what, uint64_t **ids, size_t *n,
+                                    siamidx_error *err) {
     *ids = NULL;
     *n = 0;
     size_t cap = 0;
     MDB_cursor *c;
-    int rc = mdb_cursor_open(txn, st->by_artist, &c);
+    int rc = mdb_cursor_open(txn, dbi, &c);
     if (rc) return mdb_fail(err, rc, "cursor", st);
-    uint8_t ak[4];
-    put_be32(ak, artist_id);
-    MDB_val k = val(ak, 4), v;
+    MDB_val v;
     siamidx_status s = SIAMIDX_OK;
     for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY); rc == 0;
          rc = mdb_cursor_get(c, &k, &v, MDB_NEXT_DUP)) {
@@ -1094,33 +1094,21 @@ siamidx_status sx_store_artist_records(sx_store *st, MDB_txn *txn, uint32_t arti
             break;
         }
     }
-    if (!s && rc && rc != MDB_NOTFOUND) s = mdb_fail(err, rc, "artist records", st);
+    if (!s && rc && rc != MDB_NOTFOUND) s = mdb_fail(err, rc, what, st);
     mdb_cursor_close(c);
     return s;
 }
 
+siamidx_status sx_store_artist_records(sx_store *st, MDB_txn *txn, uint32_t artist_id,
+                                       uint64_t **ids, size_t *n, siamidx_error *err) {
+    uint8_t ak[4];
+    put_be32(ak, artist_id);
+    return ids_under_key(st, txn, st->by_artist, val(ak, 4), "artist records", ids, n, err);
+}
+
 siamidx_status sx_store_hash_records(sx_store *st, MDB_txn *txn, const uint8_t hash[32],
                                      uint64_t **ids, size_t *n, siamidx_error *err) {
-    *ids = NULL;
-    *n = 0;
-    size_t cap = 0;
-    MDB_cursor *c;
-    int rc = mdb_cursor_open(txn, st->by_hash, &c);
-    if (rc) return mdb_fail(err, rc, "cursor", st);
-    MDB_val k = val(hash, 32), v;
-    siamidx_status s = SIAMIDX_OK;
-    for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY); rc == 0;
-         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT_DUP)) {
-        uint64_t id = 0;
-        if ((s = id_value(st, v, &id, err))) break;
-        if (push_id(ids, n, &cap, id)) {
-            s = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "out of memory");
-            break;
-        }
-    }
-    if (!s && rc && rc != MDB_NOTFOUND) s = mdb_fail(err, rc, "hash records", st);
-    mdb_cursor_close(c);
-    return s;
+    return ids_under_key(st, txn, st->by_hash, val(hash, 32), "hash records", ids, n, err);
 }
 
 siamidx_status sx_store_foreach_artist(sx_store *st, MDB_txn *txn, sx_artist_fn fn, void *ctx,
