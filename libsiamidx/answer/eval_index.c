@@ -14,7 +14,6 @@
  * `siamidx query` answers with: the classifier fused with the neighbours
  * when the index has one, the head alone when not.
  */
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +28,7 @@
 #include "head/attribution.h"
 #include "head/classifier.h"
 #include "head/eval_protocol.h"
+#include "head/nearest.h"
 #include "head/head.h"
 #include "head/labelled.h"
 #include "head/split.h"
@@ -292,46 +292,6 @@ static siamidx_status pairs_for(const pop_pairs *pp, const eval_data *x, int32_t
 
 /* ---- attribution ------------------------------------------------------------------------- */
 
-/*
- * For each query, the m gallery rows with the largest inner product of the
- * raw embeddings (what the index's flat FAISS search returns), best first.
- */
-static siamidx_status nearest(const eval_data *x, const size_t *qs, size_t nq,
-                              const size_t *gal, size_t ng, size_t m, size_t *out,
-                              siamidx_error *err) {
-    const size_t block = 64, dim = (size_t)x->dim;
-    float *G = malloc((ng * dim + 1) * sizeof(float)), *Q = malloc(block * dim * sizeof(float));
-    float *S = malloc((block * ng + 1) * sizeof(float)), *best = malloc((m + 1) * sizeof(float));
-    if (!G || !Q || !S || !best) {
-        free(G), free(Q), free(S), free(best);
-        return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "retrieval: out of memory (%zu images)", ng);
-    }
-    for (size_t j = 0; j < ng; j++) memcpy(G + j * dim, x->emb + gal[j] * dim, dim * 4);
-    for (size_t q0 = 0; q0 < nq; q0 += block) {
-        size_t nb = nq - q0 < block ? nq - q0 : block;
-        for (size_t i = 0; i < nb; i++) memcpy(Q + i * dim, x->emb + qs[q0 + i] * dim, dim * 4);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)ng, (int)dim, 1.0f, Q,
-                    (int)dim, G, (int)dim, 0.0f, S, (int)ng);
-        for (size_t i = 0; i < nb; i++) {
-            size_t *o = out + (q0 + i) * m, have = 0;
-            const float *sim = S + i * ng;
-            for (size_t j = 0; j < ng; j++) {
-                if (have == m && sim[j] <= best[m - 1]) continue;
-                size_t k = have < m ? have++ : m - 1;
-                while (k > 0 && best[k - 1] < sim[j]) {
-                    best[k] = best[k - 1];
-                    o[k] = o[k - 1];
-                    k--;
-                }
-                best[k] = sim[j];
-                o[k] = gal[j];
-            }
-        }
-    }
-    free(G), free(Q), free(S), free(best);
-    return SIAMIDX_OK;
-}
-
 /* Every seen and unseen query scored against the gallery. */
 static siamidx_status score_queries(scorer *s, const uint8_t *roles, sx_ep_query *q,
                                     size_t *qrow, size_t *nq_out, size_t *ng_out,
@@ -355,7 +315,9 @@ static siamidx_status score_queries(scorer *s, const uint8_t *roles, sx_ep_query
     siamidx_status st = SIAMIDX_OK;
     if (!nn || !logit || !art || !class_of || !prob || !logp || (s->c && !qemb))
         st = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "evaluation: out of memory");
-    if (!st && nq && m) st = nearest(x, qrow, nq, gal, ng, m, nn, err);
+    /* What the index's flat FAISS search returns (queries are never in the gallery). */
+    sx_train_data d = {.n = x->n, .dim = x->dim, .emb = x->emb};
+    if (!st && nq && m) st = sx_nearest(&d, qrow, nq, gal, ng, m, nn, err);
     if (!st && s->c) { /* the classifier's view of every query, in one batch */
         for (size_t a = 0; a < na; a++) class_of[a] = sx_classifier_class(s->c, x->artists.name[a]);
         for (size_t i = 0; i < nq; i++) memcpy(qemb + i * dim, x->emb + qrow[i] * dim, dim * 4);
