@@ -1,6 +1,6 @@
 /*
- * index_fixture.h - what the index tests share: deterministic unit vectors
- * and opening a raw index (no model) on a directory.
+ * index_fixture.h - what the index tests share: deterministic unit vectors,
+ * opening a raw index (no model) on a directory, and verifying it.
  */
 #ifndef SIAMIDX_TESTS_INDEX_FIXTURE_H
 #define SIAMIDX_TESTS_INDEX_FIXTURE_H
@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "check.h"
 #include "siamidx.h"
 #include "index/index.h"
 
@@ -45,6 +46,14 @@ static inline siamidx_index *fixture_open_raw(const char *path, const char *fp, 
     if (sx_index_open_raw(path, fp, dim, "test", "avg", &o, &idx, &err))
         fprintf(stderr, "open %s: %s\n", path, err.message);
     return idx;
+}
+
+/* The problems `siamidx_index_verify` finds (99 when it cannot run: a failed CHECK too). */
+static inline size_t fixture_problems(siamidx_index *idx) {
+    size_t n = 99;
+    siamidx_error err;
+    CHECK(siamidx_index_verify(idx, NULL, NULL, &n, &err) == SIAMIDX_OK);
+    return n;
 }
 
 #endif

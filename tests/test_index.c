@@ -57,13 +57,6 @@ static siamidx_index *open_idx(const char *type, int read_only, siamidx_status *
     return idx;
 }
 
-static size_t verify_problems(siamidx_index *idx) {
-    size_t n = 99;
-    siamidx_error err;
-    CHECK(siamidx_index_verify(idx, NULL, NULL, &n, &err) == SIAMIDX_OK);
-    return n;
-}
-
 /* Fraction of vectors whose own record comes back first. */
 static double self_recall(siamidx_index *idx, const float *v, size_t n) {
     int64_t *ids = malloc(n * 3 * sizeof *ids);
@@ -110,7 +103,7 @@ static void test_basic(void) {
     CHECK(info.images == 200 && info.n_artists == 7 && info.dim == DIM);
     CHECK(!strcmp(info.index_type, "flat") && !strcmp(info.faiss, "Flat"));
     siamidx_index_info_free(&info);
-    CHECK(verify_problems(idx) == 0);
+    CHECK(fixture_problems(idx) == 0);
 
     /* Removal by path and by artist. */
     const char *gone[] = {"/img/5.jpg", "/img/6.jpg", "/img/nope.jpg"};
@@ -128,7 +121,7 @@ static void test_basic(void) {
     float sims[3];
     CHECK(siamidx_index_search(idx, v + 5 * DIM, 1, 3, ids, sims, &err) == SIAMIDX_OK);
     CHECK(ids[0] != 6 && sims[0] < 0.999f); /* record 6 (path 5) is gone */
-    CHECK(verify_problems(idx) == 0);
+    CHECK(fixture_problems(idx) == 0);
 
     /* A second writer is refused while we hold the lock. */
     siamidx_index *other = open_idx(NULL, 0, &s);
@@ -155,7 +148,7 @@ static void test_basic(void) {
     snprintf(snap, sizeof snap, "%llu", (unsigned long long)sm.generation);
     CHECK(sm.generation == info.generation && sm.count == info.images);
     siamidx_index_info_free(&info);
-    CHECK(verify_problems(idx) == 0);
+    CHECK(fixture_problems(idx) == 0);
     siamidx_index_close(idx);
     siamidx_index *bad = NULL;
     siamidx_index_options o;
@@ -198,7 +191,7 @@ static void test_types(void) {
         float sims[2];
         CHECK(siamidx_index_search(idx, v + (10 + t) * DIM, 1, 2, ids, sims, &err) == 0);
         CHECK(ids[0] != 10 + t + 1);
-        CHECK(verify_problems(idx) == 0);
+        CHECK(fixture_problems(idx) == 0);
         siamidx_index_close(idx);
     }
     free(v);
@@ -222,7 +215,7 @@ static void test_ivfpq(void) {
     const char *p = "/img/3.jpg";
     size_t removed;
     CHECK(siamidx_index_remove(idx, &p, 1, &removed, &err) == SIAMIDX_OK && removed == 1);
-    CHECK(verify_problems(idx) == 0);
+    CHECK(fixture_problems(idx) == 0);
     siamidx_index_close(idx);
     free(v);
 }

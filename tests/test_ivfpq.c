@@ -118,13 +118,6 @@ static siamidx_index_info info_of(siamidx_index *idx) {
     return info;
 }
 
-static size_t problems(siamidx_index *idx) {
-    size_t n = 99;
-    siamidx_error err;
-    CHECK(siamidx_index_verify(idx, NULL, NULL, &n, &err) == SIAMIDX_OK);
-    return n;
-}
-
 /* Top-K of each query as resolved paths' numbers (-1 past the end) and sims. */
 static void search_all(siamidx_index *idx, const float *q, long *hits, float *sims) {
     int64_t ids[N_QUERIES * K];
@@ -211,7 +204,7 @@ static void test_train_and_rebuild(const float *v, const float *q) {
     long h1[N_QUERIES * K], h2[N_QUERIES * K];
     float s1[N_QUERIES * K], s2[N_QUERIES * K];
     search_all(idx, q, h1, s1);
-    CHECK(problems(idx) == 0);
+    CHECK(fixture_problems(idx) == 0);
     siamidx_index_close(idx);
 
     /* From the snapshot, then with no snapshot: the store's training, not a new one. */
@@ -226,7 +219,7 @@ static void test_train_and_rebuild(const float *v, const float *q) {
     siamidx_index_info_free(&info);
     search_all(idx, q, h2, s2);
     CHECK(same_answers(h1, s1, h2, s2));
-    CHECK(problems(idx) == 0);
+    CHECK(fixture_problems(idx) == 0);
     siamidx_index_close(idx);
 }
 
@@ -352,7 +345,7 @@ static void test_merge(const float *v, const float *q) {
     search_all(x[3], q, hm, sm);
     search_all(x[2], q, hs, ss);
     CHECK(same_answers(hm, sm, hs, ss));
-    CHECK(problems(x[3]) == 0);
+    CHECK(fixture_problems(x[3]) == 0);
     siamidx_index_close(x[3]);
     siamidx_index_close(x[2]);
     /* And after a reopen (snapshot) and a rebuild from the records. */
@@ -380,7 +373,7 @@ static void test_merge(const float *v, const float *q) {
               mr.codes_moved);
     search_all(out3, q, hm, sm);
     CHECK(same_answers(hm, sm, hs, ss));
-    CHECK(problems(out3) == 0);
+    CHECK(fixture_problems(out3) == 0);
     siamidx_index_close(out3);
 
     /* A shard of another training is not merged but encoded again: same answers. */
@@ -421,7 +414,7 @@ static void test_replaced_training(const float *v, const float *q) {
     CHECK_MSG(strcmp(before.ivf_tag, after.ivf_tag) && !strcmp(after.ivf_tag, si.ivf_tag) &&
                   strstr(after.faiss, si.ivf_tag),
               "before %s after %s (%s)", before.ivf_tag, after.ivf_tag, after.faiss);
-    CHECK(problems(idx) == 0);
+    CHECK(fixture_problems(idx) == 0);
     (void)v, (void)q;
     siamidx_index_info_free(&before);
     siamidx_index_info_free(&after);

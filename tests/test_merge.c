@@ -139,13 +139,6 @@ static uint64_t generation(siamidx_index *idx) {
     return g;
 }
 
-static size_t problems(siamidx_index *idx) {
-    size_t n = 99;
-    siamidx_error err;
-    CHECK(siamidx_index_verify(idx, NULL, NULL, &n, &err) == SIAMIDX_OK);
-    return n;
-}
-
 /* The nearest neighbours' paths of a few items, one string. */
 static void neighbours(siamidx_index *idx, char *out, size_t cap) {
     size_t len = 0;
@@ -213,7 +206,7 @@ int main(void) {
     neighbours(whole, n1, sizeof n1);
     neighbours(out, n2, sizeof n2);
     CHECK_MSG(!strcmp(n1, n2), "searches differ:\n%s\n%s", n1, n2);
-    CHECK(problems(out) == 0);
+    CHECK(fixture_problems(out) == 0);
     CHECK(!strcmp(sx_index_meta(out)->fingerprint, FP) && sx_index_meta(out)->dim == DIM);
 
     /* Again: nothing written. */
@@ -259,7 +252,7 @@ int main(void) {
     path_of(pnone, sizeof pnone, "none");
     const char *missing[] = {pnone};
     CHECK(siamidx_index_merge(out, missing, 1, NULL, &rep, &err) == SIAMIDX_ERR_NOT_FOUND);
-    CHECK(generation(out) == gen && problems(out) == 0);
+    CHECK(generation(out) == gen && fixture_problems(out) == 0);
     have = records_of(out);
     CHECK_MSG(!strcmp(want, have), "a refused merge changed OUT");
     free(have);
@@ -273,7 +266,7 @@ int main(void) {
     CHECK_MSG(s == SIAMIDX_ERR_CONFLICT && strstr(err.message, "nothing of this shard"), "%s",
               err.message);
     CHECK(rep.added == N / 2 && rep.shards == 1);
-    CHECK(problems(out3) == 0);
+    CHECK(fixture_problems(out3) == 0);
     siamidx_index_close(out3);
 
     /* Shards that hold nothing (made without a model) into a new index: nothing to do. */
@@ -297,7 +290,7 @@ int main(void) {
     have = records_of(out2);
     CHECK_MSG(!strcmp(want, have), "split merge differs");
     free(have);
-    CHECK(problems(out2) == 0);
+    CHECK(fixture_problems(out2) == 0);
     siamidx_index_close(out2);
 
     free(want);

@@ -58,13 +58,6 @@ static double self_recall(siamidx_index *idx, const float *v, size_t n) {
     return (double)hit / (double)n;
 }
 
-static size_t problems(siamidx_index *idx) {
-    size_t n = 99;
-    siamidx_error err;
-    CHECK(siamidx_index_verify(idx, NULL, NULL, &n, &err) == SIAMIDX_OK);
-    return n;
-}
-
 /* The one snapshot file in dir (path into out), 0 when there is none. */
 static int snapshot_file(char *out, size_t cap) {
     DIR *d = opendir(dir);
@@ -108,7 +101,7 @@ static void test_foreign_store(const float *a, const float *b, size_t n) {
     idx = open_idx(1);
     double r = self_recall(idx, b, n);
     CHECK_MSG(r == 1.0, "store B answered from its own vectors for %.3f of them", r);
-    CHECK(problems(idx) == 0);
+    CHECK(fixture_problems(idx) == 0);
     siamidx_index_close(idx);
 }
 
@@ -147,13 +140,13 @@ static void test_damaged(const float *b, size_t n, damage how) {
     if (!idx) return;
     double r = self_recall(idx, b, n);
     CHECK_MSG(r == 1.0, "damage %d: recall %.3f", (int)how, r);
-    CHECK_MSG(problems(idx) >= 1, "damage %d: verify saw nothing", (int)how);
+    CHECK_MSG(fixture_problems(idx) >= 1, "damage %d: verify saw nothing", (int)how);
     siamidx_index_close(idx);
     idx = open_idx(0); /* a writer repairs it on close */
     CHECK(self_recall(idx, b, n) == 1.0);
     siamidx_index_close(idx);
     idx = open_idx(1);
-    CHECK(problems(idx) == 0);
+    CHECK(fixture_problems(idx) == 0);
     CHECK(self_recall(idx, b, n) == 1.0);
     siamidx_index_close(idx);
 }
