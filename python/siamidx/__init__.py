@@ -139,7 +139,20 @@ def _document(status, doc, err, ok=(0,)):
     return json.loads(text.decode("utf-8"))
 
 
-class Model:
+class _Closing:
+    """A handle freed by close(), at the end of a with block, or when collected."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+
+class Model(_Closing):
     """A model file (safetensors): Model() is the default model ($SIAMIDX_MODEL, else the
     installed one), Model(path) another. Immutable once loaded: embed from any thread."""
 
@@ -202,17 +215,8 @@ class Model:
             _model_free(self._handle)
             self._handle = None
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        self.close()
-
-
-class Index:
+class Index(_Closing):
     """An index directory, opened to read (queries from any thread). model: the Model its
     embeddings come from (default: Model()), loaded when first needed. add() takes the
     index's writer lock for the call (another writing process: Error, status
@@ -292,12 +296,3 @@ class Index:
         if getattr(self, "_own_model", False) and self._model is not None:
             self._model.close()
             self._model = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        self.close()
