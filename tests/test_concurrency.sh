@@ -36,7 +36,9 @@ while kill -0 $builder 2>/dev/null; do
     # A second writer is refused with a clear message. Tried first in each
     # round, once the build has committed a batch (so it holds the lock),
     # because on idle cores the whole build may take only a round or two.
-    if [ "$(tail -1 counts.txt 2>/dev/null || echo 2)" != 2 ]; then
+    # (An empty counts.txt is the counter not having read yet, not a batch.)
+    seen=$(tail -1 counts.txt 2>/dev/null)
+    if [ -n "$seen" ] && [ "$seen" != 2 ]; then
         "$BIN" build col -m "$MODEL" --quiet > /dev/null 2> l.err
         rc=$?
         if [ $rc = 1 ] && grep -q "being written by process $builder" l.err; then locked=$((locked + 1)); fi
