@@ -415,6 +415,22 @@ static void test_empty_idat(void) {
     free(png);
 }
 
+/* A GIF whose frame stb decodes to 1150 x 0 pixels (found by fuzz/fuzz_image.c in CI):
+   refused as no image, never returned as an empty one. */
+static void test_zero_height_gif(void) {
+    static const uint8_t gif[] = {
+        0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x7e, 0x4,  0x0,  0x0,  0xf1, 0x0,  0x0,  0x0,
+        0x0,  0x0,  0xfe, 0x0,  0x0,  0x0,  0xff, 0x0,  0x0,  0x0,  0xff, 0x2c, 0x0,  0x0,
+        0x0,  0x0,  0xff, 0x0,  0x0,  0x0,  0xff, 0x2c, 0x0,  0x0,  0xa8, 0x11, 0x4d, 0x4d,
+        0x0,  0x2a, 0x35, 0x22, 0xd4, 0x18, 0x71, 0x60, 0xc4, 0x2,  0x0,  0x3b};
+    sx_image img;
+    siamidx_error err;
+    siamidx_status s = sx_image_decode(gif, sizeof gif, 0, &img, &err);
+    CHECK_MSG(s == SIAMIDX_ERR_IMAGE && img.rgb == NULL && strstr(err.message, "x0 pixels"),
+              "status %d, %dx%d: %s", s, img.width, img.height, s ? err.message : "");
+    if (!s) sx_image_free(&img);
+}
+
 /* stb_image 2.27 overruns its Huffman arrays on a DHT table whose 16 code
    counts sum past 256 (found by fuzz/fuzz_image.c); image.c refuses it
    first, in a header DHT and in one placed after the first scan. */
@@ -517,6 +533,7 @@ int main(void) {
     test_top_down_bmp();
     test_oversized_huffman_table();
     test_empty_idat();
+    test_zero_height_gif();
     test_threads();
     CHECK_DONE();
 }

@@ -436,6 +436,12 @@ siamidx_status sx_image_decode(const uint8_t *data, size_t len, uint64_t max_pix
         const char *why = stbi_failure_reason();
         return sx_fail(err, SIAMIDX_ERR_IMAGE, "cannot decode image: %s", why ? why : "unknown error");
     }
+    /* stb can "decode" a frame of no rows or columns (a GIF of height 0, found by
+       fuzz_image): that is no image, not an empty one. */
+    if (w <= 0 || h <= 0) {
+        stbi_image_free(rgb);
+        return sx_fail(err, SIAMIDX_ERR_IMAGE, "cannot decode image: it is %dx%d pixels", w, h);
+    }
     /* Headers can disagree with what decodes: check again. */
     if ((uint64_t)w * (uint64_t)h > max_pixels) {
         stbi_image_free(rgb);
