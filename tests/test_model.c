@@ -8,6 +8,7 @@
 #include "fixture_model.h"
 #include "nn/safetensors.h"
 #include "nn/model.h"
+#include "nn/encoder.h"
 
 static char tmp_model[512];
 
@@ -473,6 +474,84 @@ static void test_fingerprint(void) {
     fx_free(&m);
 }
 
+/* [n,3,h,w] with every row reversed. */
+static float *mirrored(const float *x, int n, int h, int w) {
+    float *m = malloc(sizeof *m * (size_t)n * 3 * h * w);
+    for (size_t r = 0; m && r < (size_t)n * 3 * h; r++)
+        for (int i = 0; i < w; i++) m[r * w + i] = x[r * w + w - 1 - i];
+    return m;
+}
+
+static float max_abs_diff(const float *a, const float *b, size_t n) {
+    float d = 0;
+    for (size_t i = 0; i < n; i++) d = fmaxf(d, fabsf(a[i] - b[i]));
+    return d;
+}
+
+/* Runs `model` on x [2,3,S,S] for `what`; out holds 2 * dim floats. */
+static void run2(const siamidx_model *model, const float *x, int s, sx_encoder_output what,
+                 float *out) {
+    sx_encoder *enc = NULL;
+    siamidx_error err;
+    CHECK_MSG(sx_encoder_new(model, 2, s, s, &enc, &err) == SIAMIDX_OK, "%s", err.message);
+    if (enc)
+        CHECK_MSG(sx_encoder_run(enc, x, 2, what, SIAMIDX_POOL_DEFAULT, out, &err) == SIAMIDX_OK,
+                  "%s", err.message);
+    sx_encoder_free(enc);
+}
+
+/* test_views=flip: the embedding is the normalised mean of the image's and its mirror's
+ * pooled features, so an image and its mirror embed alike; it is part of the fingerprint. */
+static void test_flip_view(void) {
+    fx_model m;
+    siamidx_model *plain = NULL, *none = NULL, *flip = NULL;
+    siamidx_error err;
+    enum { S = 40 };
+    tiny(&m);
+    CHECK(write_and_load(&m, SX_F32, &plain, &err) == SIAMIDX_OK);
+    fx_set_meta(&m, "test_views", "none");
+    CHECK(write_and_load(&m, SX_F32, &none, &err) == SIAMIDX_OK);
+    fx_set_meta(&m, "test_views", "flip");
+    CHECK_MSG(write_and_load(&m, SX_F32, &flip, &err) == SIAMIDX_OK, "%s", err.message);
+    fx_set_meta(&m, "test_views", "rotate");
+    expect_fail(&m, SIAMIDX_ERR_MODEL_FORMAT, "test_views='rotate'", "none or flip", NULL);
+    fx_free(&m);
+    if (!plain || !none || !flip) goto out;
+    CHECK(!strcmp(plain->fingerprint, none->fingerprint));
+    CHECK(strcmp(plain->fingerprint, flip->fingerprint) != 0);
+
+    size_t dim = siamidx_model_dim(flip, SIAMIDX_POOL_DEFAULT);
+    float *x = fx_input(2, S, S, 5), *xm = mirrored(x, 2, S, S);
+    float *e = calloc(2 * dim, sizeof *e), *em = calloc(2 * dim, sizeof *e);
+    float *p = calloc(2 * dim, sizeof *p), *pm = calloc(2 * dim, sizeof *p);
+    run2(plain, x, S, SX_OUT_EMBEDDING, e);
+    run2(plain, xm, S, SX_OUT_EMBEDDING, em);
+    CHECK_MSG(max_abs_diff(e, em, 2 * dim) > 1e-3f, "the fixture is mirror symmetric already");
+    run2(flip, x, S, SX_OUT_EMBEDDING, e);
+    run2(flip, xm, S, SX_OUT_EMBEDDING, em);
+    CHECK_MSG(max_abs_diff(e, em, 2 * dim) < 1e-5f, "image and mirror differ by %g",
+              max_abs_diff(e, em, 2 * dim));
+    run2(plain, x, S, SX_OUT_POOLED, p); /* avg pooling: the embedding is the pooled row */
+    run2(plain, xm, S, SX_OUT_POOLED, pm);
+    for (int i = 0; i < 2; i++) {
+        double norm = 0;
+        for (size_t t = 0; t < dim; t++) {
+            p[i * dim + t] += pm[i * dim + t];
+            norm += (double)p[i * dim + t] * p[i * dim + t];
+        }
+        for (size_t t = 0; t < dim; t++) p[i * dim + t] /= (float)sqrt(norm);
+    }
+    CHECK_MSG(max_abs_diff(e, p, 2 * dim) < 1e-5f, "flip embedding is not the mean of both views");
+    run2(flip, x, S, SX_OUT_POOLED, pm); /* raw outputs stay one view */
+    run2(plain, x, S, SX_OUT_POOLED, p);
+    CHECK(max_abs_diff(p, pm, 2 * dim) == 0.0f);
+    free(x), free(xm), free(e), free(em), free(p), free(pm);
+out:
+    siamidx_model_free(plain);
+    siamidx_model_free(none);
+    siamidx_model_free(flip);
+}
+
 /* The committed tiny models load, and the C writer reproduces them byte for byte. */
 static void test_committed_tiny(void) {
     const char *data = getenv("SIAMIDX_TEST_DATA");
@@ -515,6 +594,7 @@ int main(void) {
     test_dtype_equivalence();
     test_bn_folding();
     test_fingerprint();
+    test_flip_view();
     test_committed_tiny();
     remove(tmp_model);
     CHECK_DONE();

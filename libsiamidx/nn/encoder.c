@@ -43,6 +43,8 @@ struct siamidx_encoder { /* sx_encoder inside the library */
     float *col;
     size_t col_cap;
     float *pooled; /* [max_batch][feat_dim], for logits */
+    float *mirror;        /* flip_view models: the batch mirrored, [max_batch][3][h][w] */
+    float *mirror_embed;  /* and its unnormalised embeddings, [max_batch][max dim] */
 };
 
 /* ---- output sizes ------------------------------------------------------- */
@@ -240,6 +242,8 @@ void sx_encoder_free(sx_encoder *enc) {
     for (int i = 0; i < N_BUFS; i++) free(enc->buf[i]);
     free(enc->col);
     free(enc->pooled);
+    free(enc->mirror);
+    free(enc->mirror_embed);
     free(enc);
 }
 
@@ -271,6 +275,12 @@ siamidx_status sx_encoder_new(const siamidx_model *model, int max_batch, int h, 
     for (int i = 0; i < N_BUFS; i++) ok &= (e->buf[i] = alloc_floats(e->cap[i])) != NULL;
     ok &= (e->col = alloc_floats(e->col_cap)) != NULL;
     ok &= (e->pooled = alloc_floats((size_t)max_batch * model->feat_dim)) != NULL;
+    if (model->flip_view) {
+        size_t dim = style_dim(model) > (size_t)model->feat_dim ? style_dim(model)
+                                                                : (size_t)model->feat_dim;
+        ok &= (e->mirror = alloc_floats((size_t)max_batch * 3 * h * w)) != NULL;
+        ok &= (e->mirror_embed = alloc_floats((size_t)max_batch * dim)) != NULL;
+    }
     if (!ok) {
         size_t total = e->col_cap;
         for (int i = 0; i < N_BUFS; i++) total += e->cap[i];
@@ -281,6 +291,28 @@ siamidx_status sx_encoder_new(const siamidx_model *model, int max_batch, int h, 
     }
     *out = e;
     return SIAMIDX_OK;
+}
+
+/* The pooled features of x [n,3,h,w] per `pool`, before the L2 normalisation. */
+static void embed_unnormalised(sx_encoder *e, const float *x, int n, siamidx_pool pool,
+                               size_t dim, float *out) {
+    int style = pool == SIAMIDX_POOL_STYLE;
+    int ch, fh, fw;
+    walk(e, x, n, style ? out : NULL, dim, &ch, &fh, &fw);
+    if (!style)
+        pool_planes(role_buf(e, BUF_X), ch, n, (size_t)fh * fw, pool, e->model->gem_p, out, dim,
+                    0);
+}
+
+/* Every row of every plane of x [n,3,h,w] reversed: the horizontal mirror image, the
+ * one test view a flip_view model adds (the encoder trained on random mirrors). */
+static void mirror_batch(const float *x, int n, int h, int w, float *out) {
+    size_t rows = (size_t)n * 3 * h;
+    for (size_t r = 0; r < rows; r++) {
+        const float *src = x + r * w;
+        float *dst = out + r * w;
+        for (int i = 0; i < w; i++) dst[i] = src[w - 1 - i];
+    }
 }
 
 siamidx_status sx_encoder_run(sx_encoder *enc, const float *x, int n, sx_encoder_output what,
@@ -298,9 +330,19 @@ siamidx_status sx_encoder_run(sx_encoder *enc, const float *x, int n, sx_encoder
         return sx_fail(err, SIAMIDX_ERR_UNSUPPORTED,
                        "pooling %d gives no features for model %s (style stages 0x%x)", (int)pool,
                        m->path ? m->path : m->arch, m->style_stages);
-    int style = what == SX_OUT_EMBEDDING && pool == SIAMIDX_POOL_STYLE;
+    if (what == SX_OUT_EMBEDDING) {
+        embed_unnormalised(enc, x, n, pool, dim, out);
+        if (m->flip_view) {
+            mirror_batch(x, n, enc->h, enc->w, enc->mirror);
+            embed_unnormalised(enc, enc->mirror, n, pool, dim, enc->mirror_embed);
+            for (size_t i = 0; i < (size_t)n * dim; i++)
+                out[i] = 0.5f * (out[i] + enc->mirror_embed[i]);
+        }
+        l2_normalise_rows(out, n, dim);
+        return SIAMIDX_OK;
+    }
     int ch, fh, fw;
-    walk(enc, x, n, style ? out : NULL, dim, &ch, &fh, &fw);
+    walk(enc, x, n, NULL, dim, &ch, &fh, &fw);
     const float *act = role_buf(enc, BUF_X);
     size_t hw = (size_t)fh * fw;
     if (what == SX_OUT_POOLED) {
@@ -310,9 +352,6 @@ siamidx_status sx_encoder_run(sx_encoder *enc, const float *x, int n, sx_encoder
         for (int i = 0; i < n; i++) memcpy(out + (size_t)i * dim, m->fc_b, dim * sizeof *out);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, m->n_classes, ch, 1.0f,
                     enc->pooled, ch, m->fc_w, ch, 1.0f, out, (int)dim);
-    } else {
-        if (!style) pool_planes(act, ch, n, hw, pool, m->gem_p, out, dim, 0);
-        l2_normalise_rows(out, n, dim);
     }
     return SIAMIDX_OK;
 }

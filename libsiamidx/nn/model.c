@@ -156,6 +156,10 @@ static siamidx_status parse_pooling(siamidx_model *m, const sx_safetensors *st,
             p += 2;
         }
     }
+    if ((v = sx_safetensors_meta(st, "test_views"))) {
+        if (!strcmp(v, "flip")) m->flip_view = 1;
+        else if (strcmp(v, "none")) return bad_meta(path, "test_views", v, "none or flip", err);
+    }
     return SIAMIDX_OK;
 }
 
@@ -482,6 +486,9 @@ static void fingerprint(siamidx_model *m, const sx_safetensors *st) {
              p->mean[1], p->mean[2], p->std[0], p->std[1], p->std[2], siamidx_pool_name(m->pool),
              m->gem_p, m->style_stages);
     hash_str(&h, cfg);
+    /* Only when set, so that the fingerprints of earlier files (and the
+       indexes built with them) do not change. */
+    if (m->flip_view) hash_str(&h, "views=flip");
     uint8_t digest[32];
     sx_sha256_final(&h, digest);
     sx_hex(digest, 32, m->fingerprint);

@@ -34,6 +34,7 @@ struct siamidx_model {
     siamidx_pool pool; /* default pooling from metadata */
     float gem_p;
     unsigned style_stages; /* bit s-1 set: stage s contributes mean+std */
+    int flip_view;         /* test_views=flip: embeddings average the mirrored image's */
     sx_meta_entry *meta;   /* copy of __metadata__, sorted by key */
     size_t n_meta;
     /* The file's default head (head.* tensors), or NULL. The network knows
