@@ -7,7 +7,7 @@
 # same inputs, and the ratio is taken per round, then its median: on a shared
 # machine a single run measures the neighbours, not the code.
 
-PY=/usr/bin/python3
+PY=${BENCH_PYTHON:-/usr/bin/python3} # Debian's, with python3-torch
 
 bench_need_torch() { # SCRIPT: exit 77 (skipped) without Debian's torch
     $PY -c 'import torch, torchvision, numpy, PIL' 2>/dev/null ||

@@ -30,7 +30,7 @@ set -eu
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 . "$SRC/bench/common.sh"
 BUILD=${1:-${SIAMIDX_BUILD:-./build}}
-BIN=$(cd "$BUILD" 2>/dev/null && pwd)/siamidx
+BIN=$(cd "$BUILD" 2>/dev/null && pwd || echo "$BUILD")/siamidx
 PEER=$SRC/bench/encoder_peer.py
 ROUNDS=${ROUNDS:-5}
 ARCHS=${ARCHS:-"resnet18 resnet50"}

@@ -29,7 +29,7 @@ set -eu
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 . "$SRC/bench/common.sh"
 BUILD=${1:-${SIAMIDX_BUILD:-./build}}
-BIN=$(cd "$BUILD" 2>/dev/null && pwd)/siamidx
+BIN=$(cd "$BUILD" 2>/dev/null && pwd || echo "$BUILD")/siamidx
 SHARED=${SIAMIDX_SHARED:-$SRC/../shared}
 DATA=$SHARED/data/paintings
 ROUNDS=${ROUNDS:-5}
