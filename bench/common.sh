@@ -46,6 +46,12 @@ bench_header() { # BIN
          "numpy/OpenBLAS core ${numpy_core:-?} (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset} for the Python processes)"
     echo "threads: $THREADS each side; OMP_WAIT_POLICY=$OMP_WAIT_POLICY for both"
     echo "load average before: $(bench_loadavg)"
+    bench_load_note
+}
+
+# A warning when other work runs: the figures then measure the neighbours too.
+bench_load_note() {
+    awk -v n="$(nproc)" '{ if ($1 > 0.5) printf "NOTE: the machine is loaded (load average %s on %d cores): these figures are not a measurement of the code\n", $1, n }' /proc/loadavg
 }
 
 # Runs a command (its output kept in $TMP/out and $TMP/err), setting RUN_S

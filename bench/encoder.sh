@@ -146,3 +146,4 @@ EOF
 fi
 echo
 echo "load average after: $(bench_loadavg)"
+bench_load_note

@@ -104,3 +104,4 @@ done
 [ "$PEER_DATA" = 1 ] && echo "(PyTorch's peak RSS is the larger of its main process and its DataLoader worker, not their sum)"
 echo
 echo "load average after: $(bench_loadavg)"
+bench_load_note

@@ -77,7 +77,15 @@ static void rerun_with_the_cpus_blas_kernels(char **argv) {
     siamidx_blas_core_get(&b);
     if (!b.dynamic || !b.weaker) return;
     if (setenv("OPENBLAS_CORETYPE", b.cpu_core, 1) != 0) return;
-    execv("/proc/self/exe", argv);
+    /* The binary's own path, not /proc/self/exe itself: the kernel names the
+       process after the file executed, and ps/top/pgrep should still say siamidx. */
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+        self[n] = 0;
+        execv(self, argv);
+    }
+    execv("/proc/self/exe", argv); /* the file was replaced or deleted meanwhile */
     unsetenv("OPENBLAS_CORETYPE"); /* no /proc: carry on with the slow kernels */
 }
 

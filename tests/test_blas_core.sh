@@ -66,6 +66,26 @@ timeout 60 "$BIN" >/dev/null 2>&1; rc=$?
 v=$(echo unread | timeout 60 "$BIN" --version | head -n1)
 [[ $v == "siamidx "* ]] || fail "--version through pipes: '$v'"
 
+# Where a re-exec happens: the process keeps its name (ps, pgrep: not "exe"), its
+# pid (a signal sent to the started pid reaches it) and its descriptors. It
+# blocks opening a FIFO, past the re-exec, until it is fed or killed.
+if [ "$n" -eq 2 ]; then
+    mkfifo fifo
+    "$BIN" model-info fifo >/dev/null 2>&1 &
+    pid=$!
+    for _ in $(seq 200); do # until the second image runs (its environment has the variable)
+        tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -q '^OPENBLAS_CORETYPE=' && break
+        sleep 0.05
+    done
+    tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -q "^OPENBLAS_CORETYPE=$cls\$" ||
+        fail "the re-executed process has no OPENBLAS_CORETYPE=$cls"
+    comm=$(cat "/proc/$pid/comm" 2>/dev/null)
+    [ "$comm" = "$(basename "$BIN" | cut -c1-15)" ] || fail "re-executed process named '$comm'"
+    kill -TERM $pid
+    wait $pid; rc=$?
+    [ $rc -eq 143 ] || fail "SIGTERM to the started pid: exit $rc (expected 143)"
+fi
+
 # ---- set: honoured, never overridden -----------------------------------------
 for want in Prescott Haswell; do
     [ $want = Haswell ] && [ -z "$cls" ] && continue # no AVX2: Haswell would be refused
