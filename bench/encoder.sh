@@ -1,64 +1,126 @@
 #!/bin/bash
-# encoder.sh - siamidx's encoder against PyTorch (same weights, same input,
-# same batch, 2 threads), then peak memory of embedding 64 JPEGs with each.
+# encoder.sh - siamidx's ResNet forward pass against PyTorch's: the same
+# weights, the same input tensor, the same batch, THREADS threads each.
 #
 #   bench/encoder.sh [BUILD_DIR]        (default: $SIAMIDX_BUILD, then ./build)
 #
-# Builds nothing: BUILD_DIR/siamidx must exist. Needs /usr/bin/python3 with
-# torch, torchvision, numpy and PIL (Debian's python3-torch). Env knobs:
-# THREADS (2), ARCHS ("resnet18 resnet50"), BATCHES ("1 16"), SKIP_MEMORY=1.
+# Builds nothing: BUILD_DIR/siamidx must exist. Needs Debian's /usr/bin/python3
+# with torch, torchvision, numpy and PIL (exit 77 without them) and bc.
 #
-# Both sides run the same 1+R batches of one input tensor and report the
-# best batch after the first (warm-up) one: `siamidx embed --tensor --time`
-# times its batches itself, PyTorch is timed in encoder_peer.py. The best
-# batch is what the machine does when other processes leave it alone.
+# Knobs (environment):
+#   ROUNDS   (5)                   rounds of A B per configuration
+#   ARCHS    ("resnet18 resnet50")
+#   BATCHES  ("1 16")
+#   IMAGES   (32)                  timed images per run (rounded up to a multiple of the batch)
+#   THREADS  (2)
+#   MEMORY   (1)                   0: skip the JPEG embedding (peak RSS, decode included)
+#   OMP_WAIT_POLICY (passive)      for both sides
+# Smoke test (about a minute): ROUNDS=1 ARCHS=resnet18 BATCHES=1 IMAGES=4 MEMORY=0 bench/encoder.sh build
+#
+# Method (bench/common.sh): per configuration and round, siamidx then
+# PyTorch, each as two whole processes over the same tensor -- a long one of
+# B + IMAGES images and a short one of the first B -- and the rate is
+# IMAGES / (t_long - t_short): process start, imports, loading the weights
+# and the cold first batch cancel. The medians of each side's rates and of
+# the per-round ratios are printed, with the goals. Peak RSS is the long
+# run's (/usr/bin/time). The sgemm peak (numpy's OpenBLAS, 2048^3, the same
+# kernels and threads) is measured in every round, after the two sides;
+# GFLOP/s of siamidx use the nominal cost of the network at 224x224.
 set -eu
 SRC=$(cd "$(dirname "$0")/.." && pwd)
+. "$SRC/bench/common.sh"
 BUILD=${1:-${SIAMIDX_BUILD:-./build}}
-BIN=$(cd "$BUILD" && pwd)/siamidx
-PY=/usr/bin/python3
+BIN=$(cd "$BUILD" 2>/dev/null && pwd || echo "$BUILD")/siamidx
 PEER=$SRC/bench/encoder_peer.py
-THREADS=${THREADS:-2}
+ROUNDS=${ROUNDS:-5}
 ARCHS=${ARCHS:-"resnet18 resnet50"}
 BATCHES=${BATCHES:-"1 16"}
+IMAGES=${IMAGES:-32}
+THREADS=${THREADS:-2}
+MEMORY=${MEMORY:-1}
 [ -x "$BIN" ] || { echo "encoder.sh: $BIN not found (build first)" >&2; exit 1; }
+bench_need_torch encoder.sh
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-export OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS
+# siamidx picks its kernels itself (it re-executes with OPENBLAS_CORETYPE when
+# OpenBLAS misreads the CPU); the Python processes get the same class.
+[ -n "${OPENBLAS_CORETYPE+set}" ] || { c=$(bench_cpu_class); [ -z "$c" ] || export OPENBLAS_CORETYPE=$c; }
 
-now() { date +%s.%N; }
-# Seconds one command takes (its output discarded).
-timed() { local t0; t0=$(now); "$@" >/dev/null; echo "$(now) - $t0" | bc -l; }
+# Nominal cost of one 224x224 image, 2 FLOP per multiply-add (torchvision's GMACs).
+gflop_per_image() { case $1 in resnet18) echo 3.628 ;; resnet34) echo 7.328 ;; resnet50) echo 8.178 ;; *) echo "" ;; esac; }
+goal_for() { # ARCH BATCH
+    case $1 in resnet18|resnet50) ;; *) echo ""; return ;; esac
+    case $2 in 1) echo 1.0 ;; 16) echo 1.2 ;; *) echo "" ;; esac
+}
 
-echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores;" \
-     "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "threads: $THREADS; $($PY -c 'import torch; print("torch", torch.__version__)')"
-$PY "$PEER" sgemm
+bench_header "$BIN"
+echo "method: $ROUNDS rounds of (siamidx, PyTorch) per row; each side's rate = IMAGES / (t(B+IMAGES images) - t(B images)), whole processes"
+echo
 
-printf '\n%-9s %5s %14s %14s %7s %12s\n' arch batch "siamidx img/s" "torch img/s" ratio "max|diff|"
+declare -A row_ours row_theirs row_ratio row_rss_ours row_rss_theirs row_diff
+sgemm_all=()
 for arch in $ARCHS; do
     $PY "$SRC/tools/convert_torchvision.py" --arch "$arch" --random-seed 1 \
         -o "$TMP/$arch.safetensors" >/dev/null
     for b in $BATCHES; do
-        # R timed batches after the warm-up one
-        if [ "$b" -eq 1 ]; then r=8; else r=3; fi
-        $PY "$PEER" write-input --n $((b * (r + 1))) -o "$TMP/x.npy"
-        ours=$("$BIN" embed -m "$TMP/$arch.safetensors" --threads "$THREADS" --batch "$b" \
-                   --tensor "$TMP/x.npy" --output pooled -o "$TMP/c.npy" --time 2>&1 >/dev/null |
-               awk -v b="$b" '/^forward:/ { print b / $5 }')
-        peer=$($PY "$PEER" speed --arch "$arch" --seed 1 --batch "$b" --iters "$r" \
-                   --input "$TMP/x.npy" --check "$TMP/c.npy" --threads "$THREADS")
-        theirs=$(echo "$peer" | awk '/torch_img_s/ { print $2 }')
-        diff=$(echo "$peer" | awk '/max_abs_diff/ { print $2 }')
-        printf '%-9s %5d %14.2f %14.2f %6.2fx %12s\n' "$arch" "$b" "$ours" "$theirs" \
-            "$(echo "$ours / $theirs" | bc -l)" "$diff"
+        n=$(( (IMAGES + b - 1) / b * b ))
+        $PY "$PEER" write-input --n $((b + n)) -o "$TMP/long.npy"
+        $PY -c 'import sys, numpy as np; np.save(sys.argv[2], np.load(sys.argv[1])[:int(sys.argv[3])])' \
+            "$TMP/long.npy" "$TMP/short.npy" "$b"
+        ours=() theirs=() ratios=() diff=""
+        for r in $(seq 1 "$ROUNDS"); do
+            siam() { bench_run "$BIN" embed -m "$TMP/$arch.safetensors" --threads "$THREADS" --batch "$b" \
+                         --tensor "$TMP/$1.npy" --output pooled -o "$TMP/c.npy"; }
+            siam long; ol=$RUN_S rss_o=$RUN_MB
+            siam short; os=$RUN_S
+            check=()
+            [ "$r" -eq 1 ] && check=(--check "$TMP/c.npy") # c.npy: the short run's pooled output
+            peer() { bench_run $PY "$PEER" run --arch "$arch" --seed 1 --batch "$b" --threads "$THREADS" \
+                         --input "$TMP/$1.npy" "${check[@]}"; }
+            peer long; tl=$RUN_S rss_t=$RUN_MB
+            [ "$r" -eq 1 ] && diff=$(awk '/max_abs_diff/ { print $2 }' "$TMP/out")
+            check=()
+            peer short; ts=$RUN_S
+            o=$(bench_rate "$n" "$ol" "$os") t=$(bench_rate "$n" "$tl" "$ts")
+            ours+=("$o") theirs+=("$t") ratios+=("$(bench_ratio "$o" "$t")")
+            g=$($PY "$PEER" sgemm --iters 5 | awk '/sgemm_gflops/ { print $2 }')
+            sgemm_all+=("$g")
+            printf '  %-9s batch %-3d round %d: siamidx %7.2f img/s (%.2f-%.2f s), torch %7.2f img/s (%.2f-%.2f s), ratio %s, sgemm %s GFLOP/s\n' \
+                "$arch" "$b" "$r" "$o" "$ol" "$os" "$t" "$tl" "$ts" "$(bench_fmt %.2fx "${ratios[-1]}")" "$g"
+        done
+        k="$arch $b"
+        row_ours[$k]=$(bench_median "${ours[@]}") row_theirs[$k]=$(bench_median "${theirs[@]}")
+        row_ratio[$k]=$(bench_median "${ratios[@]}") row_diff[$k]=${diff:--}
+        row_rss_ours[$k]=$rss_o row_rss_theirs[$k]=$rss_t
     done
 done
+sgemm=$(bench_median "${sgemm_all[@]}")
 
-[ "${SKIP_MEMORY:-0}" = 1 ] && exit 0
-# Peak memory: 64 synthetic 800x600 JPEGs, resnet50, batch 16, both embedding all.
-mkdir -p "$TMP/img"
-$PY - "$TMP/img" <<'EOF'
+echo
+echo "| arch | batch | siamidx img/s | PyTorch img/s | ratio (median of rounds) | goal | siamidx GFLOP/s | % of sgemm | peak RSS siamidx | peak RSS PyTorch | max abs diff |"
+echo "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"
+for arch in $ARCHS; do
+    for b in $BATCHES; do
+        k="$arch $b" f=$(gflop_per_image "$arch")
+        gf=$(awk -v r="${row_ours[$k]}" -v f="$f" 'BEGIN { if (f == "" || r == "nan") print "-"; else printf "%.1f", r * f }')
+        pct=$(awk -v g="$gf" -v s="$sgemm" 'BEGIN { if (g == "-" || s == "nan") print "-"; else printf "%.0f%%", 100 * g / s }')
+        printf '| %s | %d | %s | %s | %s | %s | %s | %s | %s MB | %s MB | %s |\n' "$arch" "$b" \
+            "$(bench_fmt %.2f "${row_ours[$k]}")" "$(bench_fmt %.2f "${row_theirs[$k]}")" \
+            "$(bench_fmt %.2fx "${row_ratio[$k]}")" \
+            "$(bench_goal "${row_ratio[$k]}" "$(goal_for "$arch" "$b")")" "$gf" "$pct" \
+            "${row_rss_ours[$k]}" "${row_rss_theirs[$k]}" "${row_diff[$k]}"
+    done
+done
+echo
+echo "sgemm peak (numpy/OpenBLAS 2048^3 float32, $THREADS threads, median of ${#sgemm_all[@]} runs in the rounds): $sgemm GFLOP/s"
+r50=$(awk -v r="${row_ours[resnet50 16]:-nan}" -v s="$sgemm" 'BEGIN { if (r == "nan" || s == "nan") print "?"; else printf "%.0f", 100 * r * 8.178 / s }')
+[ "$r50" = "?" ] || echo "resnet50 batch 16: $r50% of the sgemm peak (goal >= 65%: $([ "$r50" -ge 65 ] && echo met || echo NOT met))"
+
+if [ "$MEMORY" = 1 ]; then
+    # Decode + preprocess + embed of 64 synthetic 800x600 JPEGs, resnet50, batch 16.
+    mkdir -p "$TMP/img"
+    $PY - "$TMP/img" <<'EOF'
 import sys
 import numpy as np
 from PIL import Image
@@ -69,17 +131,19 @@ for i in range(64):
     noise = rng.integers(0, 40, (600, 800, 3))
     Image.fromarray(((base + noise) % 256).astype(np.uint8)).save(f"{sys.argv[1]}/img{i:02d}.jpg", quality=90)
 EOF
-[ -f "$TMP/resnet50.safetensors" ] ||
-    $PY "$SRC/tools/convert_torchvision.py" --arch resnet50 --random-seed 1 -o "$TMP/resnet50.safetensors" >/dev/null
-rss() { /usr/bin/time -v "$@" 2>&1 >/dev/null | awk -F': ' '/Maximum resident set size/ { printf "%.0f", $2 / 1024 }'; }
-wall() { local t; t=$(timed "$@"); printf '%.1f' "$t"; }
-ours_mb=$(rss "$BIN" embed -m "$TMP/resnet50.safetensors" --threads "$THREADS" --batch 16 \
-              --format npy -o "$TMP/e.npy" "$TMP"/img/*.jpg)
-ours_s=$(wall "$BIN" embed -m "$TMP/resnet50.safetensors" --threads "$THREADS" --batch 16 \
-              --format npy -o "$TMP/e.npy" "$TMP"/img/*.jpg)
-peer_mb=$(rss $PY "$PEER" embed --arch resnet50 --seed 1 --batch 16 --threads "$THREADS" "$TMP"/img/*.jpg)
-peer_s=$(wall $PY "$PEER" embed --arch resnet50 --seed 1 --batch 16 --threads "$THREADS" "$TMP"/img/*.jpg)
-printf '\n64 JPEGs (800x600), resnet50, batch 16, decode+preprocess+embed:\n'
-printf '%-8s %10s %10s\n' "" "peak RSS" "wall"
-printf '%-8s %7s MB %8s s\n' siamidx "$ours_mb" "$ours_s" torch "$peer_mb" "$peer_s"
-echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+    [ -f "$TMP/resnet50.safetensors" ] ||
+        $PY "$SRC/tools/convert_torchvision.py" --arch resnet50 --random-seed 1 -o "$TMP/resnet50.safetensors" >/dev/null
+    bench_run "$BIN" embed -m "$TMP/resnet50.safetensors" --threads "$THREADS" --batch 16 \
+        --format npy -o "$TMP/e.npy" "$TMP"/img/*.jpg
+    ow=$RUN_S om=$RUN_MB
+    bench_run $PY "$PEER" embed --arch resnet50 --seed 1 --batch 16 --threads "$THREADS" "$TMP"/img/*.jpg
+    tw=$RUN_S tm=$RUN_MB
+    echo
+    echo "64 JPEGs (800x600), resnet50, batch 16, decode + preprocess + embed, one run each (wall includes start-up):"
+    echo "| tool | peak RSS | wall |"
+    echo "|---|---:|---:|"
+    printf '| siamidx embed | %s MB | %.1f s |\n| PyTorch + PIL + torchvision transforms | %s MB | %.1f s |\n' "$om" "$ow" "$tm" "$tw"
+fi
+echo
+echo "load average after: $(bench_loadavg)"
+bench_load_note

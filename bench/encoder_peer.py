@@ -1,17 +1,17 @@
 #!/usr/bin/python3
 """encoder_peer.py - the PyTorch side of bench/encoder.sh.
 
-  encoder_peer.py speed --arch resnet50 --seed 1 --batch 16 --iters 4 --input x.npy [--check c.npy]
-      builds torchvision's ResNet with the weights tools/convert_torchvision.py
-      --random-seed writes, runs batches of the tensor x.npy (written by
-      `write-input`), prints "torch_img_s VALUE" (batch size over the best of
-      --iters timed batches after a warm-up one); with --check, also the
-      largest difference between siamidx's pooled output c.npy and torch's.
+  encoder_peer.py run --arch resnet50 --seed 1 --batch 16 --input x.npy [--check c.npy]
+      the same net over every image of x.npy in batches of --batch, then exits:
+      what `siamidx embed --tensor x.npy --batch B` does, for whole-process
+      timing (bench/encoder.sh subtracts a short run); with --check, prints the
+      largest difference of the first batch from siamidx's pooled output c.npy.
   encoder_peer.py write-input --n 32 -o x.npy
   encoder_peer.py embed --arch resnet50 --seed 1 --batch 16 IMAGE...
       what `siamidx embed` does, in PyTorch (for the peak-memory comparison).
-  encoder_peer.py sgemm
-      GFLOP/s of a 2048^3 float32 matmul in numpy (OpenBLAS), the GEMM peak.
+  encoder_peer.py sgemm [--iters 10]
+      GFLOP/s of a 2048^3 float32 matmul in numpy (OpenBLAS, OPENBLAS_NUM_THREADS
+      threads, the kernels of OPENBLAS_CORETYPE), the GEMM peak.
 """
 import argparse
 import os
@@ -38,25 +38,19 @@ def build_model(arch, seed):
     return model.eval()
 
 
-def cmd_speed(args):
+def cmd_run(args):
     import torch
     torch.set_num_threads(args.threads)
     model = build_model(args.arch, args.seed)
-    model.fc = torch.nn.Identity()  # pooled features, as `siamidx embed --output pooled`
+    model.fc = torch.nn.Identity()
     x = torch.from_numpy(np.load(args.input))
     b = args.batch
     with torch.no_grad():
-        first = model(x[:b])  # warm-up (oneDNN primitive creation)
-        best = float("inf")
-        for i in range(args.iters):  # the least disturbed batch, as `siamidx embed --time`
-            j = (1 + i) * b % len(x)
-            t0 = time.perf_counter()
-            model(x[j:j + b] if j + b <= len(x) else x[:b])
-            best = min(best, time.perf_counter() - t0)
-    print(f"torch_img_s {b / best:.3f}")
-    if args.check:
-        c = np.load(args.check)[:b]
-        print(f"max_abs_diff {float(np.abs(c - first.numpy()).max()):.3g}")
+        for i in range(0, len(x), b):
+            y = model(x[i:i + b])
+            if i == 0 and args.check:
+                c = np.load(args.check)[:len(y)]
+                print(f"max_abs_diff {float(np.abs(c - y.numpy()).max()):.3g}")
 
 
 def cmd_write_input(args):
@@ -94,14 +88,13 @@ def cmd_sgemm(args):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("speed")
-    s.add_argument("--arch", required=True)
-    s.add_argument("--seed", type=int, default=1)
-    s.add_argument("--batch", type=int, required=True)
-    s.add_argument("--iters", type=int, required=True)
-    s.add_argument("--input", required=True)
-    s.add_argument("--check")
-    s.add_argument("--threads", type=int, default=2)
+    r = sub.add_parser("run")
+    r.add_argument("--arch", required=True)
+    r.add_argument("--seed", type=int, default=1)
+    r.add_argument("--batch", type=int, required=True)
+    r.add_argument("--input", required=True)
+    r.add_argument("--check")
+    r.add_argument("--threads", type=int, default=2)
     w = sub.add_parser("write-input")
     w.add_argument("--n", type=int, required=True)
     w.add_argument("--size", type=int, default=224)
@@ -115,7 +108,7 @@ def main():
     g = sub.add_parser("sgemm")
     g.add_argument("--iters", type=int, default=10)
     args = p.parse_args()
-    {"speed": cmd_speed, "write-input": cmd_write_input, "embed": cmd_embed,
+    {"run": cmd_run, "write-input": cmd_write_input, "embed": cmd_embed,
      "sgemm": cmd_sgemm}[args.cmd](args)
 
 

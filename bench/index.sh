@@ -16,6 +16,10 @@ N_FLAT=${1:-1000000}
 N_HNSW=${2:-100000}
 BUILD=${3:-${SIAMIDX_BUILD:-./build}}
 cmake --build "$BUILD" --target index_bench -j2 > /dev/null
+# The benchmark programs do not re-execute themselves as `siamidx` does: give
+# OpenBLAS the CPU's kernels here (docs/performance.md, BLAS kernels).
+. "$(dirname "$0")/common.sh"
+[ -n "${OPENBLAS_CORETYPE+set}" ] || { c=$(bench_cpu_class); [ -z "$c" ] || export OPENBLAS_CORETYPE=$c; }
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/index_bench.XXXXXX")
 trap 'rm -rf "$DIR"' EXIT
 echo "threads: OMP_NUM_THREADS=${OMP_NUM_THREADS:-all} on $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -1,16 +1,28 @@
 #!/usr/bin/python3
-"""train_peer.py - PyTorch's training images/s for bench/train.sh.
+"""train_peer.py - the PyTorch side of bench/train.sh: what `siamidx train-encoder` does, in PyTorch.
 
-The same network as `siamidx train-encoder` (torchvision ResNet layout,
-channels scaled by --width, BasicBlock or Bottleneck), AdamW, softmax
-cross-entropy with label smoothing 0.1, batch of random inputs already in
-memory. Prints the median images/s over the timed steps.
+The same network (torchvision's ResNet layout, channels scaled by --width,
+BasicBlock or Bottleneck), AdamW (lr 1e-3, weight decay 0.05), softmax
+cross-entropy with label smoothing 0.1, --steps steps of --batch images, then
+exit: bench/train.sh times whole processes and subtracts a short run.
 
-usage: train_peer.py ARCH WIDTH BATCH INPUT THREADS [STEPS] [CLASSES]
+With --data COLLECTION (a folder of artist folders of images, as
+train-encoder reads it) the batches come from the real files through a
+torch DataLoader (--workers worker processes, default 1: train-encoder has
+one producer thread): each image decoded by PIL, brought to a shorter side of
+at most max(224, --input) (Pillow's bicubic filter), enlarged just enough if
+smaller than the crop, a random --input x --input crop and a horizontal flip,
+ImageNet normalisation; images drawn with weight count(artist)^-0.5, as
+train-encoder's balanced sampling. train-encoder keeps the decoded images in
+a cache; over the few hundred images of a benchmark run nearly every draw is
+a first decode on both sides. Without --data: one random batch kept in
+memory and reused (no data loading at all).
+
+usage: train_peer.py --arch resnet18 --width 0.5 --batch 32 --input 128 --steps 28 [--data DIR]
 """
-import statistics
+import argparse
+import os
 import sys
-import time
 
 import torch
 import torch.nn as nn
@@ -84,28 +96,88 @@ def make_net(arch, width, classes):
     return nn.Sequential(*layers)
 
 
+IMAGE_EXT = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+
+class Collection(torch.utils.data.Dataset):
+    """Images of a folder of artist folders, train-encoder's crop and flip."""
+
+    def __init__(self, root, crop, resize=224):
+        self.items, self.artists = [], sorted(
+            d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+        for label, artist in enumerate(self.artists):
+            d = os.path.join(root, artist)
+            self.items += [(os.path.join(d, f), label) for f in sorted(os.listdir(d))
+                           if f.lower().endswith(IMAGE_EXT)]
+        self.crop, self.scale = crop, max(resize, crop)
+
+    def __len__(self):
+        return len(self.items)
+
+    def sample_weights(self):  # count(artist)^-0.5 per image
+        counts = [0] * len(self.artists)
+        for _, label in self.items:
+            counts[label] += 1
+        return [counts[label] ** -0.5 for _, label in self.items]
+
+    def __getitem__(self, i):
+        import torchvision.transforms.functional as TF
+        from PIL import Image
+        path, label = self.items[i]
+        im = Image.open(path).convert("RGB")
+        short = min(im.size)
+        if short > self.scale or short < self.crop:  # to the training scale / just enough
+            target = self.scale if short > self.scale else self.crop
+            im = im.resize((max(target, round(im.size[0] * target / short)),
+                            max(target, round(im.size[1] * target / short))), Image.BICUBIC)
+        x0 = int(torch.randint(0, im.size[0] - self.crop + 1, ()))
+        y0 = int(torch.randint(0, im.size[1] - self.crop + 1, ()))
+        im = im.crop((x0, y0, x0 + self.crop, y0 + self.crop))
+        if torch.rand(()) < 0.5:
+            im = im.transpose(Image.FLIP_LEFT_RIGHT)
+        x = TF.normalize(TF.to_tensor(im), [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+        return x, label
+
+
+def batches_from(args):
+    """An endless iterator of (x, y) batches."""
+    if not args.data:
+        x = torch.randn(args.batch, 3, args.input, args.input)
+        y = torch.randint(0, 89, (args.batch,))
+        while True:
+            yield x, y
+    ds = Collection(args.data, args.input)
+    sampler = torch.utils.data.WeightedRandomSampler(ds.sample_weights(), args.batch * args.steps)
+    loader = torch.utils.data.DataLoader(ds, batch_size=args.batch, sampler=sampler, drop_last=True,
+                                         num_workers=args.workers)
+    yield from loader
+
+
 def main():
-    arch, width, batch, size, threads = (sys.argv[1], float(sys.argv[2]), int(sys.argv[3]),
-                                         int(sys.argv[4]), int(sys.argv[5]))
-    steps = int(sys.argv[6]) if len(sys.argv) > 6 else 20
-    classes = int(sys.argv[7]) if len(sys.argv) > 7 else 89
-    torch.set_num_threads(threads)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--arch", required=True, choices=sorted(LAYOUT))
+    p.add_argument("--width", type=float, default=1.0)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--input", type=int, default=128)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--steps", type=int, required=True)
+    p.add_argument("--data", help="collection folder (else one in-memory batch)")
+    p.add_argument("--workers", type=int, default=1)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    net = make_net(arch, width, classes).train()
+    classes = len(Collection(args.data, args.input).artists) if args.data else 89
+    net = make_net(args.arch, args.width, classes).train()
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=0.05)
-    x = torch.randn(batch, 3, size, size)
-    y = torch.randint(0, classes, (batch,))
-    rates = []
-    for step in range(steps + 3):
-        t0 = time.perf_counter()
+    batches = batches_from(args)
+    for step in range(args.steps):
+        x, y = next(batches)
         opt.zero_grad(set_to_none=True)
         loss = F.cross_entropy(net(x), y, label_smoothing=0.1)
         loss.backward()
         opt.step()
-        if step >= 3:  # warm-up steps excluded
-            rates.append(batch / (time.perf_counter() - t0))
-    print("%.2f" % statistics.median(rates))
+    print(f"steps {args.steps} loss {loss.item():.4f}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

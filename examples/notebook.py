@@ -20,9 +20,9 @@
 import os
 import sys
 
-import numpy as np
+import siamidx  # before numpy: it picks OpenBLAS's kernels for this CPU (docs/performance.md)
 
-import siamidx
+import numpy as np
 
 images = os.environ.get("SIAMIDX_EXAMPLE_IMAGES", "../shared/data/paintings")
 index_path = os.environ.get("SIAMIDX_EXAMPLE_INDEX", "/tmp/siamidx-example.idx")

@@ -249,6 +249,28 @@ siamidx_status siamidx_index_add_json(siamidx_index *idx, const siamidx_model *m
                                       const char *const *paths, size_t n, const char *artist,
                                       char **json, siamidx_error *err);
 
+/* ---- the BLAS: which kernels OpenBLAS runs ---------------------------------------- */
+
+/*
+ * OpenBLAS (DYNAMIC_ARCH) chooses its kernels when it is loaded, from the CPU
+ * model, and falls back to old SSE3 ones ("Prescott") for a model it does not
+ * know -- Debian 12's 0.3.21 does so on recent AVX-512 Xeons, with sgemm
+ * about 4.5x slower. Only OPENBLAS_CORETYPE=cpu_core in the environment of a
+ * process that has not loaded OpenBLAS yet changes it: `siamidx` re-executes
+ * itself with it, the Python module sets it before loading the library
+ * (docs/performance.md). Strings are static.
+ */
+typedef struct siamidx_blas_core {
+    const char *core;     /* openblas_get_corename(): "SkylakeX", "Haswell", "Prescott", ... */
+    const char *config;   /* openblas_get_config(): version and build options */
+    const char *cpu_core; /* the best core the CPU supports: "SkylakeX" (AVX-512 F+BW+DQ+VL),
+                             "Haswell" (AVX2+FMA), or NULL (neither, or not x86) */
+    int weaker;           /* 1: `core` is one known to be weaker than cpu_core */
+    int dynamic;          /* 1: built with DYNAMIC_ARCH, so OPENBLAS_CORETYPE is honoured */
+} siamidx_blas_core;
+
+void siamidx_blas_core_get(siamidx_blas_core *out);
+
 /* ---- what reports show (siamidx query/pair/eval --html) ------------------------------ */
 
 /*

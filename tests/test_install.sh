@@ -179,8 +179,8 @@ prefix, cli, model_path, a, b, index = sys.argv[1:]
 os.environ.pop("SIAMIDX_LIBRARY", None)
 for d in site.getsitepackages([prefix]):
     site.addsitedir(d)
+import siamidx  # first: it picks OpenBLAS's kernels as the CLI does (docs/performance.md)
 import numpy as np
-import siamidx
 assert siamidx.__file__.startswith(prefix + "/"), siamidx.__file__
 assert siamidx._lib._name.startswith(prefix + "/"), siamidx._lib._name
 m = siamidx.Model(model_path)

@@ -28,8 +28,8 @@ done
 
 $PY - "$BIN" "$M" "$IMG" <<'PY' || fail "the package against the CLI (see above)"
 import json, os, subprocess, sys, threading, time
+import siamidx  # before numpy: the OpenBLAS kernels the CLI runs (test_blas_core.sh)
 import numpy as np
-import siamidx
 
 cli, model_path, img = sys.argv[1:]
 assert siamidx.__file__.startswith(os.environ["PYTHONPATH"]), siamidx.__file__

@@ -18,6 +18,16 @@ threads run in parallel. A Model may embed from any number of threads at once;
 an Index may be queried from several threads (writes are serialised by the
 index itself).
 
+BLAS kernels: OpenBLAS chooses its kernels once, when it is loaded, and
+Debian 12's OpenBLAS takes recent AVX-512 Xeons for SSE3 "Prescott"s (GEMMs
+about 4x slower). So when OPENBLAS_CORETYPE is unset and OpenBLAS is not yet
+loaded, importing siamidx sets it to what the CPU supports (SkylakeX with
+AVX-512, Haswell with AVX2+FMA) before loading numpy and libsiamidx; the
+process's environment keeps it. When numpy or torch had already loaded
+OpenBLAS with weaker kernels it is too late, and siamidx warns
+(RuntimeWarning): import siamidx first, or set OPENBLAS_CORETYPE yourself.
+blas_core() says which kernels run. A value you set is never changed.
+
 The library is found through $SIAMIDX_LIBRARY (a path to libsiamidx.so), else
 where `cmake --install` put it beside this package, else a build tree next to
 the source (build/libsiamidx.so), else the system's loader path.
@@ -25,10 +35,39 @@ the source (build/libsiamidx.so), else the system's loader path.
 import ctypes
 import json
 import os
+import warnings
 
-import numpy as np
 
-__all__ = ["Model", "Index", "Error"]
+def _openblas_loaded():
+    try:
+        with open("/proc/self/maps") as f:
+            return any("openblas" in line for line in f)
+    except OSError:
+        return False
+
+
+def _cpu_blas_core():
+    """What the CPU lets OpenBLAS run: the rule of siamidx_blas_core_get (blas_core.c)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return None
+    if {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= set(flags):
+        return "SkylakeX"
+    if {"avx2", "fma"} <= set(flags):
+        return "Haswell"
+    return None
+
+
+# Before numpy, which loads OpenBLAS (see "BLAS kernels" above).
+_USER_CORETYPE = "OPENBLAS_CORETYPE" in os.environ
+if not _USER_CORETYPE and not _openblas_loaded() and _cpu_blas_core():
+    os.environ["OPENBLAS_CORETYPE"] = _cpu_blas_core()
+
+import numpy as np  # noqa: E402
+
+__all__ = ["Model", "Index", "Error", "blas_core"]
 
 _MESSAGE_MAX = 512  # SIAMIDX_ERROR_MESSAGE_MAX
 _IMAGE_FAILED = 5   # SIAMIDX_ERR_IMAGE: some images of a batch could not be read
@@ -91,6 +130,35 @@ def _declare(name, restype, *argtypes):
     return f
 
 
+class _BlasCore(ctypes.Structure):  # siamidx_blas_core
+    _fields_ = [("core", ctypes.c_char_p), ("config", ctypes.c_char_p),
+                ("cpu_core", ctypes.c_char_p), ("weaker", ctypes.c_int), ("dynamic", ctypes.c_int)]
+
+
+_blas_core_get = _declare("siamidx_blas_core_get", None, ctypes.POINTER(_BlasCore))
+
+
+def blas_core():
+    """The kernels OpenBLAS runs in this process: a dict with core (e.g. "SkylakeX"),
+    cpu_core (the best the CPU supports, or None), weaker (bool), dynamic (bool:
+    OPENBLAS_CORETYPE is honoured) and config (OpenBLAS's build description)."""
+    b = _BlasCore()
+    _blas_core_get(ctypes.byref(b))
+    text = lambda v: v.decode("utf-8", "replace") if v is not None else None  # noqa: E731
+    return {"core": text(b.core), "cpu_core": text(b.cpu_core), "weaker": bool(b.weaker),
+            "dynamic": bool(b.dynamic), "config": text(b.config)}
+
+
+def _warn_if_blas_too_late():
+    b = blas_core()
+    if b["weaker"] and b["dynamic"] and not _USER_CORETYPE:
+        warnings.warn("siamidx: OpenBLAS was loaded before siamidx (by numpy or torch?) and runs "
+                      "its %s kernels, though this CPU supports %s (GEMMs several times faster): "
+                      "import siamidx first, or set OPENBLAS_CORETYPE=%s before starting Python"
+                      % (b["core"], b["cpu_core"], b["cpu_core"]), RuntimeWarning, stacklevel=2)
+
+
+_warn_if_blas_too_late()
 _strerror = _declare("siamidx_strerror", _S, ctypes.c_int)
 _model_load = _declare("siamidx_model_load", ctypes.c_int, _S, ctypes.POINTER(_P), _E)
 _model_free = _declare("siamidx_model_free", None, _P)
