@@ -4,6 +4,10 @@
  *
  *   cmake --build build --target gemm_bench && OPENBLAS_CORETYPE=SkylakeX build/gemm_bench
  *
+ * Times are the thread's CPU time (CLOCK_THREAD_CPUTIME_ID), not wall time:
+ * on a shared machine a process may get a tenth of a core, and the wall
+ * clock then measures the scheduler.
+ *
  * Peak: a loop of independent FMAs on registers (what the core can issue at
  * most, at the clock it runs now), best of 20 short runs. Each shape is timed best-of-R, interleaved
  * (blas, avx2, avx512, blas, ...) so that a busy machine hurts all alike.
@@ -24,7 +28,7 @@ void openblas_set_num_threads(int);
 
 static double now(void) {
     struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
     return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
@@ -84,23 +88,30 @@ int main(int argc, char **argv) {
         {2048, 49, 512, "r50 layer4 1x1 expand, b1"},
         {256, 3136, 2304, "r50 layer3 3x3, batch 16"},
     };
-    printf("\n%-28s %6s %6s %5s %9s %9s %9s  (GFLOP/s; %% of that ISA's peak)\n", "shape", "m",
-           "n", "k", "blas", "avx2", "avx512");
+    enum { NK = 3 };
+    const sx_gemm_kernel *g[NK] = {&sx_gemm_avx2, has512 ? &sx_gemm_avx512 : NULL,
+                                   has512 ? &sx_gemm_avx512_8x32 : NULL};
+    double peak[NK] = {pk2, pk5, pk5};
+    printf("\n%-27s %5s %5s %4s %6s  GFLOP/s (%% of that ISA's peak) for", "shape", "m", "n", "k",
+           "blas");
+    for (int i = 0; i < NK; i++)
+        if (g[i]) printf(" %s %dx%d,", g[i]->name, g[i]->mr, g[i]->nr);
+    printf(" blas = OpenBLAS %s", getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "(detected)");
+    printf("\n");
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int m = shapes[s].m, n = shapes[s].n, k = shapes[s].k;
         float *a = floats((size_t)m * k), *b = floats((size_t)k * n), *c = floats((size_t)m * n);
-        const sx_gemm_kernel *g[2] = {&sx_gemm_avx2, has512 ? &sx_gemm_avx512 : NULL};
-        float *pa[2] = {NULL, NULL}, *work[2] = {NULL, NULL};
-        for (int i = 0; i < 2; i++)
+        float *pa[NK] = {NULL}, *work[NK] = {NULL};
+        for (int i = 0; i < NK; i++)
             if (g[i]) {
                 pa[i] = floats(sx_gemm_packed_a_floats(g[i], m, k));
                 sx_gemm_pack_a(g[i], a, m, k, pa[i]);
                 work[i] = floats(sx_gemm_work_floats(g[i]));
             }
         sx_gemm_b src = {sx_gemm_pack_dense, b, (size_t)n, NULL};
-        double best[3] = {1e30, 1e30, 1e30};
+        double best[NK + 1] = {1e30, 1e30, 1e30, 1e30};
         for (int r = 0; r < reps; r++)
-            for (int p = 0; p < 3; p++) {
+            for (int p = 0; p <= NK; p++) {
                 if (p > 0 && !g[p - 1]) continue;
                 double t0 = now();
                 if (p == 0)
@@ -113,11 +124,12 @@ int main(int argc, char **argv) {
                 if (t < best[p]) best[p] = t;
             }
         double fl = 2.0 * m * n * k * 1e-9;
-        printf("%-28s %6d %6d %5d %9.1f %5.1f %3.0f%% %5.1f %3.0f%%\n", shapes[s].what, m, n, k,
-               fl / best[0], fl / best[1], 100 * fl / best[1] / pk2,
-               has512 ? fl / best[2] : 0, has512 ? 100 * fl / best[2] / pk5 : 0);
+        printf("%-27s %5d %5d %4d %6.1f", shapes[s].what, m, n, k, fl / best[0]);
+        for (int i = 0; i < NK; i++)
+            if (g[i]) printf("  %6.1f (%3.0f%%)", fl / best[i + 1], 100 * fl / best[i + 1] / peak[i]);
+        printf("\n");
         free(a), free(b), free(c);
-        for (int i = 0; i < 2; i++) free(pa[i]), free(work[i]);
+        for (int i = 0; i < NK; i++) free(pa[i]), free(work[i]);
     }
     return 0;
 }

@@ -37,16 +37,17 @@ static float *rand_floats(size_t n, float scale) {
     return v;
 }
 
-static const sx_gemm_kernel *kernel; /* SIAMIDX_CPU's, NULL for blas */
+static sx_cpu_path path; /* SIAMIDX_CPU's */
 
 static sx_conv make_conv(int cin, int cout, int k, int stride, int pad) {
     sx_conv c = {cin, cout, k, stride, pad, NULL, NULL, NULL, NULL};
     /* He-like scale keeps activations O(1) through deep stacks. */
     c.w = rand_floats((size_t)cout * cin * k * k, sqrtf(3.0f / (cin * k * k)));
     c.b = rand_floats((size_t)cout, 0.1f);
-    if (kernel) {
-        size_t bytes = (sx_conv_packed_floats(&c, kernel) * sizeof(float) + 63) & ~(size_t)63;
-        sx_conv_pack(&c, kernel, aligned_alloc(64, bytes));
+    const sx_gemm_kernel *g = sx_gemm_kernel_for(path, cout);
+    if (g) { /* as nn/model.c packs a loaded model's */
+        size_t bytes = (sx_conv_packed_floats(&c, g) * sizeof(float) + 63) & ~(size_t)63;
+        sx_conv_pack(&c, g, aligned_alloc(64, bytes));
     }
     return c;
 }
@@ -167,6 +168,7 @@ static void check_convs(void) {
     check_conv(64, 24, 3, 1, 1, 2, 48, 48); /* several im2col chunks, column split */
     check_conv(16, 40, 1, 1, 0, 4, 30, 30); /* pointwise, column split */
     check_conv(3, 5, 7, 2, 3, 1, 2, 3);     /* input smaller than the kernel */
+    check_conv(16, 70, 3, 1, 1, 2, 12, 12); /* over 64 outputs: the taller AVX-512 tile */
 }
 
 /* ---- encoder ------------------------------------------------------------------ */
@@ -386,13 +388,11 @@ static void check_nets(void) {
 }
 
 int main(void) {
-    sx_cpu_path path;
     siamidx_error err;
     if (sx_cpu_choose(&path, &err) != SIAMIDX_OK) {
         fprintf(stderr, "skipped: %s\n", err.message); /* SIAMIDX_CPU=avx512 without AVX-512 */
         return 77;
     }
-    kernel = sx_gemm_kernel_for(path);
     printf("convolutions on %s\n", sx_cpu_path_name(path));
     /* every threading mode the kernels have */
     int modes[][2] = {{1, 1}, {2, 1}, {2, 2}, {3, 1}};

@@ -99,17 +99,23 @@ static void check_kernel(const sx_gemm_kernel *g) {
 
 int main(void) {
     CHECK(sx_cpu_supports(SX_CPU_BLAS));
-    CHECK(sx_gemm_kernel_for(SX_CPU_BLAS) == NULL);
+    CHECK(sx_gemm_kernel_for(SX_CPU_BLAS, 64) == NULL);
     int ran = 0;
     for (int p = SX_CPU_AVX2; p <= SX_CPU_AVX512; p++) {
         if (!sx_cpu_supports((sx_cpu_path)p)) {
             printf("%s: not on this CPU, not tested\n", sx_cpu_path_name((sx_cpu_path)p));
             continue;
         }
-        const sx_gemm_kernel *g = sx_gemm_kernel_for((sx_cpu_path)p);
-        CHECK(g && !strcmp(g->name, sx_cpu_path_name((sx_cpu_path)p)));
-        CHECK(g->mr <= SX_GEMM_MAX_MR && g->nr <= SX_GEMM_MAX_NR);
-        if (g) check_kernel(g), ran++;
+        /* every tile the path has: the one for small A's (<= 64 rows) and the other */
+        const sx_gemm_kernel *small = sx_gemm_kernel_for((sx_cpu_path)p, 64);
+        const sx_gemm_kernel *large = sx_gemm_kernel_for((sx_cpu_path)p, 65);
+        for (int i = 0; i < 2; i++) {
+            const sx_gemm_kernel *g = i ? large : small;
+            if (i && large == small) break;
+            CHECK(g && !strcmp(g->name, sx_cpu_path_name((sx_cpu_path)p)));
+            CHECK(g->mr <= SX_GEMM_MAX_MR && g->nr <= SX_GEMM_MAX_NR);
+            if (g) check_kernel(g), ran++;
+        }
     }
     CHECK_MSG(ran > 0, "this CPU runs neither kernel (AVX2+FMA is the project's baseline)");
     CHECK_DONE();

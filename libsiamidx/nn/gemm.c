@@ -12,10 +12,10 @@
 /* Below this many multiply-adds one thread is faster than waking a second. */
 #define MIN_FLOPS_PER_THREAD (1 << 18)
 
-const sx_gemm_kernel *sx_gemm_kernel_for(sx_cpu_path path) {
+const sx_gemm_kernel *sx_gemm_kernel_for(sx_cpu_path path, int m) {
     switch (path) {
     case SX_CPU_AVX2: return &sx_gemm_avx2;
-    case SX_CPU_AVX512: return &sx_gemm_avx512;
+    case SX_CPU_AVX512: return m <= 64 ? &sx_gemm_avx512_8x32 : &sx_gemm_avx512;
     case SX_CPU_BLAS: break;
     }
     return NULL;

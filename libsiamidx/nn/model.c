@@ -519,17 +519,18 @@ static void each_conv(siamidx_model *m, void (*fn)(sx_conv *c, void *ctx), void 
 }
 
 typedef struct packer {
-    const sx_gemm_kernel *g;
+    sx_cpu_path path;
     float *next; /* NULL: sizing */
     size_t floats;
 } packer;
 
 static void pack_one(sx_conv *c, void *ctx) {
     packer *p = ctx;
+    const sx_gemm_kernel *g = sx_gemm_kernel_for(p->path, c->cout);
     /* 16-float multiples keep every conv's panels 64-byte aligned */
-    size_t n = (sx_conv_packed_floats(c, p->g) + 15) & ~(size_t)15;
+    size_t n = (sx_conv_packed_floats(c, g) + 15) & ~(size_t)15;
     if (p->next) {
-        sx_conv_pack(c, p->g, p->next);
+        sx_conv_pack(c, g, p->next);
         p->next += n;
     }
     p->floats += n;
@@ -545,8 +546,8 @@ static siamidx_status pack_weights(siamidx_model *m, const char *path, siamidx_e
         sx_error_prefix(err, "%s", path);
         return s;
     }
-    packer p = {sx_gemm_kernel_for(m->cpu), NULL, 0};
-    if (!p.g) return SIAMIDX_OK;
+    packer p = {m->cpu, NULL, 0};
+    if (m->cpu == SX_CPU_BLAS) return SIAMIDX_OK;
     each_conv(m, pack_one, &p);
     m->packed = aligned_alloc(64, p.floats * sizeof(float));
     if (!m->packed)
