@@ -6,7 +6,7 @@
  */
 #include <immintrin.h>
 
-#include "nn/gemm.h"
+#include "nn/gemm_kernel.h"
 
 #define MR 6
 #define NR 16

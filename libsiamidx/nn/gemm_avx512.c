@@ -12,7 +12,7 @@
  */
 #include <immintrin.h>
 
-#include "nn/gemm.h"
+#include "nn/gemm_kernel.h"
 
 #define NR 32
 
