@@ -202,9 +202,12 @@ static int embed_tensor(const embed_args *a, siamidx_model *model) {
             total += t;
         }
     }
-    if (a->time && timed)
-        fprintf(stderr, "forward: batch %d: best %.4f s, mean %.4f s per batch over %d batches\n",
-                batch, best, total / timed, timed);
+    if (a->time && timed) {
+        siamidx_model_description d;
+        siamidx_model_describe(model, &d);
+        fprintf(stderr, "forward: batch %d: best %.4f s, mean %.4f s per batch over %d batches "
+                "(conv kernel %s)\n", batch, best, total / timed, timed, d.kernel);
+    }
     cli_outfile o;
     if (cli_outfile_open(&o, a->out) != 0) goto done;
     int64_t shape[2] = {n, (int64_t)dim};

@@ -43,6 +43,7 @@ static void print_text(const siamidx_model *m, const siamidx_model_description *
     printf("classes:       %d\n", d->n_classes);
     printf("parameters:    %zu (BatchNorm folded)\n", d->n_params);
     printf("fingerprint:   %s\n", d->fingerprint);
+    printf("conv kernel:   %s (SIAMIDX_CPU=auto|avx512|avx2|blas)\n", d->kernel);
     printf("metadata:\n");
     for (size_t i = 0; i < siamidx_model_meta_count(m); i++) {
         const char *k = siamidx_model_meta_key(m, i);

@@ -39,6 +39,7 @@ typedef struct siamidx_model_description {
     size_t embedding_dim, n_params;
     int n_classes;
     const char *fingerprint;
+    const char *kernel;      /* the convolutions' GEMM: "avx512", "avx2" or "blas" (SIAMIDX_CPU) */
 } siamidx_model_description;
 
 void siamidx_model_describe(const siamidx_model *model, siamidx_model_description *out);

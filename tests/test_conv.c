@@ -6,7 +6,9 @@
  * inputs large enough to need several im2col chunks), with 1 and 2 threads
  * and with OpenBLAS threading on and off; then whole hand-built ResNets
  * (BasicBlock and Bottleneck, with downsampling) through every output kind
- * and pooling.
+ * and pooling. The convolutions run on the kernel SIAMIDX_CPU names (nn/cpu.h:
+ * packed weights for avx512/avx2, im2col + OpenBLAS for blas), as a loaded
+ * model's would; ctest runs this file once per kernel.
  */
 #include <math.h>
 #include <omp.h>
@@ -16,6 +18,7 @@
 #include "check.h"
 #include "nn/conv.h"
 #include "nn/encoder.h"
+#include "nn/gemm.h"
 #include "nn/model.h"
 
 void openblas_set_num_threads(int);
@@ -34,17 +37,25 @@ static float *rand_floats(size_t n, float scale) {
     return v;
 }
 
+static sx_cpu_path path; /* SIAMIDX_CPU's */
+
 static sx_conv make_conv(int cin, int cout, int k, int stride, int pad) {
-    sx_conv c = {cin, cout, k, stride, pad, NULL, NULL};
+    sx_conv c = {cin, cout, k, stride, pad, NULL, NULL, NULL, NULL};
     /* He-like scale keeps activations O(1) through deep stacks. */
     c.w = rand_floats((size_t)cout * cin * k * k, sqrtf(3.0f / (cin * k * k)));
     c.b = rand_floats((size_t)cout, 0.1f);
+    const sx_gemm_kernel *g = sx_gemm_kernel_for(path, cout);
+    if (g) { /* as nn/model.c packs a loaded model's */
+        size_t bytes = (sx_conv_packed_floats(&c, g) * sizeof(float) + 63) & ~(size_t)63;
+        sx_conv_pack(&c, g, aligned_alloc(64, bytes));
+    }
     return c;
 }
 
 static void free_conv(sx_conv *c) {
     free(c->w);
     free(c->b);
+    free((void *)c->packed);
 }
 
 /* ---- naive NCHW reference ------------------------------------------------- */
@@ -116,7 +127,7 @@ static void check_conv(int cin, int cout, int k, int stride, int pad, int n, int
     float *ref = malloc(out_n * sizeof *ref), *ref_c = malloc(out_n * sizeof *ref_c);
     float *got = malloc(out_n * sizeof *got), *res = rand_floats(out_n, 1.0f);
     size_t colf = sx_conv_col_floats(&c, n, h, w);
-    float *col = malloc((colf ? colf : 1) * sizeof *col);
+    float *col = aligned_alloc(64, ((colf ? colf : 1) * sizeof *col + 63) & ~(size_t)63);
     nchw_to_cnhw(x, n, cin, (size_t)h * w, xc);
 
     for (int relu = 0; relu < 2; relu++) {
@@ -157,6 +168,7 @@ static void check_convs(void) {
     check_conv(64, 24, 3, 1, 1, 2, 48, 48); /* several im2col chunks, column split */
     check_conv(16, 40, 1, 1, 0, 4, 30, 30); /* pointwise, column split */
     check_conv(3, 5, 7, 2, 3, 1, 2, 3);     /* input smaller than the kernel */
+    check_conv(16, 70, 3, 1, 1, 2, 12, 12); /* over 64 outputs: the taller AVX-512 tile */
 }
 
 /* ---- encoder ------------------------------------------------------------------ */
@@ -376,6 +388,12 @@ static void check_nets(void) {
 }
 
 int main(void) {
+    siamidx_error err;
+    if (sx_cpu_choose(&path, &err) != SIAMIDX_OK) {
+        fprintf(stderr, "skipped: %s\n", err.message); /* SIAMIDX_CPU=avx512 without AVX-512 */
+        return 77;
+    }
+    printf("convolutions on %s\n", sx_cpu_path_name(path));
     /* every threading mode the kernels have */
     int modes[][2] = {{1, 1}, {2, 1}, {2, 2}, {3, 1}};
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {

@@ -5,6 +5,11 @@
  * im2col matrix fits the `col` buffer (a few MB, so it stays in the last
  * level cache between being written and being read by the GEMM).
  *
+ * A conv with packed weights (the encoder's, nn/model.c) runs on nn/gemm.h's
+ * kernels, which pack the im2col matrix block by block straight from the input
+ * (pack_b_conv) and fuse bias, ReLU and residual into their stores; the rest
+ * of this comment is about the other path, im2col + OpenBLAS.
+ *
  * Threading uses one pool only: two pools spinning against each other on
  * the same cores (OpenMP im2col, then an OpenBLAS-threaded GEMM) measured 2-3x
  * slower than either alone on the 2-core target (docs/performance.md).
@@ -24,6 +29,7 @@
 #include <cblas.h>
 
 #include "nn/conv.h"
+#include "nn/gemm.h"
 #include "base/threads.h"
 
 /* Target size of the im2col buffer: large enough for efficient GEMM panels,
@@ -56,6 +62,7 @@ static size_t conv_chunk_cols(const sx_conv *c, int n, int h, int w) {
 }
 
 size_t sx_conv_col_floats(const sx_conv *c, int n, int h, int w) {
+    if (c->packed) return sx_gemm_work_floats(c->gemm);
     if (conv_is_pointwise(c)) return 0;
     return (size_t)c->cin * c->k * c->k * conv_chunk_cols(c, n, h, w);
 }
@@ -163,6 +170,43 @@ static void gemm_share(const sx_conv *c, size_t kk, const float *b, size_t ldb, 
     }
 }
 
+/* ---- the packed-weights path (nn/gemm.h) ---------------------------------------- */
+
+size_t sx_conv_packed_floats(const sx_conv *c, const sx_gemm_kernel *g) {
+    return sx_gemm_packed_a_floats(g, c->cout, c->cin * c->k * c->k);
+}
+
+void sx_conv_pack(sx_conv *c, const sx_gemm_kernel *g, float *dst) {
+    sx_gemm_pack_a(g, c->w, c->cout, c->cin * c->k * c->k, dst);
+    c->gemm = g;
+    c->packed = dst;
+}
+
+typedef struct conv_b {
+    const sx_conv *c;
+    conv_input in;
+    int ho, wo;
+} conv_b;
+
+/* Implicit im2col: each im2col row of the block, built in `row` (L1), goes
+ * straight into the kernel's panels; the full matrix never exists. */
+static void pack_b_conv(const sx_gemm_b *b, size_t k0, int kc, size_t j0, int nc, int nr,
+                        float *dst, float *row) {
+    const conv_b *cb = b->ctx;
+    for (int kk = 0; kk < kc; kk++) {
+        im2col_row(cb->c, &cb->in, cb->ho, cb->wo, k0 + kk, j0, (size_t)nc, row);
+        sx_gemm_put_row(row, nc, nr, kc, kk, dst);
+    }
+}
+
+static void conv_run_packed(const sx_conv *c, const conv_input *src, int pointwise, int ho,
+                            int wo, size_t m, float *work, float *out, int relu, int accumulate) {
+    conv_b cb = {c, *src, ho, wo};
+    sx_gemm_b b = {pointwise ? sx_gemm_pack_dense : pack_b_conv, src->data, m, &cb};
+    sx_gemm_run(c->gemm, c->packed, c->cout, c->cin * c->k * c->k, &b, m, c->b, relu,
+                accumulate, out, m, work);
+}
+
 void sx_conv_run(const sx_conv *c, const float *in, int in_nchw, int n, int h, int w, float *col,
                  float *out, int relu, int accumulate) {
     int ho, wo;
@@ -173,6 +217,10 @@ void sx_conv_run(const sx_conv *c, const float *in, int in_nchw, int n, int h, i
     conv_input src = {in, in_nchw ? plane : (size_t)n * plane, in_nchw ? c->cin * plane : plane,
                       h, w};
     int pointwise = conv_is_pointwise(c) && !in_nchw;
+    if (c->packed) {
+        conv_run_packed(c, &src, pointwise, ho, wo, m, col, out, relu, accumulate);
+        return;
+    }
     size_t chunk = pointwise ? m : conv_chunk_cols(c, n, h, w);
     int blas_threads = openblas_get_num_threads() > 1;
 

@@ -1,4 +1,4 @@
-/* nn/conv.h - convolution as GEMM (im2col + OpenBLAS sgemm). */
+/* nn/conv.h - convolution as GEMM (nn/gemm.h's kernels, or im2col + OpenBLAS sgemm). */
 #ifndef SX_NN_CONV_H
 #define SX_NN_CONV_H
 
@@ -11,6 +11,10 @@ typedef struct sx_conv {
     int cin, cout, k, stride, pad; /* square kernels only (ResNets use 7, 3, 1) */
     float *w;                      /* [cout][cin * k * k] */
     float *b;                      /* [cout] */
+    /* The weights packed for nn/gemm.h's kernel `gemm` (sx_conv_pack), or
+       NULL: then the convolution runs as im2col + cblas_sgemm on w. */
+    const struct sx_gemm_kernel *gemm;
+    const float *packed;
 } sx_conv;
 
 /*
@@ -19,7 +23,9 @@ typedef struct sx_conv {
  *   out[cout, N*Ho*Wo] = W[cout, cin*k*k] x col[cin*k*k, N*Ho*Wo]  (+ bias, relu)
  * A 1x1 stride-1 convolution needs no im2col at all.
  *
- * `col` must hold sx_conv_col_floats() floats (0 for 1x1 stride-1).
+ * `col` must hold sx_conv_col_floats() floats, 64-byte aligned (0 for 1x1
+ * stride-1 without packed weights). With packed weights it is the GEMM's
+ * scratch (the B blocks that the kernel packs straight from the input).
  */
 size_t sx_conv_col_floats(const sx_conv *c, int n, int h, int w);
 void sx_conv_out_size(const sx_conv *c, int h, int w, int *ho, int *wo);
@@ -32,5 +38,15 @@ void sx_conv_forward(const sx_conv *c, const float *in, int n, int h, int w, flo
  */
 void sx_conv_run(const sx_conv *c, const float *in, int in_nchw, int n, int h, int w, float *col,
                  float *out, int relu, int accumulate);
+
+/*
+ * Packing the weights for kernel g (nn/gemm.h): `dst` holds
+ * sx_conv_packed_floats(c, g) floats, 64-byte aligned, and must outlive c's
+ * use; c->gemm and c->packed then point at them. Packing again after the
+ * weights change (training) is the caller's business; an unpacked conv
+ * (gemm NULL) always computes from c->w.
+ */
+size_t sx_conv_packed_floats(const sx_conv *c, const struct sx_gemm_kernel *g);
+void sx_conv_pack(sx_conv *c, const struct sx_gemm_kernel *g, float *dst);
 
 #endif /* SX_NN_CONV_H */

@@ -20,6 +20,7 @@
 #include "siamidx_ext.h"
 #include "nn/model.h"
 #include "nn/safetensors.h"
+#include "nn/gemm.h"
 #include "base/sha256.h"
 #include "base/error.h"
 
@@ -510,6 +511,61 @@ static siamidx_status copy_meta(siamidx_model *m, const sx_safetensors *st, siam
     return SIAMIDX_OK;
 }
 
+/* ---- packing for the GEMM kernel ------------------------------------------------ */
+
+/* Calls fn on every convolution of the network. */
+static void each_conv(siamidx_model *m, void (*fn)(sx_conv *c, void *ctx), void *ctx) {
+    fn(&m->stem, ctx);
+    for (int i = 0; i < m->n_blocks; i++) {
+        sx_block *b = &m->blocks[i];
+        fn(&b->c1, ctx);
+        fn(&b->c2, ctx);
+        if (m->bottleneck) fn(&b->c3, ctx);
+        if (b->has_down) fn(&b->down, ctx);
+    }
+}
+
+typedef struct packer {
+    sx_cpu_path path;
+    float *next; /* NULL: sizing */
+    size_t floats;
+} packer;
+
+static void pack_one(sx_conv *c, void *ctx) {
+    packer *p = ctx;
+    const sx_gemm_kernel *g = sx_gemm_kernel_for(p->path, c->cout);
+    /* 16-float multiples keep every conv's panels 64-byte aligned */
+    size_t n = (sx_conv_packed_floats(c, g) + 15) & ~(size_t)15;
+    if (p->next) {
+        sx_conv_pack(c, g, p->next);
+        p->next += n;
+    }
+    p->floats += n;
+}
+
+/*
+ * Chooses the kernel (SIAMIDX_CPU, nn/cpu.h) and packs every convolution's
+ * folded weights for it, once: the forward pass then never repacks them.
+ */
+static siamidx_status pack_weights(siamidx_model *m, const char *path, siamidx_error *err) {
+    siamidx_status s = sx_cpu_choose(&m->cpu, err);
+    if (s) {
+        sx_error_prefix(err, "%s", path);
+        return s;
+    }
+    packer p = {m->cpu, NULL, 0};
+    if (m->cpu == SX_CPU_BLAS) return SIAMIDX_OK;
+    each_conv(m, pack_one, &p);
+    m->packed = aligned_alloc(64, p.floats * sizeof(float));
+    if (!m->packed)
+        return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "%s: out of memory for %zu packed weights", path,
+                       p.floats);
+    p.next = m->packed;
+    p.floats = 0;
+    each_conv(m, pack_one, &p);
+    return SIAMIDX_OK;
+}
+
 static siamidx_status build(siamidx_model *m, const sx_safetensors *st, const char *path,
                             siamidx_error *err) {
     siamidx_status s = parse_header_meta(m, st, path, err);
@@ -532,6 +588,7 @@ static siamidx_status build(siamidx_model *m, const sx_safetensors *st, const ch
                               path, m->n_params);
     }
     free(L.used_tensor);
+    if (!s) s = pack_weights(m, path, err);
     if (!s) s = copy_meta(m, st, err);
     if (!s) fingerprint(m, st);
     return s;
@@ -563,6 +620,7 @@ void sx_model_free(siamidx_model *model) {
     free(model->meta);
     free(model->blocks);
     free(model->weights);
+    free(model->packed);
     free(model->arch);
     free(model->path);
     free(model);
@@ -626,4 +684,5 @@ void siamidx_model_describe(const siamidx_model *m, siamidx_model_description *d
     d->n_params = m->n_params;
     d->n_classes = m->n_classes;
     d->fingerprint = m->fingerprint;
+    d->kernel = sx_cpu_path_name(m->cpu);
 }

@@ -8,6 +8,7 @@
 #include "siamidx.h"
 #include "image/preprocess.h"
 #include "nn/conv.h"
+#include "nn/cpu.h"
 #include "nn/safetensors.h"
 
 typedef struct sx_block {
@@ -45,6 +46,8 @@ struct siamidx_model {
     void *weights;     /* one allocation holding every folded tensor */
     size_t n_params;   /* parameters of the folded encoder (+ fc) */
     int stage_blocks[4]; /* blocks in layer1..4 (first block of stage s: sum of earlier) */
+    sx_cpu_path cpu;   /* the convolutions' kernel, chosen at load (nn/cpu.h) */
+    float *packed;     /* one allocation: every conv's weights packed for it, or NULL */
 };
 
 
