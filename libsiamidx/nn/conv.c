@@ -203,3 +203,19 @@ void sx_conv_forward(const sx_conv *c, const float *in, int n, int h, int w, flo
                      float *out, int relu) {
     sx_conv_run(c, in, 0, n, h, w, col, out, relu, 0);
 }
+
+/* ==== Exported for training (nn/conv_grad.c) =====================================
+ * The im2col above, for the training convolution, which keeps the whole
+ * batch's matrix for its backward pass instead of running in chunks. */
+
+void sx_conv_im2col(const sx_conv *c, const float *in, int n, int h, int w, size_t j0,
+                    size_t cols, float *col, size_t ld) {
+    int ho, wo;
+    sx_conv_out_size(c, h, w, &ho, &wo);
+    size_t plane = (size_t)h * w;
+    conv_input src = {in, (size_t)n * plane, plane, h, w};
+    long kk = (long)c->cin * c->k * c->k;
+#pragma omp parallel for num_threads(sx_threads()) schedule(static)
+    for (long r = 0; r < kk; r++)
+        im2col_row(c, &src, ho, wo, (size_t)r, j0, cols, col + (size_t)r * ld);
+}

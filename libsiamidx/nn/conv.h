@@ -33,4 +33,14 @@ void sx_conv_forward(const sx_conv *c, const float *in, int n, int h, int w, flo
 void sx_conv_run(const sx_conv *c, const float *in, int in_nchw, int n, int h, int w, float *col,
                  float *out, int relu, int accumulate);
 
+/* ==== Exported for training (nn/conv_grad.c) ==================================== */
+
+/*
+ * Rows 0..cin*k*k-1 of the im2col matrix of the CNHW input `in` [cin][n*h*w]
+ * for output columns [j0, j0 + cols): row r = (ci, ky, kx) goes to
+ * col + r * ld. The rows are split over the OpenMP threads.
+ */
+void sx_conv_im2col(const sx_conv *c, const float *in, int n, int h, int w, size_t j0,
+                    size_t cols, float *col, size_t ld);
+
 #endif /* SX_NN_CONV_H */

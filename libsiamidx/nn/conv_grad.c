@@ -1,0 +1,184 @@
+/*
+ * conv_grad.c - the convolution for training (see conv_grad.h): im2col
+ * (conv.c's, the one there is) + GEMM forward, and its backward.
+ *
+ * GEMMs are split over the OpenMP team by this file when OpenBLAS runs
+ * single-threaded, as encoder training sets it: one thread pool, never two
+ * spinning against each other on a shared machine (docs/performance.md).
+ */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "nn/conv_grad.h"
+#include "base/threads.h"
+
+int openblas_get_num_threads(void);
+
+/* ---- GEMMs split over the OpenMP threads ----------------------------------------- */
+
+/*
+ * Row-major C[m][n] = A x B (+ beta C), with A [m][k] (or its transpose) and
+ * B [k][n] (or its transpose). When OpenBLAS runs single-threaded, each
+ * thread of the team takes a block of C's columns (or of its rows when
+ * there are few columns).
+ */
+static void gemm(int ta, int tb, int m, int n, int k, const float *a, int lda, const float *b,
+                 int ldb, float beta, float *c, int ldc) {
+    int threads = sx_threads();
+    enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
+    if (threads < 2 || openblas_get_num_threads() > 1 || (long)m * n * k < (1L << 18)) {
+        cblas_sgemm(CblasRowMajor, TA, TB, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    int by_cols = n >= 64 * threads;
+#pragma omp parallel num_threads(threads)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        int total = by_cols ? n : m;
+        int unit = by_cols ? 16 : 1; /* column blocks stay vector aligned */
+        int chunks = (total + unit - 1) / unit;
+        int lo = (int)((long)chunks * t / nt) * unit, hi = (int)((long)chunks * (t + 1) / nt) * unit;
+        if (hi > total) hi = total;
+        if (hi > lo) {
+            if (by_cols) { /* columns lo..hi of B and C */
+                const float *bb = tb ? b + (size_t)lo * ldb : b + lo;
+                cblas_sgemm(CblasRowMajor, TA, TB, m, hi - lo, k, 1.0f, a, lda, bb, ldb, beta,
+                            c + lo, ldc);
+            } else { /* rows lo..hi of A and C */
+                const float *aa = ta ? a + lo : a + (size_t)lo * lda;
+                cblas_sgemm(CblasRowMajor, TA, TB, hi - lo, n, k, 1.0f, aa, lda, b, ldb, beta,
+                            c + (size_t)lo * ldc, ldc);
+            }
+        }
+    }
+}
+
+/*
+ * C[m][n] += A[m][k] x B[n][k]^T for a long k (the weight gradient, k = the
+ * batch's output pixels). Splitting k lets each thread pack only its own
+ * slices of A and B; splitting m or n would make every thread pack all of
+ * the other operand. Thread 0 accumulates into C, the others into scratch
+ * that is added at the end.
+ */
+static void gemm_nt_ksplit(int m, int n, int k, const float *a, const float *b, float *c) {
+    int threads = sx_threads();
+    if (threads < 2 || openblas_get_num_threads() > 1 || k < 256 * threads ||
+        (long)m * n * k < (1L << 18)) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, k, b, k, 1.0f, c,
+                    n);
+        return;
+    }
+    size_t mn = (size_t)m * n;
+    float *part = malloc(sizeof(float) * mn * (threads - 1));
+    if (!part) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, k, b, k, 1.0f, c,
+                    n);
+        return;
+    }
+#pragma omp parallel num_threads(threads)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        int chunks = (k + 15) / 16;
+        int lo = (int)((long)chunks * t / nt) * 16, hi = (int)((long)chunks * (t + 1) / nt) * 16;
+        if (hi > k) hi = k;
+        float *dst = t ? part + (size_t)(t - 1) * mn : c;
+        if (t && hi <= lo) memset(dst, 0, sizeof(float) * mn);
+        if (hi > lo)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, hi - lo, 1.0f, a + lo, k,
+                        b + lo, k, t ? 0.0f : 1.0f, dst, n);
+#pragma omp barrier
+#pragma omp for schedule(static)
+        for (size_t i = 0; i < mn; i++)
+            for (int j = 0; j < nt - 1; j++) c[i] += part[(size_t)j * mn + i];
+    }
+    free(part);
+}
+
+/* ---- forward ------------------------------------------------------------------- */
+
+static int conv_pointwise(const sx_conv *c) { return c->k == 1 && c->stride == 1 && c->pad == 0; }
+
+size_t sx_conv_grad_col_floats(const sx_conv *c, int n, int h, int w) {
+    int ho, wo;
+    sx_conv_out_size(c, h, w, &ho, &wo);
+    if (conv_pointwise(c)) return 0;
+    return (size_t)c->cin * c->k * c->k * n * ho * wo;
+}
+
+void sx_conv_forward_nobias(const sx_conv *c, const float *in, int n, int h, int w, float *col,
+                            float *out) {
+    int ho, wo;
+    sx_conv_out_size(c, h, w, &ho, &wo);
+    const int m = n * ho * wo, kk = c->cin * c->k * c->k;
+    const float *b = in;
+    if (!conv_pointwise(c)) {
+        sx_conv_im2col(c, in, n, h, w, 0, (size_t)m, col, (size_t)m);
+        b = col;
+    }
+    gemm(0, 0, c->cout, m, kk, c->w, kk, b, m, 0.0f, out, m);
+}
+
+/* ---- backward ------------------------------------------------------------------ */
+
+/* The outputs ox in [lo, hi) whose input column ox*stride - pad + kx lies in 0..w-1. */
+static void valid_range(const sx_conv *c, int kx, int w, int wo, int *lo, int *hi) {
+    int off = kx - c->pad; /* ix = ox*stride + off */
+    int l = off >= 0 ? 0 : (-off + c->stride - 1) / c->stride;
+    int h = (w - 1 - off) >= 0 ? (w - 1 - off) / c->stride + 1 : 0;
+    if (h > wo) h = wo;
+    if (l > h) l = h;
+    *lo = l;
+    *hi = h;
+}
+
+/* din[ci] = the sum of every im2col row (ci, ky, kx) scattered back: the
+ * adjoint of im2col for one input channel. */
+static void col2im_channel(const sx_conv *c, const float *col, int n, int h, int w, int ho,
+                           int wo, int ci, float *dst) {
+    const int k = c->k, s = c->stride;
+    const size_t m = (size_t)n * ho * wo;
+    memset(dst, 0, sizeof(float) * n * h * w);
+    for (int ky = 0; ky < k; ky++)
+        for (int kx = 0; kx < k; kx++) {
+            const float *src = col + ((size_t)(ci * k + ky) * k + kx) * m;
+            int lo, hi;
+            valid_range(c, kx, w, wo, &lo, &hi);
+            for (int img = 0; img < n; img++)
+                for (int oy = 0; oy < ho; oy++) {
+                    int iy = oy * s - c->pad + ky;
+                    if (iy < 0 || iy >= h) continue;
+                    float *dp = dst + ((size_t)img * h + iy) * w + lo * s - c->pad + kx;
+                    const float *sp = src + ((size_t)img * ho + oy) * wo;
+                    if (s == 1) /* contiguous: vectorises */
+                        for (int ox = lo; ox < hi; ox++) dp[ox - lo] += sp[ox];
+                    else
+                        for (int ox = lo; ox < hi; ox++, dp += s) *dp += sp[ox];
+                }
+        }
+}
+
+void sx_conv_backward(const sx_conv *c, const float *in, const float *col, const float *dout,
+                      int n, int h, int w, float *scratch, float *dw, float *din) {
+    int ho, wo;
+    sx_conv_out_size(c, h, w, &ho, &wo);
+    const int m = n * ho * wo, kk = c->cin * c->k * c->k;
+    const int pw = conv_pointwise(c);
+    if (dw) {
+        const float *b = pw ? in : col;
+        if (!b) {
+            sx_conv_im2col(c, in, n, h, w, 0, (size_t)m, scratch, (size_t)m);
+            b = scratch;
+        }
+        gemm_nt_ksplit(c->cout, kk, m, dout, b, dw);
+    }
+    if (!din) return;
+    float *dcol = pw ? din : scratch;
+    gemm(1, 0, kk, m, c->cout, c->w, kk, dout, m, 0.0f, dcol, m);
+    if (pw) return;
+#pragma omp parallel for num_threads(sx_threads()) schedule(static)
+    for (int ci = 0; ci < c->cin; ci++)
+        col2im_channel(c, scratch, n, h, w, ho, wo, ci, din + (size_t)ci * n * h * w);
+}
