@@ -8,7 +8,8 @@
  * the convolutions here, once, so the forward pass is conv + bias only.
  * Files that were folded already (convX.bias, no bn tensors) load as well.
  *
- * Loading walks the architecture twice with the same code: a sizing pass that
+ * Loading walks the architecture's units (nn/arch.h, the walk training
+ * builds its network from too) twice with the same code: a sizing pass that
  * checks every name and shape, then a filling pass into one allocation.
  */
 #include <math.h>
