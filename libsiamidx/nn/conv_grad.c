@@ -57,14 +57,21 @@ static void gemm(int ta, int tb, int m, int n, int k, const float *a, int lda, c
 }
 
 /*
- * C[m][n] += A[m][k] x B[n][k]^T for a long k (the weight gradient, k = the
- * batch's output pixels). Splitting k lets each thread pack only its own
+ * C[m][n] += A[m][k] x B[n][k]^T (the weight gradient, k = the batch's
+ * output pixels, n = cin * k * k). For a long k, splitting k lets each thread pack only its own
  * slices of A and B; splitting m or n would make every thread pack all of
  * the other operand. Thread 0 accumulates into C, the others into scratch
  * that is added at the end.
  */
 static void gemm_nt_ksplit(int m, int n, int k, const float *a, const float *b, float *c) {
     int threads = sx_threads();
+    /* Splitting k costs zeroing and adding (threads - 1) * m * n partial sums;
+     * splitting C's columns costs each thread packing all of A, m * k. The
+     * deep layers (few pixels, many rows: n > k) take the second. */
+    if (n >= k) {
+        gemm(0, 1, m, n, k, a, k, b, k, 1.0f, c, n);
+        return;
+    }
     if (threads < 2 || openblas_get_num_threads() > 1 || k < 256 * threads ||
         (long)m * n * k < (1L << 18)) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, k, b, k, 1.0f, c,
