@@ -104,6 +104,42 @@ static void check_conv(const char *name, sx_conv c, int n, int h, int w) {
     free(k.in), free(k.wt), free(k.r), free(k.out), free(k.col), free(dw), free(din);
 }
 
+/* The input gradient of a batch big enough for several chunks of W^T x dout
+ * (conv_grad.c works through ~2M floats at a time) against the direct sum
+ * din[ci][img][iy][ix] = sum W[co][ci][ky][kx] dout[co][img][oy][ox]. */
+static void check_conv_chunks(sx_conv c, int n, int h, int w) {
+    int ho, wo;
+    sx_conv_out_size(&c, h, w, &ho, &wo);
+    size_t in_n = (size_t)c.cin * n * h * w, m = (size_t)n * ho * wo;
+    size_t kk = (size_t)c.cin * c.k * c.k, w_n = (size_t)c.cout * kk;
+    float *wt = randv(w_n), *in = randv(in_n), *dout = randv((size_t)c.cout * m);
+    float *din = zeros(in_n), *dw = zeros(w_n);
+    float *scratch = zeros(sx_conv_grad_col_floats(&c, n, h, w));
+    double *want = calloc(in_n, sizeof(double));
+    c.w = wt;
+    sx_conv_backward(&c, in, NULL, dout, n, h, w, scratch, dw, din);
+    for (int co = 0; co < c.cout; co++)
+        for (int img = 0; img < n; img++)
+            for (int oy = 0; oy < ho; oy++)
+                for (int ox = 0; ox < wo; ox++) {
+                    double g = dout[(size_t)co * m + ((size_t)img * ho + oy) * wo + ox];
+                    for (int ci = 0; ci < c.cin; ci++)
+                        for (int ky = 0; ky < c.k; ky++)
+                            for (int kx = 0; kx < c.k; kx++) {
+                                int iy = oy * c.stride - c.pad + ky, ix = ox * c.stride - c.pad + kx;
+                                if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                                want[(((size_t)ci * n + img) * h + iy) * w + ix] +=
+                                    g * wt[(size_t)co * kk + ((size_t)ci * c.k + ky) * c.k + kx];
+                            }
+                }
+    double d2 = 0, r2 = 0;
+    for (size_t i = 0; i < in_n; i++) d2 += (din[i] - want[i]) * (din[i] - want[i]), r2 += want[i] * want[i];
+    double rel = sqrt(d2) / sqrt(r2);
+    printf("conv %dx%d/%d dX, %zu columns (chunks)  rel.err=%.2e\n", c.k, c.k, c.stride, m, rel);
+    CHECK_MSG(rel < 1e-5, "conv dX over chunks: relative error %.3g", rel);
+    free(wt), free(in), free(dout), free(din), free(dw), free(scratch), free(want);
+}
+
 /* ---- BatchNorm (train mode), with and without the fused ReLU ------------- */
 
 typedef struct bn_ctx {
@@ -314,6 +350,8 @@ int main(void) {
     check_conv("7x7/2 pad 3", (sx_conv){3, 2, 7, 2, 3, NULL, NULL}, 1, 9, 8);
     check_conv("1x1/1", (sx_conv){5, 3, 1, 1, 0, NULL, NULL}, 2, 4, 3);
     check_conv("1x1/2 (downsample)", (sx_conv){4, 6, 1, 2, 0, NULL, NULL}, 2, 5, 6);
+    check_conv_chunks((sx_conv){64, 4, 3, 1, 1, NULL, NULL}, 2, 48, 47);
+    check_conv_chunks((sx_conv){64, 4, 3, 2, 1, NULL, NULL}, 2, 95, 96);
     check_bn(0);
     check_bn(1);
     check_relu_add();

@@ -130,41 +130,72 @@ void sx_conv_forward_nobias(const sx_conv *c, const float *in, int n, int h, int
 
 /* ---- backward ------------------------------------------------------------------ */
 
-/* The outputs ox in [lo, hi) whose input column ox*stride - pad + kx lies in 0..w-1. */
-static void valid_range(const sx_conv *c, int kx, int w, int wo, int *lo, int *hi) {
-    int off = kx - c->pad; /* ix = ox*stride + off */
-    int l = off >= 0 ? 0 : (-off + c->stride - 1) / c->stride;
-    int h = (w - 1 - off) >= 0 ? (w - 1 - off) / c->stride + 1 : 0;
-    if (h > wo) h = wo;
-    if (l > h) l = h;
-    *lo = l;
-    *hi = h;
+/*
+ * The adjoint of one im2col row r = (ci, ky, kx) over output columns
+ * [j0, j0 + cols): din_c[img][iy][ix] += src[j - j0] for every column j
+ * whose input pixel (iy, ix) lies inside the image. din_c is channel ci's
+ * [n][h][w] plane. Walks the columns as conv.c's im2col_row does.
+ */
+static void col2im_row(const sx_conv *c, float *din_c, int h, int w, int ho, int wo, size_t r,
+                       size_t j0, size_t cols, const float *src) {
+    int kx = (int)(r % c->k), ky = (int)(r / c->k % c->k);
+    int s = c->stride, off = kx - c->pad;
+    int lo = off < 0 ? (-off + s - 1) / s : 0; /* ox in [lo, hi): ix = ox * s + off inside */
+    int hi = w - off <= 0 ? 0 : (w - off + s - 1) / s;
+    size_t per_img = (size_t)ho * wo, j = j0, end = j0 + cols;
+    size_t img = j / per_img, rem = j % per_img;
+    int oy = (int)(rem / wo), ox0 = (int)(rem % wo);
+    while (j < end) {
+        size_t run = (size_t)(wo - ox0);
+        if (run > end - j) run = end - j;
+        int iy = oy * s - c->pad + ky;
+        if (iy >= 0 && iy < h) {
+            int a = lo > ox0 ? lo - ox0 : 0, b = hi > ox0 ? hi - ox0 : 0;
+            if (a > (int)run) a = (int)run;
+            if (b > (int)run) b = (int)run;
+            float *to = din_c + (img * h + iy) * (size_t)w + (ptrdiff_t)ox0 * s + off;
+            if (s == 1) /* contiguous: vectorises */
+                for (int t = a; t < b; t++) to[t] += src[t];
+            else
+                for (int t = a; t < b; t++) to[(ptrdiff_t)t * s] += src[t];
+        }
+        src += run;
+        j += run;
+        ox0 += (int)run;
+        if (ox0 == wo) {
+            ox0 = 0;
+            if (++oy == ho) oy = 0, img++;
+        }
+    }
 }
 
-/* din[ci] = the sum of every im2col row (ci, ky, kx) scattered back: the
- * adjoint of im2col for one input channel. */
-static void col2im_channel(const sx_conv *c, const float *col, int n, int h, int w, int ho,
-                           int wo, int ci, float *dst) {
-    const int k = c->k, s = c->stride;
-    const size_t m = (size_t)n * ho * wo;
-    memset(dst, 0, sizeof(float) * n * h * w);
-    for (int ky = 0; ky < k; ky++)
-        for (int kx = 0; kx < k; kx++) {
-            const float *src = col + ((size_t)(ci * k + ky) * k + kx) * m;
-            int lo, hi;
-            valid_range(c, kx, w, wo, &lo, &hi);
-            for (int img = 0; img < n; img++)
-                for (int oy = 0; oy < ho; oy++) {
-                    int iy = oy * s - c->pad + ky;
-                    if (iy < 0 || iy >= h) continue;
-                    float *dp = dst + ((size_t)img * h + iy) * w + lo * s - c->pad + kx;
-                    const float *sp = src + ((size_t)img * ho + oy) * wo;
-                    if (s == 1) /* contiguous: vectorises */
-                        for (int ox = lo; ox < hi; ox++) dp[ox - lo] += sp[ox];
-                    else
-                        for (int ox = lo; ox < hi; ox++, dp += s) *dp += sp[ox];
-                }
-        }
+/* Columns per chunk of the input gradient: W^T x dout for about 2M floats
+ * at a time (as conv.c's forward chunks its im2col), so the GEMM writes and
+ * col2im reads it in cache instead of through a whole-batch matrix. */
+static size_t dcol_chunk_cols(size_t kk, size_t m) {
+    size_t cols = ((size_t)2 << 20) / kk;
+    cols = cols < 256 ? 256 : cols & ~(size_t)63;
+    return cols < m ? cols : m;
+}
+
+/* din = col2im(W^T x dout), chunk by chunk through `scratch`. */
+static void input_gradient(const sx_conv *c, const float *dout, int n, int h, int w, int ho,
+                           int wo, float *scratch, float *din) {
+    const size_t m = (size_t)n * ho * wo, kk = (size_t)c->cin * c->k * c->k;
+    const size_t plane = (size_t)n * h * w, chunk = dcol_chunk_cols(kk, m);
+    memset(din, 0, sizeof(float) * plane * c->cin);
+    for (size_t j0 = 0; j0 < m; j0 += chunk) {
+        size_t cols = m - j0 < chunk ? m - j0 : chunk;
+        gemm(1, 0, (int)kk, (int)cols, c->cout, c->w, (int)kk, dout + j0, (int)m, 0.0f, scratch,
+             (int)cols);
+        /* rows of one input channel write only its plane: no two threads collide */
+#pragma omp parallel for num_threads(sx_threads()) schedule(static)
+        for (int ci = 0; ci < c->cin; ci++)
+            for (int q = 0; q < c->k * c->k; q++) {
+                size_t r = (size_t)ci * c->k * c->k + q;
+                col2im_row(c, din + ci * plane, h, w, ho, wo, r, j0, cols, scratch + r * cols);
+            }
+    }
 }
 
 void sx_conv_backward(const sx_conv *c, const float *in, const float *col, const float *dout,
@@ -182,10 +213,8 @@ void sx_conv_backward(const sx_conv *c, const float *in, const float *col, const
         gemm_nt_ksplit(c->cout, kk, m, dout, b, dw);
     }
     if (!din) return;
-    float *dcol = pw ? din : scratch;
-    gemm(1, 0, kk, m, c->cout, c->w, kk, dout, m, 0.0f, dcol, m);
-    if (pw) return;
-#pragma omp parallel for num_threads(sx_threads()) schedule(static)
-    for (int ci = 0; ci < c->cin; ci++)
-        col2im_channel(c, scratch, n, h, w, ho, wo, ci, din + (size_t)ci * n * h * w);
+    if (pw) /* the input gradient is W^T x dout itself */
+        gemm(1, 0, kk, m, c->cout, c->w, kk, dout, m, 0.0f, din, m);
+    else
+        input_gradient(c, dout, n, h, w, ho, wo, scratch, din);
 }
