@@ -98,7 +98,9 @@ static void im2col_row(const sx_conv *c, const conv_input *in, int ho, int wo, s
             if (a > run) a = run;
             if (b > run) b = run;
             if (b < a) b = a;
-            memset(dst, 0, a * sizeof *dst);
+            /* the padding at either end is a float or three: stores, not
+               calls to memset (which cost as much as the copy at wo <= 32) */
+            for (size_t t = 0; t < a; t++) dst[t] = 0.0f;
             const float *from = src + (ptrdiff_t)ox0 * s + off;
             if (s == 1)
                 memcpy(dst + a, from + a, (b - a) * sizeof *dst);
@@ -106,7 +108,7 @@ static void im2col_row(const sx_conv *c, const conv_input *in, int ho, int wo, s
                 for (size_t t = a; t < b; t++) dst[t] = from[2 * t];
             else
                 for (size_t t = a; t < b; t++) dst[t] = from[t * s];
-            memset(dst + b, 0, (run - b) * sizeof *dst);
+            for (size_t t = b; t < run; t++) dst[t] = 0.0f;
         }
         dst += run;
         j += run;
