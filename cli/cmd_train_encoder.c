@@ -130,7 +130,7 @@ int cmd_train_encoder(int argc, char **argv) {
     const double inf = 1e300;
     const cli_option opts[] = {
         CLI_OPT("output", 'o', CLI_STRING, &t.output, "FILE", "the model to write, required (default: none)"),
-        CLI_OPT("arch", 0, CLI_STRING, &arch, "resnet18|resnet34|resnet50",
+        CLI_OPT("arch", 0, CLI_STRING, &arch, "resnet18|34|50|101|152",
                 "architecture (default: resnet18)"),
         CLI_NUM("width", 0, CLI_FLOAT, &t.width, 0, inf, CLI_OPEN_MIN, "W",
                 "channel width multiplier (e.g. 0.5)"),

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "check.h"
+#include "nn/conv_grad.h"
 #include "train/train_layers.h"
 
 static uint64_t rng_state = 12345;
@@ -59,7 +60,7 @@ static void gradcheck(const char *what, float *x, size_t n, const float *g, loss
 /* ---- convolution ---------------------------------------------------------- */
 
 typedef struct conv_ctx {
-    sx_tr_conv c;
+    sx_conv c; /* c.w: the weights */
     int n, h, w;
     float *in, *wt, *col, *out, *r;
     size_t out_n;
@@ -67,30 +68,76 @@ typedef struct conv_ctx {
 
 static double conv_loss(void *p) {
     conv_ctx *k = p;
-    sx_tr_conv_forward(&k->c, k->wt, k->in, k->n, k->h, k->w, k->col, k->out);
+    k->c.w = k->wt;
+    sx_conv_forward_nobias(&k->c, k->in, k->n, k->h, k->w, k->col, k->out);
     return dot(k->out, k->r, k->out_n);
 }
 
-static void check_conv(const char *name, sx_tr_conv c, int n, int h, int w) {
+static void check_conv(const char *name, sx_conv c, int n, int h, int w) {
     conv_ctx k = {c, n, h, w, 0, 0, 0, 0, 0, 0};
     int ho, wo;
-    sx_tr_conv_out(&c, h, w, &ho, &wo);
+    sx_conv_out_size(&c, h, w, &ho, &wo);
     size_t in_n = (size_t)c.cin * n * h * w, w_n = (size_t)c.cout * c.cin * c.k * c.k;
     k.out_n = (size_t)c.cout * n * ho * wo;
     k.in = randv(in_n);
     k.wt = randv(w_n);
     k.r = randv(k.out_n);
     k.out = zeros(k.out_n);
-    size_t colf = sx_tr_conv_col_floats(&c, n, h, w);
+    size_t colf = sx_conv_grad_col_floats(&c, n, h, w);
     k.col = zeros(colf ? colf : 1);
     float *dw = zeros(w_n), *din = zeros(in_n);
-    sx_tr_conv_backward(&c, k.wt, k.in, k.r, n, h, w, k.col, dw, din);
+    k.c.w = k.wt;
+    sx_conv_backward(&k.c, k.in, NULL, k.r, n, h, w, k.col, dw, din);
+    /* backward on the forward's own im2col (kept, as training does) gives
+       the same weight gradient as rebuilding it */
+    float *kept = zeros(colf ? colf : 1), *dw_kept = zeros(w_n), *scratch = zeros(colf ? colf : 1);
+    sx_conv_forward_nobias(&k.c, k.in, n, h, w, kept, k.out);
+    sx_conv_backward(&k.c, k.in, colf ? kept : NULL, k.r, n, h, w, scratch, dw_kept, NULL);
+    CHECK_MSG(!memcmp(dw, dw_kept, w_n * sizeof(float)), "conv %s: dW from the kept im2col differs",
+              name);
+    free(kept), free(dw_kept), free(scratch);
     char label[96];
     snprintf(label, sizeof label, "conv %s dW", name);
     gradcheck(label, k.wt, w_n, dw, conv_loss, &k, 1e-2f, 2e-3);
     snprintf(label, sizeof label, "conv %s dX", name);
     gradcheck(label, k.in, in_n, din, conv_loss, &k, 1e-2f, 2e-3);
     free(k.in), free(k.wt), free(k.r), free(k.out), free(k.col), free(dw), free(din);
+}
+
+/* The input gradient of a batch big enough for several chunks of W^T x dout
+ * (conv_grad.c works through ~2M floats at a time) against the direct sum
+ * din[ci][img][iy][ix] = sum W[co][ci][ky][kx] dout[co][img][oy][ox]. */
+static void check_conv_chunks(sx_conv c, int n, int h, int w) {
+    int ho, wo;
+    sx_conv_out_size(&c, h, w, &ho, &wo);
+    size_t in_n = (size_t)c.cin * n * h * w, m = (size_t)n * ho * wo;
+    size_t kk = (size_t)c.cin * c.k * c.k, w_n = (size_t)c.cout * kk;
+    float *wt = randv(w_n), *in = randv(in_n), *dout = randv((size_t)c.cout * m);
+    float *din = zeros(in_n), *dw = zeros(w_n);
+    float *scratch = zeros(sx_conv_grad_col_floats(&c, n, h, w));
+    double *want = calloc(in_n, sizeof(double));
+    c.w = wt;
+    sx_conv_backward(&c, in, NULL, dout, n, h, w, scratch, dw, din);
+    for (int co = 0; co < c.cout; co++)
+        for (int img = 0; img < n; img++)
+            for (int oy = 0; oy < ho; oy++)
+                for (int ox = 0; ox < wo; ox++) {
+                    double g = dout[(size_t)co * m + ((size_t)img * ho + oy) * wo + ox];
+                    for (int ci = 0; ci < c.cin; ci++)
+                        for (int ky = 0; ky < c.k; ky++)
+                            for (int kx = 0; kx < c.k; kx++) {
+                                int iy = oy * c.stride - c.pad + ky, ix = ox * c.stride - c.pad + kx;
+                                if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                                want[(((size_t)ci * n + img) * h + iy) * w + ix] +=
+                                    g * wt[(size_t)co * kk + ((size_t)ci * c.k + ky) * c.k + kx];
+                            }
+                }
+    double d2 = 0, r2 = 0;
+    for (size_t i = 0; i < in_n; i++) d2 += (din[i] - want[i]) * (din[i] - want[i]), r2 += want[i] * want[i];
+    double rel = sqrt(d2) / sqrt(r2);
+    printf("conv %dx%d/%d dX, %zu columns (chunks)  rel.err=%.2e\n", c.k, c.k, c.stride, m, rel);
+    CHECK_MSG(rel < 1e-5, "conv dX over chunks: relative error %.3g", rel);
+    free(wt), free(in), free(dout), free(din), free(dw), free(scratch), free(want);
 }
 
 /* ---- BatchNorm (train mode), with and without the fused ReLU ------------- */
@@ -298,11 +345,13 @@ static void check_cosface(void) {
 }
 
 int main(void) {
-    check_conv("3x3/2 pad 1", (sx_tr_conv){3, 4, 3, 2, 1}, 2, 7, 6);
-    check_conv("3x3/1 pad 1", (sx_tr_conv){4, 3, 3, 1, 1}, 2, 5, 5);
-    check_conv("7x7/2 pad 3", (sx_tr_conv){3, 2, 7, 2, 3}, 1, 9, 8);
-    check_conv("1x1/1", (sx_tr_conv){5, 3, 1, 1, 0}, 2, 4, 3);
-    check_conv("1x1/2 (downsample)", (sx_tr_conv){4, 6, 1, 2, 0}, 2, 5, 6);
+    check_conv("3x3/2 pad 1", (sx_conv){.cin = 3, .cout = 4, .k = 3, .stride = 2, .pad = 1}, 2, 7, 6);
+    check_conv("3x3/1 pad 1", (sx_conv){.cin = 4, .cout = 3, .k = 3, .stride = 1, .pad = 1}, 2, 5, 5);
+    check_conv("7x7/2 pad 3", (sx_conv){.cin = 3, .cout = 2, .k = 7, .stride = 2, .pad = 3}, 1, 9, 8);
+    check_conv("1x1/1", (sx_conv){.cin = 5, .cout = 3, .k = 1, .stride = 1, .pad = 0}, 2, 4, 3);
+    check_conv("1x1/2 (downsample)", (sx_conv){.cin = 4, .cout = 6, .k = 1, .stride = 2, .pad = 0}, 2, 5, 6);
+    check_conv_chunks((sx_conv){.cin = 64, .cout = 4, .k = 3, .stride = 1, .pad = 1}, 2, 48, 47);
+    check_conv_chunks((sx_conv){.cin = 64, .cout = 4, .k = 3, .stride = 2, .pad = 1}, 2, 95, 96);
     check_bn(0);
     check_bn(1);
     check_relu_add();

@@ -49,4 +49,14 @@ void sx_conv_run(const sx_conv *c, const float *in, int in_nchw, int n, int h, i
 size_t sx_conv_packed_floats(const sx_conv *c, const struct sx_gemm_kernel *g);
 void sx_conv_pack(sx_conv *c, const struct sx_gemm_kernel *g, float *dst);
 
+/* ==== Exported for training (nn/conv_grad.c) ==================================== */
+
+/*
+ * Rows 0..cin*k*k-1 of the im2col matrix of the CNHW input `in` [cin][n*h*w]
+ * for output columns [j0, j0 + cols): row r = (ci, ky, kx) goes to
+ * col + r * ld. The rows are split over the OpenMP threads.
+ */
+void sx_conv_im2col(const sx_conv *c, const float *in, int n, int h, int w, size_t j0,
+                    size_t cols, float *col, size_t ld);
+
 #endif /* SX_NN_CONV_H */

@@ -8,7 +8,8 @@
  * the convolutions here, once, so the forward pass is conv + bias only.
  * Files that were folded already (convX.bias, no bn tensors) load as well.
  *
- * Loading walks the architecture twice with the same code: a sizing pass that
+ * Loading walks the architecture's units (nn/arch.h, the walk training
+ * builds its network from too) twice with the same code: a sizing pass that
  * checks every name and shape, then a filling pass into one allocation.
  */
 #include <math.h>
@@ -19,6 +20,7 @@
 
 #include "siamidx_ext.h"
 #include "nn/model.h"
+#include "nn/arch.h"
 #include "nn/safetensors.h"
 #include "nn/gemm.h"
 #include "base/sha256.h"
@@ -30,20 +32,6 @@
 #ifndef SIAMIDX_SOURCE_MODEL
 #define SIAMIDX_SOURCE_MODEL "models/default.safetensors"
 #endif
-
-#define BN_EPS 1e-5 /* torchvision's BatchNorm2d default */
-
-typedef struct arch_spec {
-    const char *name;
-    int bottleneck;
-    int blocks[4];
-} arch_spec;
-
-static const arch_spec archs[] = {
-    {"resnet18", 0, {2, 2, 2, 2}},  {"resnet34", 0, {3, 4, 6, 3}},
-    {"resnet50", 1, {3, 4, 6, 3}},  {"resnet101", 1, {3, 4, 23, 3}},
-    {"resnet152", 1, {3, 8, 36, 3}},
-};
 
 /* ---- pooling names ------------------------------------------------------------- */
 
@@ -173,10 +161,8 @@ static siamidx_status parse_header_meta(siamidx_model *m, const sx_safetensors *
     if ((s = meta_get(st, path, "format_version", &v, err))) return s;
     if (strcmp(v, "1")) return bad_meta(path, "format_version", v, "1", err);
     if ((s = meta_get(st, path, "arch", &v, err))) return s;
-    const arch_spec *a = NULL;
-    for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
-        if (!strcmp(v, archs[i].name)) a = &archs[i];
-    if (!a) return bad_meta(path, "arch", v, "resnet18, resnet34, resnet50, resnet101 or resnet152", err);
+    const sx_arch *a = sx_arch_find(v);
+    if (!a) return bad_meta(path, "arch", v, SX_ARCH_NAMES, err);
     if (!(m->arch = strdup(v))) return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "out of memory");
     m->bottleneck = a->bottleneck;
     m->n_stages = 4;
@@ -250,19 +236,7 @@ static float *carve(loader *L, size_t n) {
     return p;
 }
 
-static siamidx_status read_vec(loader *L, const sx_tensor_info *t, double *out, int n) {
-    float *tmp = malloc((size_t)n * sizeof *tmp);
-    if (!tmp) return sx_fail(L->err, SIAMIDX_ERR_NO_MEMORY, "out of memory");
-    sx_safetensors_read_f32(L->st, t, tmp);
-    for (int i = 0; i < n; i++) out[i] = tmp[i];
-    free(tmp);
-    return SIAMIDX_OK;
-}
-
-/*
- * y = gamma * (conv(x) + b0 - mean) / sqrt(var + eps) + beta
- *   = conv_{W*scale}(x) + (b0 - mean) * scale + beta.
- */
+/* BatchNorm `bn` (whose shapes the sizing pass checks) folded into c (sx_bn_fold). */
 static siamidx_status fold_bn(loader *L, sx_conv *c, const char *bn, const sx_tensor_info *bias0) {
     const char *fields[4] = {"weight", "bias", "running_mean", "running_var"};
     const sx_tensor_info *t[4];
@@ -271,23 +245,14 @@ static siamidx_status fold_bn(loader *L, sx_conv *c, const char *bn, const sx_te
         if (s) return s;
     }
     if (!L->arena) return SIAMIDX_OK;
-    double *v = malloc(5 * (size_t)c->cout * sizeof *v);
+    float *v = malloc(5 * (size_t)c->cout * sizeof *v); /* gamma, beta, mean, var, conv bias */
     if (!v) return sx_fail(L->err, SIAMIDX_ERR_NO_MEMORY, "out of memory");
-    double *g = v, *beta = v + c->cout, *mean = v + 2 * c->cout, *var = v + 3 * c->cout;
-    double *b0 = v + 4 * c->cout;
-    siamidx_status s = SIAMIDX_OK;
-    for (int i = 0; i < 4 && !s; i++) s = read_vec(L, t[i], v + (size_t)i * c->cout, c->cout);
-    if (!s && bias0) s = read_vec(L, bias0, b0, c->cout);
-    else memset(b0, 0, (size_t)c->cout * sizeof *b0);
-    size_t per_out = (size_t)c->cin * c->k * c->k;
-    for (int o = 0; !s && o < c->cout; o++) {
-        double scale = g[o] / sqrt(var[o] + BN_EPS);
-        float *w = c->w + o * per_out;
-        for (size_t i = 0; i < per_out; i++) w[i] = (float)(w[i] * scale);
-        c->b[o] = (float)((b0[o] - mean[o]) * scale + beta[o]);
-    }
+    for (int i = 0; i < 4; i++) sx_safetensors_read_f32(L->st, t[i], v + (size_t)i * c->cout);
+    float *b0 = bias0 ? v + 4 * (size_t)c->cout : NULL;
+    if (b0) sx_safetensors_read_f32(L->st, bias0, b0);
+    sx_bn_fold(c, c->w, b0, v, v + c->cout, v + 2 * (size_t)c->cout, v + 3 * (size_t)c->cout);
     free(v);
-    return s;
+    return SIAMIDX_OK;
 }
 
 /* Loads conv `name`.weight [cout, cin, k, k] (cout < 0: inferred) and folds `bn` into it. */
@@ -325,44 +290,6 @@ static siamidx_status load_conv(loader *L, const char *name, const char *bn, int
     return SIAMIDX_OK;
 }
 
-static siamidx_status load_block(loader *L, siamidx_model *m, sx_block *blk, int stage, int index,
-                                 int cin, int *width, int *out) {
-    char pre[64], a[96], b[96];
-    int stride = (stage > 1 && index == 0) ? 2 : 1;
-    siamidx_status s;
-    blk->stage = stage;
-#define CONV(K) (snprintf(a, sizeof a, "%s.conv%d", pre, K), snprintf(b, sizeof b, "%s.bn%d", pre, K))
-    snprintf(pre, sizeof pre, "layer%d.%d", stage, index);
-    if (m->bottleneck) {
-        CONV(1);
-        if ((s = load_conv(L, a, b, cin, *width, 1, 1, 0, &blk->c1))) return s;
-        *width = blk->c1.cout;
-        CONV(2);
-        if ((s = load_conv(L, a, b, *width, *width, 3, stride, 1, &blk->c2))) return s;
-        CONV(3);
-        if ((s = load_conv(L, a, b, *width, *out, 1, 1, 0, &blk->c3))) return s;
-        *out = blk->c3.cout;
-    } else {
-        CONV(1);
-        if ((s = load_conv(L, a, b, cin, *width, 3, stride, 1, &blk->c1))) return s;
-        *width = *out = blk->c1.cout;
-        CONV(2);
-        if ((s = load_conv(L, a, b, *width, *out, 3, 1, 1, &blk->c2))) return s;
-    }
-#undef CONV
-    /* torchvision adds a projection exactly when the shape changes. */
-    blk->has_down = stride != 1 || cin != *out;
-    snprintf(a, sizeof a, "%s.downsample.0", pre);
-    snprintf(b, sizeof b, "%s.downsample.1", pre);
-    if (blk->has_down) return load_conv(L, a, b, cin, *out, 1, stride, 0, &blk->down);
-    snprintf(a, sizeof a, "%s.downsample.0.weight", pre);
-    if (sx_safetensors_find(L->st, a))
-        return sx_fail(L->err, SIAMIDX_ERR_MODEL_FORMAT,
-                       "%s: unexpected tensor '%s': the block keeps %d channels at stride 1",
-                       L->path, a, cin);
-    return SIAMIDX_OK;
-}
-
 static siamidx_status load_fc(loader *L, siamidx_model *m) {
     m->n_classes = 0;
     m->fc_w = m->fc_b = NULL;
@@ -385,20 +312,39 @@ static siamidx_status load_fc(loader *L, siamidx_model *m) {
     return SIAMIDX_OK;
 }
 
-static siamidx_status load_network(loader *L, siamidx_model *m) {
-    siamidx_status s = load_conv(L, "conv1", "bn1", 3, -1, 7, 2, 3, &m->stem);
-    if (s) return s;
-    int cin = m->stem.cout, bi = 0;
-    for (int stage = 1; stage <= m->n_stages; stage++) {
-        int width = -1, out = -1; /* inferred from the stage's first block */
-        for (int i = 0; i < m->stage_blocks[stage - 1]; i++) {
-            if ((s = load_block(L, m, &m->blocks[bi++], stage, i, cin, &width, &out))) return s;
-            cin = out;
+/* A block the architecture gives no projection must not come with one. */
+static siamidx_status check_no_downsample(loader *L, const siamidx_model *m) {
+    char name[96];
+    for (int s = 0, bi = 0; s < m->n_stages; s++)
+        for (int j = 0; j < m->stage_blocks[s]; j++, bi++) {
+            snprintf(name, sizeof name, "layer%d.%d.downsample.0.weight", s + 1, j);
+            if (!m->blocks[bi].has_down && sx_safetensors_find(L->st, name))
+                return sx_fail(L->err, SIAMIDX_ERR_MODEL_FORMAT,
+                               "%s: unexpected tensor '%s': the block keeps %d channels at "
+                               "stride 1", L->path, name, m->blocks[bi].c1.cin);
         }
-        m->stage_channels[stage - 1] = cin;
+    return SIAMIDX_OK;
+}
+
+/* Every unit of the architecture (nn/arch.h); the widths come from the file's shapes. */
+static siamidx_status load_network(loader *L, siamidx_model *m) {
+    sx_arch_widths widths;
+    sx_arch_widths_unknown(&widths);
+    sx_arch_walk wk;
+    sx_arch_unit u;
+    sx_arch_walk_start(&wk, sx_arch_find(m->arch), m->n_stages, &widths, 0, 0);
+    while (sx_arch_walk_next(&wk, &u)) {
+        sx_conv *c = sx_model_unit_conv(m, &u);
+        siamidx_status s =
+            load_conv(L, u.conv, u.bn, u.cin, u.cout, u.k, u.stride, u.pad, c);
+        if (s) return s;
+        if (u.cout < 0) sx_arch_walk_learn(&wk, &u, c->cout);
     }
-    m->feat_dim = cin;
-    return load_fc(L, m);
+    memcpy(m->stage_channels, widths.out, sizeof m->stage_channels);
+    for (int s = m->n_stages; s < 4; s++) m->stage_channels[s] = 0;
+    m->feat_dim = widths.out[m->n_stages - 1];
+    siamidx_status s = check_no_downsample(L, m);
+    return s ? s : load_fc(L, m);
 }
 
 /* Tensors the architecture did not consume must be ones we knowingly skip. */
@@ -624,6 +570,71 @@ void sx_model_free(siamidx_model *model) {
     free(model->arch);
     free(model->path);
     free(model);
+}
+
+/* ---- the network without a file ------------------------------------------------ */
+
+sx_conv *sx_model_unit_conv(siamidx_model *m, const sx_arch_unit *u) {
+    if (u->role == SX_UNIT_STEM) return &m->stem;
+    sx_block *b = &m->blocks[u->index];
+    b->stage = u->stage;
+    switch (u->role) {
+    case SX_UNIT_CONV1: return &b->c1;
+    case SX_UNIT_CONV2: return &b->c2;
+    case SX_UNIT_CONV3: return &b->c3;
+    case SX_UNIT_DOWNSAMPLE: b->has_down = 1; return &b->down;
+    case SX_UNIT_STEM: break;
+    }
+    return &m->stem;
+}
+
+/* Gives every unit's convolution its shape and, when `arena` is set, its
+ * weights; returns the floats they take. */
+static size_t shape_network(siamidx_model *m, const sx_arch *a, sx_arch_widths *w, float *arena) {
+    sx_arch_walk wk;
+    sx_arch_unit u;
+    size_t n = 0;
+    sx_arch_walk_start(&wk, a, m->n_stages, w, 0, 0);
+    while (sx_arch_walk_next(&wk, &u)) {
+        sx_conv *c = sx_model_unit_conv(m, &u);
+        *c = (sx_conv){.cin = u.cin, .cout = u.cout, .k = u.k, .stride = u.stride, .pad = u.pad};
+        size_t nw = (size_t)u.cout * u.cin * u.k * u.k;
+        if (arena) c->w = arena + n, c->b = arena + n + nw;
+        n += nw + (size_t)u.cout;
+    }
+    return n;
+}
+
+siamidx_status sx_model_new_network(const char *arch, const sx_arch_widths *widths,
+                                    siamidx_model **out, siamidx_error *err) {
+    *out = NULL;
+    const sx_arch *a = sx_arch_find(arch);
+    if (!a) return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "unknown architecture '%s' (%s)",
+                           arch, SX_ARCH_NAMES);
+    siamidx_model *m = calloc(1, sizeof *m);
+    if (!m) return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "out of memory");
+    sx_arch_widths w = *widths;
+    m->bottleneck = a->bottleneck;
+    m->n_stages = 4;
+    for (int s = 0; s < 4; s++) m->n_blocks += m->stage_blocks[s] = a->blocks[s];
+    memcpy(m->stage_channels, w.out, sizeof m->stage_channels);
+    m->feat_dim = w.out[3];
+    m->pool = SIAMIDX_POOL_AVG;
+    m->gem_p = 3.0f;
+    m->style_stages = 1u << 3;
+    m->arch = strdup(arch);
+    m->blocks = calloc((size_t)m->n_blocks, sizeof *m->blocks);
+    if (m->arch && m->blocks) {
+        m->n_params = shape_network(m, a, &w, NULL);
+        m->weights = malloc(m->n_params * sizeof(float));
+    }
+    if (!m->weights) {
+        sx_model_free(m);
+        return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "out of memory for a %s network", arch);
+    }
+    shape_network(m, a, &w, m->weights);
+    *out = m;
+    return SIAMIDX_OK;
 }
 
 /* ---- accessors --------------------------------------------------------------- */

@@ -7,6 +7,7 @@
 
 #include "siamidx.h"
 #include "image/preprocess.h"
+#include "nn/arch.h"
 #include "nn/conv.h"
 #include "nn/cpu.h"
 #include "nn/safetensors.h"
@@ -60,5 +61,17 @@ siamidx_status sx_model_load(const sx_safetensors *st, const char *path, siamidx
                              siamidx_error *err);
 /* Frees the encoder; model->head must have been released (or be NULL). */
 void sx_model_free(siamidx_model *model);
+
+/* The convolution of `m` that unit u (nn/arch.h) is; a downsample unit
+ * marks its block as having the projection. */
+sx_conv *sx_model_unit_conv(siamidx_model *m, const sx_arch_unit *u);
+/*
+ * A network with no file behind it: all four stages of `arch` at `widths`,
+ * every convolution shaped and given room for its weights and bias, which
+ * the caller fills (training folds its parameters in with sx_bn_fold to run
+ * the encoder in inference mode). Average pooling, no fc. sx_model_free.
+ */
+siamidx_status sx_model_new_network(const char *arch, const sx_arch_widths *widths,
+                                    siamidx_model **out, siamidx_error *err);
 
 #endif /* SX_NN_MODEL_H */

@@ -5,28 +5,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "nn/arch.h"
 
-#define SX_TR_BN_EPS 1e-5
+
+#define SX_TR_BN_EPS SX_BN_EPS /* one constant with the fold's */
 #define SX_TR_BN_MOMENTUM 0.1
 
-typedef struct sx_tr_conv {
-    int cin, cout, k, stride, pad;
-} sx_tr_conv;
-
-void sx_tr_conv_out(const sx_tr_conv *c, int h, int w, int *ho, int *wo);
-int sx_tr_conv_pointwise(const sx_tr_conv *c);
-size_t sx_tr_conv_col_floats(const sx_tr_conv *c, int n, int h, int w);
-void sx_tr_conv_forward(const sx_tr_conv *c, const float *wt, const float *in, int n, int h,
-                        int w, float *col, float *out);
-void sx_tr_conv_backward(const sx_tr_conv *c, const float *wt, const float *in,
-                         const float *dout, int n, int h, int w, float *col, float *dw,
-                         float *din);
 void sx_tr_bn_forward(int c, size_t m, const float *x, const float *gamma, const float *beta,
                       float *run_mean, float *run_var, float *mean, float *invstd, float *y,
                       int relu);
-void sx_tr_bn_forward_eval(int c, size_t m, const float *x, const float *gamma,
-                           const float *beta, const float *run_mean, const float *run_var,
-                           float *y, int relu);
 void sx_tr_bn_backward(int c, size_t m, const float *x, const float *dy, const float *gamma,
                        const float *mean, const float *invstd, float *dgamma, float *dbeta,
                        float *dx);

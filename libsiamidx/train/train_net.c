@@ -13,13 +13,13 @@
 
 #include "train/train_net.h"
 #include "train/train_layers.h"
+#include "nn/arch.h"
+#include "nn/conv.h"
+#include "nn/conv_grad.h"
+#include "nn/encoder.h"
+#include "nn/model.h"
 #include "nn/safetensors.h"
 #include "base/error.h"
-
-static int scaled(int base, float width) {
-    int c = (int)(base * width + 0.5f);
-    return c < 1 ? 1 : c;
-}
 
 static size_t add_tensor(sx_tr_net *net, const char *name, int ndim, const int64_t *shape,
                          sx_tr_kind kind, int stage) {
@@ -45,106 +45,56 @@ static size_t add_tensor(sx_tr_net *net, const char *name, int ndim, const int64
     return t->off;
 }
 
-/* Registers conv `prefix`.weight and BatchNorm `bn`.* for one unit. */
-static void plan_unit(sx_tr_net *net, sx_tr_unit *u, const char *conv_name, const char *bn_name,
-                      sx_tr_conv conv, int relu, int stage, int h, int w) {
+/* Registers conv `conv`.weight and BatchNorm `bn`.* for the walk's unit u. */
+static void plan_unit(sx_tr_net *net, sx_tr_unit *tu, const sx_arch_unit *u) {
     char name[96];
-    u->conv = conv;
-    u->relu = relu;
-    u->stage = stage;
-    u->h_in = h;
-    u->w_in = w;
-    sx_tr_conv_out(&conv, h, w, &u->h_out, &u->w_out);
-    int64_t ws[4] = {conv.cout, conv.cin, conv.k, conv.k}, cs[1] = {conv.cout};
-    snprintf(name, sizeof name, "%s.weight", conv_name);
-    u->w = add_tensor(net, name, 4, ws, SX_TR_DECAY, stage);
-    snprintf(name, sizeof name, "%s.weight", bn_name);
-    u->gamma = add_tensor(net, name, 1, cs, SX_TR_NO_DECAY, stage);
-    snprintf(name, sizeof name, "%s.bias", bn_name);
-    u->beta = add_tensor(net, name, 1, cs, SX_TR_NO_DECAY, stage);
-    snprintf(name, sizeof name, "%s.running_mean", bn_name);
-    u->rmean = add_tensor(net, name, 1, cs, SX_TR_BUFFER, stage);
-    snprintf(name, sizeof name, "%s.running_var", bn_name);
-    u->rvar = add_tensor(net, name, 1, cs, SX_TR_BUFFER, stage);
+    tu->conv = (sx_conv){.cin = u->cin, .cout = u->cout, .k = u->k, .stride = u->stride, .pad = u->pad};
+    tu->relu = u->relu;
+    tu->stage = u->stage;
+    tu->h_in = u->h_in;
+    tu->w_in = u->w_in;
+    tu->h_out = u->h_out;
+    tu->w_out = u->w_out;
+    int64_t ws[4] = {u->cout, u->cin, u->k, u->k}, cs[1] = {u->cout};
+    snprintf(name, sizeof name, "%s.weight", u->conv);
+    tu->w = add_tensor(net, name, 4, ws, SX_TR_DECAY, u->stage);
+    snprintf(name, sizeof name, "%s.weight", u->bn);
+    tu->gamma = add_tensor(net, name, 1, cs, SX_TR_NO_DECAY, u->stage);
+    snprintf(name, sizeof name, "%s.bias", u->bn);
+    tu->beta = add_tensor(net, name, 1, cs, SX_TR_NO_DECAY, u->stage);
+    snprintf(name, sizeof name, "%s.running_mean", u->bn);
+    tu->rmean = add_tensor(net, name, 1, cs, SX_TR_BUFFER, u->stage);
+    snprintf(name, sizeof name, "%s.running_var", u->bn);
+    tu->rvar = add_tensor(net, name, 1, cs, SX_TR_BUFFER, u->stage);
+    tu->folded = sx_model_unit_conv(net->infer, u);
 }
 
-static int arch_layout(const char *arch, int blocks[4], int *bottleneck) {
-    static const struct {
-        const char *name;
-        int blocks[4], bottleneck;
-    } archs[] = {{"resnet18", {2, 2, 2, 2}, 0},
-                 {"resnet34", {3, 4, 6, 3}, 0},
-                 {"resnet50", {3, 4, 6, 3}, 1}};
-    for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
-        if (!strcmp(arch, archs[i].name)) {
-            memcpy(blocks, archs[i].blocks, sizeof archs[i].blocks);
-            *bottleneck = archs[i].bottleneck;
-            return 1;
-        }
-    return 0;
+/* The training unit that the walk's unit u is. */
+static sx_tr_unit *train_unit(sx_tr_net *net, const sx_arch_unit *u) {
+    if (u->role == SX_UNIT_STEM) return &net->stem;
+    sx_tr_block *b = &net->blocks[u->index];
+    b->stage = u->stage;
+    b->n_units = net->bottleneck ? 3 : 2;
+    if (u->role != SX_UNIT_DOWNSAMPLE) return &b->u[u->role - SX_UNIT_CONV1];
+    b->has_down = 1;
+    return &b->down;
 }
 
-/* First pass: tensors and shapes. Returns the final spatial size. */
+/* First pass: tensors and shapes, walking nn/arch.h's units in torchvision's order. */
 static void plan_network(sx_tr_net *net) {
     const sx_tr_config *cfg = &net->cfg;
-    int h = cfg->input, w = cfg->input;
-    net->stem_ch = scaled(64, cfg->width);
-    plan_unit(net, &net->stem, "conv1", "bn1", (sx_tr_conv){3, net->stem_ch, 7, 2, 3}, 1, 0, h,
-              w);
-    h = net->stem.h_out, w = net->stem.w_out;
-    net->pool_h = (h + 2 - 3) / 2 + 1;
-    net->pool_w = (w + 2 - 3) / 2 + 1;
-    h = net->pool_h, w = net->pool_w;
-    int cin = net->stem_ch, nb = 0;
-    for (int s = 0; s < 4; s++) nb += net->stage_blocks[s];
-    net->blocks = calloc((size_t)nb, sizeof *net->blocks);
+    net->stem_ch = net->widths.stem;
+    memcpy(net->stage_ch, net->widths.out, sizeof net->stage_ch);
+    net->n_blocks = net->infer->n_blocks;
+    net->blocks = calloc((size_t)net->n_blocks, sizeof *net->blocks);
     if (!net->blocks) abort();
-    net->n_blocks = nb;
-    int bi = 0;
-    char cn[96], bn[96];
-    for (int s = 0; s < 4; s++) {
-        int planes = scaled(64 << s, cfg->width);
-        int cout = net->bottleneck ? planes * 4 : planes;
-        net->stage_ch[s] = cout;
-        for (int j = 0; j < net->stage_blocks[s]; j++, bi++) {
-            sx_tr_block *b = &net->blocks[bi];
-            int stride = (j == 0 && s > 0) ? 2 : 1;
-            b->stage = s + 1;
-            if (net->bottleneck) {
-                b->n_units = 3;
-                sx_tr_conv c1 = {cin, planes, 1, 1, 0}, c2 = {planes, planes, 3, stride, 1},
-                           c3 = {planes, cout, 1, 1, 0};
-                sx_tr_conv cs[3] = {c1, c2, c3};
-                int hh = h, ww = w;
-                for (int k = 0; k < 3; k++) {
-                    snprintf(cn, sizeof cn, "layer%d.%d.conv%d", s + 1, j, k + 1);
-                    snprintf(bn, sizeof bn, "layer%d.%d.bn%d", s + 1, j, k + 1);
-                    plan_unit(net, &b->u[k], cn, bn, cs[k], k < 2, s + 1, hh, ww);
-                    hh = b->u[k].h_out, ww = b->u[k].w_out;
-                }
-            } else {
-                b->n_units = 2;
-                snprintf(cn, sizeof cn, "layer%d.%d.conv1", s + 1, j);
-                snprintf(bn, sizeof bn, "layer%d.%d.bn1", s + 1, j);
-                plan_unit(net, &b->u[0], cn, bn, (sx_tr_conv){cin, planes, 3, stride, 1}, 1,
-                          s + 1, h, w);
-                snprintf(cn, sizeof cn, "layer%d.%d.conv2", s + 1, j);
-                snprintf(bn, sizeof bn, "layer%d.%d.bn2", s + 1, j);
-                plan_unit(net, &b->u[1], cn, bn, (sx_tr_conv){planes, cout, 3, 1, 1}, 0, s + 1,
-                          b->u[0].h_out, b->u[0].w_out);
-            }
-            if (stride != 1 || cin != cout) {
-                b->has_down = 1;
-                snprintf(cn, sizeof cn, "layer%d.%d.downsample.0", s + 1, j);
-                snprintf(bn, sizeof bn, "layer%d.%d.downsample.1", s + 1, j);
-                plan_unit(net, &b->down, cn, bn, (sx_tr_conv){cin, cout, 1, stride, 0}, 0, s + 1,
-                          h, w);
-            }
-            h = b->u[b->n_units - 1].h_out, w = b->u[b->n_units - 1].w_out;
-            cin = cout;
-        }
-    }
-    net->feat_dim = cin;
+    sx_arch_walk wk;
+    sx_arch_unit u;
+    sx_arch_walk_start(&wk, net->arch, 4, &net->widths, cfg->input, cfg->input);
+    while (sx_arch_walk_next(&wk, &u)) plan_unit(net, train_unit(net, &u), &u);
+    net->pool_h = sx_arch_pool_out(net->stem.h_out);
+    net->pool_w = sx_arch_pool_out(net->stem.w_out);
+    int cin = net->feat_dim = net->widths.out[3];
     int64_t fw[2] = {cfg->n_classes, cin}, fb[1] = {cfg->n_classes};
     net->fc_w = add_tensor(net, "fc.weight", 2, fw, SX_TR_DECAY, 5);
     net->fc_b = add_tensor(net, "fc.bias", 1, fb, SX_TR_NO_DECAY, 5);
@@ -161,8 +111,19 @@ static void grow_max(size_t *m, size_t v) {
     if (v > *m) *m = v;
 }
 
+static int unit_frozen(const sx_tr_net *net, const sx_tr_unit *u) {
+    return u->stage <= net->cfg.freeze_through;
+}
+
+/*
+ * The im2col matrices kept from the forward pass for the weight gradient,
+ * at most this many bytes in all: backward then skips rebuilding them (one
+ * of the two im2cols per conv per step), paying their memory instead.
+ */
+#define KEEP_COL_BYTES ((size_t)1 << 30)
+
 /* Second pass: every activation buffer, sized for max_batch. */
-static int alloc_unit(sx_tr_unit *u, int n, size_t *max_act, size_t *max_col) {
+static int alloc_unit(sx_tr_net *net, sx_tr_unit *u, int n, size_t *max_act, size_t *max_col) {
     size_t sz = unit_out_floats(u, n);
     u->x = malloc(sz * sizeof(float));
     u->y = malloc(sz * sizeof(float));
@@ -170,7 +131,12 @@ static int alloc_unit(sx_tr_unit *u, int n, size_t *max_act, size_t *max_col) {
     u->invstd = malloc(u->conv.cout * sizeof(float));
     grow_max(max_act, sz);
     grow_max(max_act, (size_t)u->conv.cin * n * u->h_in * u->w_in);
-    grow_max(max_col, sx_tr_conv_col_floats(&u->conv, n, u->h_in, u->w_in));
+    size_t col = sx_conv_grad_col_floats(&u->conv, n, u->h_in, u->w_in);
+    grow_max(max_col, col);
+    if (col && !unit_frozen(net, u) &&
+        (net->kept_col_floats + col) * sizeof(float) <= KEEP_COL_BYTES &&
+        (u->col = malloc(col * sizeof(float))))
+        net->kept_col_floats += col;
     return u->x && u->y && u->mean && u->invstd;
 }
 
@@ -179,33 +145,39 @@ static void free_unit(sx_tr_unit *u) {
     free(u->y);
     free(u->mean);
     free(u->invstd);
+    free(u->col);
 }
 
 siamidx_status sx_tr_net_new(const sx_tr_config *cfg, sx_tr_net **out, siamidx_error *err) {
     *out = NULL;
-    sx_tr_net *net = calloc(1, sizeof *net);
-    if (!net) return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "train: out of memory");
-    net->cfg = *cfg;
-    if (!arch_layout(cfg->arch, net->stage_blocks, &net->bottleneck)) {
-        free(net);
-        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT,
-                       "train: unknown architecture '%s' (resnet18, resnet34, resnet50)",
-                       cfg->arch);
-    }
-    if (cfg->width <= 0 || cfg->input < 32 || cfg->max_batch < 2 || cfg->n_classes < 2) {
-        free(net);
+    if (!sx_arch_find(cfg->arch))
+        return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "train: unknown architecture '%s' (%s)",
+                       cfg->arch, SX_ARCH_NAMES);
+    if (cfg->width <= 0 || cfg->input < 32 || cfg->max_batch < 2 || cfg->n_classes < 2)
         return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT,
                        "train: bad configuration (width %g, input %d, batch %d, classes %d)",
                        cfg->width, cfg->input, cfg->max_batch, cfg->n_classes);
+    sx_tr_net *net = calloc(1, sizeof *net);
+    if (!net) return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "train: out of memory");
+    net->cfg = *cfg;
+    net->arch = sx_arch_find(cfg->arch);
+    net->bottleneck = net->arch->bottleneck;
+    memcpy(net->stage_blocks, net->arch->blocks, sizeof net->stage_blocks);
+    sx_arch_widths_scaled(net->arch, cfg->width, &net->widths);
+    siamidx_status s = sx_model_new_network(cfg->arch, &net->widths, &net->infer, err);
+    if (s) {
+        free(net);
+        return s;
     }
     plan_network(net);
     const int n = cfg->max_batch;
     size_t max_act = 0, max_col = 0;
-    int ok = alloc_unit(&net->stem, n, &max_act, &max_col);
+    int ok = alloc_unit(net, &net->stem, n, &max_act, &max_col);
     for (int i = 0; i < net->n_blocks; i++) {
         sx_tr_block *b = &net->blocks[i];
-        for (int k = 0; k < b->n_units; k++) ok = ok && alloc_unit(&b->u[k], n, &max_act, &max_col);
-        if (b->has_down) ok = ok && alloc_unit(&b->down, n, &max_act, &max_col);
+        for (int k = 0; k < b->n_units; k++)
+            ok = ok && alloc_unit(net, &b->u[k], n, &max_act, &max_col);
+        if (b->has_down) ok = ok && alloc_unit(net, &b->down, n, &max_act, &max_col);
         b->out = malloc(unit_out_floats(&b->u[b->n_units - 1], n) * sizeof(float));
         ok = ok && b->out;
     }
@@ -242,6 +214,10 @@ siamidx_status sx_tr_net_new(const sx_tr_config *cfg, sx_tr_net **out, siamidx_e
                        "train: out of memory for %s width %g batch %d input %d", cfg->arch,
                        cfg->width, n, cfg->input);
     }
+    if ((s = sx_encoder_new(net->infer, n, cfg->input, cfg->input, &net->infer_enc, err))) {
+        sx_tr_net_free(net);
+        return s;
+    }
     *out = net;
     return SIAMIDX_OK;
 }
@@ -256,6 +232,8 @@ void sx_tr_net_free(sx_tr_net *net) {
         free(b->out);
     }
     free(net->blocks);
+    sx_encoder_free(net->infer_enc);
+    sx_model_free(net->infer);
     free(net->tensors);
     free(net->params);
     free(net->grads);
@@ -340,49 +318,60 @@ void sx_tr_net_init(sx_tr_net *net, uint64_t seed, int zero_residual) {
 
 /* ---- forward --------------------------------------------------------------- */
 
-static int unit_frozen(const sx_tr_net *net, const sx_tr_unit *u) {
-    return u->stage <= net->cfg.freeze_through;
+/* The unit's convolution with its weights in the current parameters. */
+static sx_conv unit_conv(const sx_tr_net *net, const sx_tr_unit *u) {
+    sx_conv c = u->conv;
+    c.w = net->params + u->w;
+    return c;
 }
 
-static void unit_forward(sx_tr_net *net, sx_tr_unit *u, const float *in, int n, int train) {
+/* Folds the unit's BatchNorm (running statistics) into its conv in net->infer. */
+static void fold_unit(sx_tr_net *net, sx_tr_unit *u) {
+    const float *p = net->params, *b = net->bufs;
+    sx_bn_fold(u->folded, p + u->w, NULL, p + u->gamma, p + u->beta, b + u->rmean, b + u->rvar);
+}
+
+static void unit_forward(sx_tr_net *net, sx_tr_unit *u, const float *in, int n) {
+    if (unit_frozen(net, u)) { /* inference mode, as in the encoder: BN folded into the conv */
+        fold_unit(net, u);
+        sx_conv_run(u->folded, in, 0, n, u->h_in, u->w_in, net->col, u->y, u->relu, 0);
+        return;
+    }
     size_t m = (size_t)n * u->h_out * u->w_out;
     const float *p = net->params;
-    sx_tr_conv_forward(&u->conv, p + u->w, in, n, u->h_in, u->w_in, net->col, u->x);
-    if (train && !unit_frozen(net, u))
-        sx_tr_bn_forward(u->conv.cout, m, u->x, p + u->gamma, p + u->beta, net->bufs + u->rmean,
-                         net->bufs + u->rvar, u->mean, u->invstd, u->y, u->relu);
-    else
-        sx_tr_bn_forward_eval(u->conv.cout, m, u->x, p + u->gamma, p + u->beta,
-                              net->bufs + u->rmean, net->bufs + u->rvar, u->y, u->relu);
+    sx_conv c = unit_conv(net, u);
+    sx_conv_forward_nobias(&c, in, n, u->h_in, u->w_in, u->col ? u->col : net->col, u->x);
+    sx_tr_bn_forward(u->conv.cout, m, u->x, p + u->gamma, p + u->beta, net->bufs + u->rmean,
+                     net->bufs + u->rvar, u->mean, u->invstd, u->y, u->relu);
 }
 
-static void block_forward(sx_tr_net *net, sx_tr_block *b, const float *in, int n, int train) {
+static void block_forward(sx_tr_net *net, sx_tr_block *b, const float *in, int n) {
     const float *cur = in;
     for (int k = 0; k < b->n_units; k++) {
-        unit_forward(net, &b->u[k], cur, n, train);
+        unit_forward(net, &b->u[k], cur, n);
         cur = b->u[k].y;
     }
     const float *shortcut = in;
     if (b->has_down) {
-        unit_forward(net, &b->down, in, n, train);
+        unit_forward(net, &b->down, in, n);
         shortcut = b->down.y;
     }
     sx_tr_add_forward(cur, shortcut, b->out, unit_out_floats(&b->u[b->n_units - 1], n), 1);
 }
 
-/* Everything up to the pooled features [n][feat_dim]. */
-static void features_forward(sx_tr_net *net, const float *x, int n, int train) {
+/* Everything up to the pooled features [n][feat_dim], BN in training mode. */
+static void features_forward(sx_tr_net *net, const float *x, int n) {
     const int s = net->cfg.input, plane = s * s;
     for (int img = 0; img < n; img++) /* NCHW -> CNHW */
         for (int c = 0; c < 3; c++)
             memcpy(net->xin + ((size_t)c * n + img) * plane, x + ((size_t)img * 3 + c) * plane,
                    sizeof(float) * plane);
-    unit_forward(net, &net->stem, net->xin, n, train);
+    unit_forward(net, &net->stem, net->xin, n);
     sx_tr_maxpool_forward(net->stem_ch, n, net->stem.h_out, net->stem.w_out, 3, 2, 1,
                           net->stem.y, net->pooled_map, net->argmax);
     const float *cur = net->pooled_map;
     for (int i = 0; i < net->n_blocks; i++) {
-        block_forward(net, &net->blocks[i], cur, n, train);
+        block_forward(net, &net->blocks[i], cur, n);
         cur = net->blocks[i].out;
     }
     const sx_tr_unit *last = &net->blocks[net->n_blocks - 1].u[net->blocks[net->n_blocks - 1].n_units - 1];
@@ -393,7 +382,7 @@ void sx_tr_net_forward(sx_tr_net *net, const float *x, int n, const int32_t *lab
                        sx_tr_stats *st) {
     const sx_tr_config *cfg = &net->cfg;
     memset(st, 0, sizeof *st);
-    features_forward(net, x, n, 1);
+    features_forward(net, x, n);
     net->last_n = n;
     net->last_labels = labels;
     memset(net->dfeat, 0, sizeof(float) * n * net->feat_dim);
@@ -425,8 +414,23 @@ void sx_tr_net_forward(sx_tr_net *net, const float *x, int n, const int32_t *lab
     }
 }
 
-void sx_tr_net_eval(sx_tr_net *net, const float *x, int n, float *logits, float *feat) {
-    features_forward(net, x, n, 0);
+/* Every unit's BatchNorm folded into net->infer from the current parameters:
+ * a pass over the weights, small next to one batch's forward pass. */
+static void fold_network(sx_tr_net *net) {
+    fold_unit(net, &net->stem);
+    for (int i = 0; i < net->n_blocks; i++) {
+        sx_tr_block *b = &net->blocks[i];
+        for (int k = 0; k < b->n_units; k++) fold_unit(net, &b->u[k]);
+        if (b->has_down) fold_unit(net, &b->down);
+    }
+}
+
+siamidx_status sx_tr_net_eval(sx_tr_net *net, const float *x, int n, float *logits, float *feat,
+                              siamidx_error *err) {
+    fold_network(net);
+    siamidx_status s =
+        sx_encoder_run(net->infer_enc, x, n, SX_OUT_POOLED, SIAMIDX_POOL_AVG, net->feat, err);
+    if (s) return s;
     if (feat) memcpy(feat, net->feat, sizeof(float) * n * net->feat_dim);
     if (logits && net->cfg.objective == SX_TR_COSFACE) /* cosines (times s), no margin */
         sx_tr_cosface_forward(n, net->feat_dim, net->cfg.n_classes, net->feat,
@@ -435,6 +439,7 @@ void sx_tr_net_eval(sx_tr_net *net, const float *x, int n, float *logits, float 
     else if (logits)
         sx_tr_linear_forward(n, net->feat_dim, net->cfg.n_classes, net->feat,
                              net->params + net->fc_w, net->params + net->fc_b, logits);
+    return SIAMIDX_OK;
 }
 
 /* ---- backward -------------------------------------------------------------- */
@@ -447,8 +452,8 @@ static void unit_backward(sx_tr_net *net, sx_tr_unit *u, const float *in, const 
     float *p = net->params, *g = net->grads;
     sx_tr_bn_backward(u->conv.cout, m, u->x, dy, p + u->gamma, u->mean, u->invstd, g + u->gamma,
                       g + u->beta, net->s1);
-    sx_tr_conv_backward(&u->conv, p + u->w, in, net->s1, n, u->h_in, u->w_in, net->col,
-                        g + u->w, din);
+    sx_conv c = unit_conv(net, u);
+    sx_conv_backward(&c, in, u->col, net->s1, n, u->h_in, u->w_in, net->col, g + u->w, din);
 }
 
 /* g: gradient at b->out (masked in place by the final ReLU); gin: gradient

@@ -7,6 +7,10 @@
 
 #include "siamidx.h"
 #include "train/train_layers.h"
+#include "nn/arch.h"
+#include "nn/conv.h"
+#include "nn/encoder.h"
+#include "nn/model.h"
 
 /* The trainable ResNet (train_net.c). Every parameter lives in one flat
  * array (grads and optimizer moments alike); running statistics in another. */
@@ -21,13 +25,15 @@ typedef struct sx_tr_tensor {
     int stage; /* 0 stem, 1..4 layerN, 5 fc / heads */
 } sx_tr_tensor;
 
-typedef struct sx_tr_unit { /* conv + BatchNorm (+ ReLU) */
-    sx_tr_conv conv;
+typedef struct sx_tr_unit { /* conv + BatchNorm (+ ReLU): one unit of nn/arch.h's walk */
+    sx_conv conv; /* the shape; w points into params only for a call */
     int relu, stage;
     size_t w, gamma, beta, rmean, rvar; /* offsets */
     int h_in, w_in, h_out, w_out;
     float *x, *y;          /* conv output, BN(+ReLU) output: [cout][n*h_out*w_out] */
     float *mean, *invstd;  /* batch statistics kept for backward */
+    float *col;            /* the forward's im2col kept for the weight gradient, or NULL */
+    sx_conv *folded;       /* this unit in net->infer: conv with the BatchNorm folded in */
 } sx_tr_unit;
 
 typedef struct sx_tr_block {
@@ -44,7 +50,7 @@ typedef enum sx_tr_objective {
 } sx_tr_objective;
 
 typedef struct sx_tr_config {
-    char arch[16];   /* resnet18 | resnet34 | resnet50 */
+    char arch[16];   /* resnet18 | resnet34 | resnet50 | resnet101 | resnet152 */
     float width;     /* channel multiplier (1 = torchvision) */
     int n_classes;
     int max_batch, input; /* square input side */
@@ -57,6 +63,8 @@ typedef struct sx_tr_config {
 
 typedef struct sx_tr_net {
     sx_tr_config cfg;
+    const sx_arch *arch;
+    sx_arch_widths widths; /* torchvision's times cfg.width */
     int bottleneck, stem_ch, feat_dim;
     int stage_blocks[4], stage_ch[4];
     sx_tr_tensor *tensors;
@@ -73,6 +81,13 @@ typedef struct sx_tr_net {
     float *xin, *feat, *dfeat, *logits, *dlogits;
     float *col, *g_a, *g_b, *s1, *s2, *s3;
     float *cos_ws, *cos_scratch; /* SX_TR_COSFACE only */
+    /* The inference network: the same units with each BatchNorm folded into
+       its conv (sx_bn_fold) from the current parameters, run by nn's
+       encoder for sx_tr_net_eval; frozen stages run their folded convs in
+       training too. */
+    siamidx_model *infer;
+    sx_encoder *infer_enc;
+    size_t kept_col_floats; /* sum of the units' kept im2col matrices */
     int last_n; /* batch size of the last forward */
     const int32_t *last_labels;
 } sx_tr_net;
@@ -96,8 +111,11 @@ void sx_tr_net_forward(sx_tr_net *net, const float *x, int n, const int32_t *lab
 /* Accumulates gradients of the last forward's loss into net->grads. */
 void sx_tr_net_backward(sx_tr_net *net);
 /* Inference forward (BN running stats): logits [n][classes] and/or pooled
- * features [n][feat_dim] (either may be NULL). */
-void sx_tr_net_eval(sx_tr_net *net, const float *x, int n, float *logits, float *feat);
+ * features [n][feat_dim] (either may be NULL); n in 1..max_batch. Runs nn's
+ * encoder on the parameters folded now (sx_bn_fold), so it always sees the
+ * network's current weights (the EMA's too, when the trainer swaps them in). */
+siamidx_status sx_tr_net_eval(sx_tr_net *net, const float *x, int n, float *logits, float *feat,
+                              siamidx_error *err);
 /* Copies tensors of a torchvision-named safetensors file whose names and
  * shapes match (BN-folded conv biases are skipped); reports how many. */
 siamidx_status sx_tr_net_load_init(sx_tr_net *net, const char *path, int *loaded,

@@ -414,7 +414,11 @@ static siamidx_status validate(trainer *t, float *x, int32_t *labels, sx_tr_val 
         job.n = nv - i < B ? nv - i : B;
         sx_tr_job_start(&job);
         sx_tr_job_wait(&job); /* validation is short: no overlap needed */
-        sx_tr_net_eval(net, x, job.n, logits, emb + (size_t)i * D);
+        siamidx_status s = sx_tr_net_eval(net, x, job.n, logits, emb + (size_t)i * D, err);
+        if (s) {
+            free(logits), free(emb), free(scratch), free(row), free(score), free(same);
+            return s;
+        }
         int c1 = 0;
         loss += sx_tr_softmax_ce(job.n, C, logits, labels, 0.0f, scratch, &c1) * job.n;
         top1 += c1;

@@ -1,0 +1,220 @@
+/*
+ * conv_grad.c - the convolution for training (see conv_grad.h): im2col
+ * (conv.c's, the one there is) + GEMM forward, and its backward.
+ *
+ * GEMMs are split over the OpenMP team by this file when OpenBLAS runs
+ * single-threaded, as encoder training sets it: one thread pool, never two
+ * spinning against each other on a shared machine (docs/performance.md).
+ */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "nn/conv_grad.h"
+#include "base/threads.h"
+
+int openblas_get_num_threads(void);
+
+/* ---- GEMMs split over the OpenMP threads ----------------------------------------- */
+
+/*
+ * Row-major C[m][n] = A x B (+ beta C), with A [m][k] (or its transpose) and
+ * B [k][n] (or its transpose). When OpenBLAS runs single-threaded, each
+ * thread of the team takes a block of C's columns (or of its rows when
+ * there are few columns).
+ */
+static void gemm(int ta, int tb, int m, int n, int k, const float *a, int lda, const float *b,
+                 int ldb, float beta, float *c, int ldc) {
+    int threads = sx_threads();
+    enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
+    if (threads < 2 || openblas_get_num_threads() > 1 || (long)m * n * k < (1L << 18)) {
+        cblas_sgemm(CblasRowMajor, TA, TB, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    int by_cols = n >= 64 * threads;
+#pragma omp parallel num_threads(threads)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        int total = by_cols ? n : m;
+        int unit = by_cols ? 16 : 1; /* column blocks stay vector aligned */
+        int chunks = (total + unit - 1) / unit;
+        int lo = (int)((long)chunks * t / nt) * unit, hi = (int)((long)chunks * (t + 1) / nt) * unit;
+        if (hi > total) hi = total;
+        if (hi > lo) {
+            if (by_cols) { /* columns lo..hi of B and C */
+                const float *bb = tb ? b + (size_t)lo * ldb : b + lo;
+                cblas_sgemm(CblasRowMajor, TA, TB, m, hi - lo, k, 1.0f, a, lda, bb, ldb, beta,
+                            c + lo, ldc);
+            } else { /* rows lo..hi of A and C */
+                const float *aa = ta ? a + lo : a + (size_t)lo * lda;
+                cblas_sgemm(CblasRowMajor, TA, TB, hi - lo, n, k, 1.0f, aa, lda, b, ldb, beta,
+                            c + (size_t)lo * ldc, ldc);
+            }
+        }
+    }
+}
+
+/*
+ * C[m][n] += A[m][k] x B[n][k]^T (the weight gradient, k = the batch's
+ * output pixels, n = cin * k * k). For a long k, splitting k lets each thread pack only its own
+ * slices of A and B; splitting m or n would make every thread pack all of
+ * the other operand. Thread 0 accumulates into C, the others into scratch
+ * that is added at the end.
+ */
+static void gemm_nt_ksplit(int m, int n, int k, const float *a, const float *b, float *c) {
+    int threads = sx_threads();
+    /* Splitting k costs zeroing and adding (threads - 1) * m * n partial sums;
+     * splitting C's columns costs each thread packing all of A, m * k. The
+     * deep layers (few pixels, many rows: n > k) take the second. */
+    if (n >= k) {
+        gemm(0, 1, m, n, k, a, k, b, k, 1.0f, c, n);
+        return;
+    }
+    if (threads < 2 || openblas_get_num_threads() > 1 || k < 256 * threads ||
+        (long)m * n * k < (1L << 18)) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, k, b, k, 1.0f, c,
+                    n);
+        return;
+    }
+    size_t mn = (size_t)m * n;
+    float *part = malloc(sizeof(float) * mn * (threads - 1));
+    if (!part) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, k, b, k, 1.0f, c,
+                    n);
+        return;
+    }
+#pragma omp parallel num_threads(threads)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        int chunks = (k + 15) / 16;
+        int lo = (int)((long)chunks * t / nt) * 16, hi = (int)((long)chunks * (t + 1) / nt) * 16;
+        if (hi > k) hi = k;
+        float *dst = t ? part + (size_t)(t - 1) * mn : c;
+        if (t && hi <= lo) memset(dst, 0, sizeof(float) * mn);
+        if (hi > lo)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, hi - lo, 1.0f, a + lo, k,
+                        b + lo, k, t ? 0.0f : 1.0f, dst, n);
+#pragma omp barrier
+#pragma omp for schedule(static)
+        for (size_t i = 0; i < mn; i++)
+            for (int j = 0; j < nt - 1; j++) c[i] += part[(size_t)j * mn + i];
+    }
+    free(part);
+}
+
+/* ---- forward ------------------------------------------------------------------- */
+
+static int conv_pointwise(const sx_conv *c) { return c->k == 1 && c->stride == 1 && c->pad == 0; }
+
+size_t sx_conv_grad_col_floats(const sx_conv *c, int n, int h, int w) {
+    int ho, wo;
+    sx_conv_out_size(c, h, w, &ho, &wo);
+    if (conv_pointwise(c)) return 0;
+    return (size_t)c->cin * c->k * c->k * n * ho * wo;
+}
+
+void sx_conv_forward_nobias(const sx_conv *c, const float *in, int n, int h, int w, float *col,
+                            float *out) {
+    int ho, wo;
+    sx_conv_out_size(c, h, w, &ho, &wo);
+    const int m = n * ho * wo, kk = c->cin * c->k * c->k;
+    const float *b = in;
+    if (!conv_pointwise(c)) {
+        sx_conv_im2col(c, in, n, h, w, 0, (size_t)m, col, (size_t)m);
+        b = col;
+    }
+    gemm(0, 0, c->cout, m, kk, c->w, kk, b, m, 0.0f, out, m);
+}
+
+/* ---- backward ------------------------------------------------------------------ */
+
+/*
+ * The adjoint of one im2col row r = (ci, ky, kx) over output columns
+ * [j0, j0 + cols): din_c[img][iy][ix] += src[j - j0] for every column j
+ * whose input pixel (iy, ix) lies inside the image. din_c is channel ci's
+ * [n][h][w] plane. Walks the columns as conv.c's im2col_row does.
+ */
+static void col2im_row(const sx_conv *c, float *din_c, int h, int w, int ho, int wo, size_t r,
+                       size_t j0, size_t cols, const float *src) {
+    int kx = (int)(r % c->k), ky = (int)(r / c->k % c->k);
+    int s = c->stride, off = kx - c->pad;
+    int lo = off < 0 ? (-off + s - 1) / s : 0; /* ox in [lo, hi): ix = ox * s + off inside */
+    int hi = w - off <= 0 ? 0 : (w - off + s - 1) / s;
+    size_t per_img = (size_t)ho * wo, j = j0, end = j0 + cols;
+    size_t img = j / per_img, rem = j % per_img;
+    int oy = (int)(rem / wo), ox0 = (int)(rem % wo);
+    while (j < end) {
+        size_t run = (size_t)(wo - ox0);
+        if (run > end - j) run = end - j;
+        int iy = oy * s - c->pad + ky;
+        if (iy >= 0 && iy < h) {
+            int a = lo > ox0 ? lo - ox0 : 0, b = hi > ox0 ? hi - ox0 : 0;
+            if (a > (int)run) a = (int)run;
+            if (b > (int)run) b = (int)run;
+            float *to = din_c + (img * h + iy) * (size_t)w + (ptrdiff_t)ox0 * s + off;
+            if (s == 1) /* contiguous: vectorises */
+                for (int t = a; t < b; t++) to[t] += src[t];
+            else
+                for (int t = a; t < b; t++) to[(ptrdiff_t)t * s] += src[t];
+        }
+        src += run;
+        j += run;
+        ox0 += (int)run;
+        if (ox0 == wo) {
+            ox0 = 0;
+            if (++oy == ho) oy = 0, img++;
+        }
+    }
+}
+
+/* Columns per chunk of the input gradient: W^T x dout for about 2M floats
+ * at a time (as conv.c's forward chunks its im2col), so the GEMM writes and
+ * col2im reads it in cache instead of through a whole-batch matrix. */
+static size_t dcol_chunk_cols(size_t kk, size_t m) {
+    size_t cols = ((size_t)2 << 20) / kk;
+    cols = cols < 256 ? 256 : cols & ~(size_t)63;
+    return cols < m ? cols : m;
+}
+
+/* din = col2im(W^T x dout), chunk by chunk through `scratch`. */
+static void input_gradient(const sx_conv *c, const float *dout, int n, int h, int w, int ho,
+                           int wo, float *scratch, float *din) {
+    const size_t m = (size_t)n * ho * wo, kk = (size_t)c->cin * c->k * c->k;
+    const size_t plane = (size_t)n * h * w, chunk = dcol_chunk_cols(kk, m);
+    memset(din, 0, sizeof(float) * plane * c->cin);
+    for (size_t j0 = 0; j0 < m; j0 += chunk) {
+        size_t cols = m - j0 < chunk ? m - j0 : chunk;
+        gemm(1, 0, (int)kk, (int)cols, c->cout, c->w, (int)kk, dout + j0, (int)m, 0.0f, scratch,
+             (int)cols);
+        /* rows of one input channel write only its plane: no two threads collide */
+#pragma omp parallel for num_threads(sx_threads()) schedule(static)
+        for (int ci = 0; ci < c->cin; ci++)
+            for (int q = 0; q < c->k * c->k; q++) {
+                size_t r = (size_t)ci * c->k * c->k + q;
+                col2im_row(c, din + ci * plane, h, w, ho, wo, r, j0, cols, scratch + r * cols);
+            }
+    }
+}
+
+void sx_conv_backward(const sx_conv *c, const float *in, const float *col, const float *dout,
+                      int n, int h, int w, float *scratch, float *dw, float *din) {
+    int ho, wo;
+    sx_conv_out_size(c, h, w, &ho, &wo);
+    const int m = n * ho * wo, kk = c->cin * c->k * c->k;
+    const int pw = conv_pointwise(c);
+    if (dw) {
+        const float *b = pw ? in : col;
+        if (!b) {
+            sx_conv_im2col(c, in, n, h, w, 0, (size_t)m, scratch, (size_t)m);
+            b = scratch;
+        }
+        gemm_nt_ksplit(c->cout, kk, m, dout, b, dw);
+    }
+    if (!din) return;
+    if (pw) /* the input gradient is W^T x dout itself */
+        gemm(1, 0, kk, m, c->cout, c->w, kk, dout, m, 0.0f, din, m);
+    else
+        input_gradient(c, dout, n, h, w, ho, wo, scratch, din);
+}

@@ -1,0 +1,36 @@
+/*
+ * nn/conv_grad.h - the convolution's training side, beside its inference
+ * forward (conv.c): the forward without bias that keeps the batch's im2col
+ * matrix, and the backward (weight gradient, col2im for the input gradient).
+ *
+ * Same layout as conv.h: activations CNHW [channels][n*h*w], weights
+ * [cout][cin*k*k]; the sx_conv's w is read, its b is not (a BatchNorm
+ * follows every convolution in training).
+ */
+#ifndef SX_NN_CONV_GRAD_H
+#define SX_NN_CONV_GRAD_H
+
+#include <stddef.h>
+
+#include "nn/conv.h"
+
+/* Floats of the whole batch's im2col matrix; 0 for a 1x1 stride-1
+ * convolution, whose GEMMs read the activation itself. */
+size_t sx_conv_grad_col_floats(const sx_conv *c, int n, int h, int w);
+
+/* out[cout][n*ho*wo] = W x im2col(in); col (sx_conv_grad_col_floats) is
+ * left holding im2col(in), which backward can reuse. */
+void sx_conv_forward_nobias(const sx_conv *c, const float *in, int n, int h, int w, float *col,
+                            float *out);
+
+/*
+ * dW += dout x im2col(in)^T;  din = col2im(W^T x dout) (skipped when din is
+ * NULL). `col` is the forward's im2col(in) when the caller kept it, or NULL:
+ * then it is rebuilt in `scratch`. scratch (sx_conv_grad_col_floats) also
+ * holds W^T x dout. The GEMMs split over the OpenMP threads when OpenBLAS
+ * runs single-threaded (as training sets it).
+ */
+void sx_conv_backward(const sx_conv *c, const float *in, const float *col, const float *dout,
+                      int n, int h, int w, float *scratch, float *dw, float *din);
+
+#endif /* SX_NN_CONV_GRAD_H */
