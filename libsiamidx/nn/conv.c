@@ -24,6 +24,7 @@
 #include <cblas.h>
 
 #include "nn/conv.h"
+#include "nn/winograd.h"
 #include "base/threads.h"
 
 /* Target size of the im2col buffer: large enough for efficient GEMM panels,
@@ -57,7 +58,11 @@ static size_t conv_chunk_cols(const sx_conv *c, int n, int h, int w) {
 
 size_t sx_conv_col_floats(const sx_conv *c, int n, int h, int w) {
     if (conv_is_pointwise(c)) return 0;
-    return (size_t)c->cin * c->k * c->k * conv_chunk_cols(c, n, h, w);
+    size_t col = (size_t)c->cin * c->k * c->k * conv_chunk_cols(c, n, h, w);
+    /* The Winograd path (batch n) shares the buffer; a smaller batch may
+     * take either path, so the buffer holds both. */
+    size_t wino = sx_winograd_applies(c, n, h, w) ? sx_winograd_workspace_floats(c, n, h, w) : 0;
+    return wino > col ? wino : col;
 }
 
 /* Where input element (ch, img, 0, 0) lives for either layout. */
@@ -146,7 +151,7 @@ static void gemm_share(const sx_conv *c, size_t kk, const float *b, size_t ldb, 
     if (nt == 1) {
         gemm_block(c, kk, 0, c->cout, b, ldb, 0, cols, out, ldc, relu, accumulate);
     } else if (cols >= (size_t)nt * MIN_COLS_PER_THREAD) {
-        size_t per = (cols / nt + 15) & ~(size_t)15;
+        size_t per = ((cols + nt - 1) / nt + 15) & ~(size_t)15; /* covers all cols */
         size_t c0 = per * tid;
         if (c0 < cols) {
             size_t n = cols - c0 < per ? cols - c0 : per;
@@ -165,6 +170,10 @@ static void gemm_share(const sx_conv *c, size_t kk, const float *b, size_t ldb, 
 
 void sx_conv_run(const sx_conv *c, const float *in, int in_nchw, int n, int h, int w, float *col,
                  float *out, int relu, int accumulate) {
+    if (!in_nchw && sx_winograd_applies(c, n, h, w)) {
+        sx_winograd_run(c, in, n, h, w, col, out, relu, accumulate);
+        return;
+    }
     int ho, wo;
     sx_conv_out_size(c, h, w, &ho, &wo);
     size_t m = (size_t)n * ho * wo;

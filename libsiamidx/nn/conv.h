@@ -11,6 +11,9 @@ typedef struct sx_conv {
     int cin, cout, k, stride, pad; /* square kernels only (ResNets use 7, 3, 1) */
     float *w;                      /* [cout][cin * k * k] */
     float *b;                      /* [cout] */
+    /* Winograd-domain weights (nn/winograd.h), or NULL: im2col + GEMM only. */
+    const float *wino;             /* [(wino_m + 2)^2][cout][cin] */
+    int wino_m;                    /* output tile side: 2 or 4 */
 } sx_conv;
 
 /*
