@@ -15,14 +15,19 @@
  * OpenBLAS call; with OpenBLAS single-threaded, the OpenMP threads share the
  * transforms (by channel and tile row) and the sgemms (by t).
  *
- * Transforms: each (channel, tile row) is copied into zero-padded rows on
- * the stack (so tiles on the image border need no special case), then the
- * per-tile arithmetic runs over TILE_CHUNK tiles at a time in loops the
- * compiler vectorises across tiles. The matrices are Lavin & Gray's
+ * Transforms run over TILE_CHUNK tiles of one (channel, tile row) at a time,
+ * in two passes through a buffer on the stack: down the columns (contiguous,
+ * vectorised by the compiler; rows and columns outside the image are the
+ * zero padding), then along the rows of each tile (across 8 tiles at a time
+ * with AVX2 shuffles for F(4x4), where the compiler leaves the stride-4
+ * accesses scalar). The matrices are Lavin & Gray's
  * (arXiv:1509.09308), points 0, +-1, +-2 for F(4x4,3x3); the weight
  * transform is computed in double.
  */
 #include <omp.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,8 +36,10 @@
 #include "nn/winograd.h"
 #include "base/threads.h"
 
-/* The two buffers of a block (V and M) together: 8 MB, as conv.c's im2col. */
-#define WINO_TARGET_FLOATS (2u << 20)
+/* The two buffers of a block (V and M) together: 4 MB, so that they stay in
+ * the L2 / last level cache between the transforms and the sgemms (2 MB and
+ * 8 MB measured within noise of it on layer1-4 shapes). */
+#define WINO_TARGET_FLOATS (1u << 20)
 /* At least this many tiles per block: below it the sgemms get too thin. */
 #define WINO_MIN_BLOCK_TILES 64
 /* Fewer tiles than this in the whole batch and the direct path is faster:
@@ -130,29 +137,6 @@ size_t sx_winograd_workspace_floats(const sx_conv *c, int n, int h, int w) {
 
 /* ---- input transform: V = B^T d B ------------------------------------------------- */
 
-/*
- * Rows y0 .. y0+a-1 and columns x0 .. x0+cols-1 of one plane into pad[r][.],
- * zero outside the image (the convolution's padding).
- */
-static void load_padded(const float *plane, int h, int w, int y0, int x0, int rows, int cols,
-                        float *pad, int ld) {
-    int lo = x0 < 0 ? -x0 : 0;
-    int hi = w - x0 < cols ? w - x0 : cols;
-    if (hi < lo) hi = lo;
-    for (int r = 0; r < rows; r++) {
-        float *dst = pad + (size_t)r * ld;
-        int y = y0 + r;
-        if (y < 0 || y >= h) {
-            memset(dst, 0, (size_t)cols * sizeof *dst);
-            continue;
-        }
-        const float *src = plane + (size_t)y * w + (x0 + lo);
-        memset(dst, 0, (size_t)lo * sizeof *dst);
-        memcpy(dst + lo, src, (size_t)(hi - lo) * sizeof *dst);
-        memset(dst + hi, 0, (size_t)(cols - hi) * sizeof *dst);
-    }
-}
-
 /* B^T d for F(4x4,3x3), on six values d0..d5 (one column or one row). */
 #define BT4(d0, d1, d2, d3, d4, d5, v)                                                             \
     do {                                                                                           \
@@ -172,27 +156,71 @@ static void load_padded(const float *plane, int h, int w, int y0, int x0, int ro
         v[3] = (d1) - (d3);                                                                        \
     } while (0)
 
+/* A row of zeros for patch rows above or below the image (the padding). */
+static const float zero_row[TILE_CHUNK * 4 + 4];
+
 /*
- * Vertical pass: col[k][x] = (B^T d)[k] over the a padded rows, for every
- * column x (contiguous, so it vectorises over x).
+ * Vertical pass: col[k][xx] = (B^T d)[k] over the a patch rows row[0..a-1]
+ * for column xx (image column x0 + xx), for xx in [0, cols): contiguous, so
+ * it vectorises over xx. Columns outside the image are the zero padding.
  */
-static void input_vertical(int m, const float *pad, int ld, int cols, float *col) {
-    const float *d0 = pad, *d1 = pad + ld, *d2 = pad + 2 * ld, *d3 = pad + 3 * ld;
+static void input_vertical(int m, const float *const *row, int w, int x0, int cols, float *col,
+                           int ld) {
+    int lo = x0 < 0 ? -x0 : 0;
+    int hi = w - x0 < cols ? w - x0 : cols;
+    int a = m + 2, n = hi - lo;
+    const float *d[MAX_ALPHA];
+    for (int r = 0; r < a; r++) d[r] = row[r] == zero_row ? zero_row : row[r] + (x0 + lo);
+    float *o = col + lo;
     if (m == 4) {
-        const float *d4 = pad + 4 * ld, *d5 = pad + 5 * ld;
-        for (int x = 0; x < cols; x++) {
+        for (int x = 0; x < n; x++) {
             float v[6];
-            BT4(d0[x], d1[x], d2[x], d3[x], d4[x], d5[x], v);
-            for (int k = 0; k < 6; k++) col[k * ld + x] = v[k];
+            BT4(d[0][x], d[1][x], d[2][x], d[3][x], d[4][x], d[5][x], v);
+            for (int k = 0; k < 6; k++) o[k * ld + x] = v[k];
         }
     } else {
-        for (int x = 0; x < cols; x++) {
+        for (int x = 0; x < n; x++) {
             float v[4];
-            BT2(d0[x], d1[x], d2[x], d3[x], v);
-            for (int k = 0; k < 4; k++) col[k * ld + x] = v[k];
+            BT2(d[0][x], d[1][x], d[2][x], d[3][x], v);
+            for (int k = 0; k < 4; k++) o[k * ld + x] = v[k];
         }
     }
+    for (int k = 0; k < a; k++) {
+        memset(col + (size_t)k * ld, 0, (size_t)lo * sizeof *col);
+        memset(col + (size_t)k * ld + hi, 0, (size_t)(cols - hi) * sizeof *col);
+    }
 }
+
+#if defined(__x86_64__)
+/*
+ * input_horizontal's F(4x4) loop for tiles j0 .. j0+7 of one row c: the
+ * compiler does not vectorise the stride-4 reads, so they are a 4x4
+ * transpose in each 128-bit lane: e[q][i] = c[4 * (j0 + i) + q].
+ */
+__attribute__((target("avx2,fma"))) static void input_horizontal8_f4(const float *c, float *o,
+                                                                     size_t vstride) {
+    __m256 a0 = _mm256_loadu2_m128(c + 16, c), a1 = _mm256_loadu2_m128(c + 20, c + 4);
+    __m256 a2 = _mm256_loadu2_m128(c + 24, c + 8), a3 = _mm256_loadu2_m128(c + 28, c + 12);
+    /* columns 4, 5 are columns 0, 1 of the next tile; only those two of tile 8 are read */
+    __m128 q8 = _mm_castpd_ps(_mm_load_sd((const double *)(c + 32)));
+    __m256 a4 = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(c + 16)), q8, 1);
+    __m256 lo01 = _mm256_unpacklo_ps(a0, a1), hi01 = _mm256_unpackhi_ps(a0, a1);
+    __m256 lo23 = _mm256_unpacklo_ps(a2, a3), hi23 = _mm256_unpackhi_ps(a2, a3);
+    __m256 lo12 = _mm256_unpacklo_ps(a1, a2), lo34 = _mm256_unpacklo_ps(a3, a4);
+    __m256 d0 = _mm256_shuffle_ps(lo01, lo23, 0x44), d1 = _mm256_shuffle_ps(lo01, lo23, 0xEE);
+    __m256 d2 = _mm256_shuffle_ps(hi01, hi23, 0x44), d3 = _mm256_shuffle_ps(hi01, hi23, 0xEE);
+    __m256 d4 = _mm256_shuffle_ps(lo12, lo34, 0x44), d5 = _mm256_shuffle_ps(lo12, lo34, 0xEE);
+    const __m256 four = _mm256_set1_ps(4.0f), five = _mm256_set1_ps(5.0f);
+    const __m256 two = _mm256_set1_ps(2.0f);
+    __m256 d4m2 = _mm256_sub_ps(d4, d2);
+    _mm256_storeu_ps(o, _mm256_fmadd_ps(four, d0, _mm256_fnmadd_ps(five, d2, d4)));
+    _mm256_storeu_ps(o + vstride, _mm256_fnmadd_ps(four, _mm256_add_ps(d1, d2), _mm256_add_ps(d3, d4)));
+    _mm256_storeu_ps(o + 2 * vstride, _mm256_fmadd_ps(four, _mm256_sub_ps(d1, d2), _mm256_sub_ps(d4, d3)));
+    _mm256_storeu_ps(o + 3 * vstride, _mm256_fmadd_ps(two, _mm256_sub_ps(d3, d1), d4m2));
+    _mm256_storeu_ps(o + 4 * vstride, _mm256_fmadd_ps(two, _mm256_sub_ps(d1, d3), d4m2));
+    _mm256_storeu_ps(o + 5 * vstride, _mm256_fmadd_ps(four, d1, _mm256_fnmadd_ps(five, d3, d5)));
+}
+#endif
 
 /*
  * Horizontal pass: V[(k*a + l) * vstride + j] = (col[k] B)[l] over the patch
@@ -204,7 +232,11 @@ static void input_horizontal(int m, const float *col, int ld, int count, float *
         for (int k = 0; k < 6; k++) {
             const float *c = col + (size_t)k * ld;
             float *o = v + (size_t)k * 6 * vstride;
-            for (int j = 0; j < count; j++) {
+            int j = 0;
+#if defined(__x86_64__)
+            for (; j + 8 <= count; j += 8) input_horizontal8_f4(c + 4 * j, o + j, vstride);
+#endif
+            for (; j < count; j++) {
                 const float *d = c + 4 * j;
                 float t[6];
                 BT4(d[0], d[1], d[2], d[3], d[4], d[5], t);
@@ -230,15 +262,17 @@ static void input_horizontal(int m, const float *col, int ld, int count, float *
 static void input_tile_row(const wino_plan *p, const float *in, size_t plane_stride, int h, int w,
                            size_t row, float *v, size_t vstride) {
     enum { LD = TILE_CHUNK * 4 + 4 };
-    float pad[MAX_ALPHA * LD], col[MAX_ALPHA * LD];
+    float col[MAX_ALPHA * LD];
     size_t img = row / p->tiles_y;
     int ty = (int)(row % p->tiles_y);
-    const float *plane = in + img * plane_stride;
+    const float *plane = in + img * plane_stride, *rows[MAX_ALPHA];
+    for (int r = 0; r < p->a; r++) {
+        int y = ty * p->m - 1 + r;
+        rows[r] = y < 0 || y >= h ? zero_row : plane + (size_t)y * w;
+    }
     for (int tx0 = 0; tx0 < p->tiles_x; tx0 += TILE_CHUNK) {
         int count = p->tiles_x - tx0 < TILE_CHUNK ? p->tiles_x - tx0 : TILE_CHUNK;
-        int cols = count * p->m + 2;
-        load_padded(plane, h, w, ty * p->m - 1, tx0 * p->m - 1, p->a, cols, pad, LD);
-        input_vertical(p->m, pad, LD, cols, col);
+        input_vertical(p->m, rows, w, tx0 * p->m - 1, count * p->m + 2, col, LD);
         input_horizontal(p->m, col, LD, count, v + tx0, vstride);
     }
 }
@@ -287,6 +321,32 @@ static void output_vertical(int m, const float *mm, size_t mstride, int count, f
     }
 }
 
+#if defined(__x86_64__)
+/* output_horizontal's F(4x4) loop for 8 tiles at s[l * ld] (l = 0..5): the
+ * four outputs of each tile, transposed back to y[4 * i + c]. */
+__attribute__((target("avx2,fma"))) static void output_horizontal8_f4(const float *s, int ld,
+                                                                      float *y) {
+    __m256 m0 = _mm256_loadu_ps(s), m1 = _mm256_loadu_ps(s + ld);
+    __m256 m2 = _mm256_loadu_ps(s + 2 * ld), m3 = _mm256_loadu_ps(s + 3 * ld);
+    __m256 m4 = _mm256_loadu_ps(s + 4 * ld), m5 = _mm256_loadu_ps(s + 5 * ld);
+    __m256 s12 = _mm256_add_ps(m1, m2), d12 = _mm256_sub_ps(m1, m2);
+    __m256 s34 = _mm256_add_ps(m3, m4), d34 = _mm256_sub_ps(m3, m4);
+    __m256 o0 = _mm256_add_ps(_mm256_add_ps(m0, s12), s34);
+    __m256 o1 = _mm256_fmadd_ps(_mm256_set1_ps(2.0f), d34, d12);
+    __m256 o2 = _mm256_fmadd_ps(_mm256_set1_ps(4.0f), s34, s12);
+    __m256 o3 = _mm256_add_ps(_mm256_fmadd_ps(_mm256_set1_ps(8.0f), d34, d12), m5);
+    __m256 u0 = _mm256_unpacklo_ps(o0, o1), u1 = _mm256_unpackhi_ps(o0, o1);
+    __m256 u2 = _mm256_unpacklo_ps(o2, o3), u3 = _mm256_unpackhi_ps(o2, o3);
+    __m256 w0 = _mm256_shuffle_ps(u0, u2, 0x44), w1 = _mm256_shuffle_ps(u0, u2, 0xEE);
+    __m256 w2 = _mm256_shuffle_ps(u1, u3, 0x44), w3 = _mm256_shuffle_ps(u1, u3, 0xEE);
+    /* w0 = tiles 0 | 4, w1 = 1 | 5, w2 = 2 | 6, w3 = 3 | 7 */
+    _mm256_storeu_ps(y, _mm256_permute2f128_ps(w0, w1, 0x20));
+    _mm256_storeu_ps(y + 8, _mm256_permute2f128_ps(w2, w3, 0x20));
+    _mm256_storeu_ps(y + 16, _mm256_permute2f128_ps(w0, w1, 0x31));
+    _mm256_storeu_ps(y + 24, _mm256_permute2f128_ps(w2, w3, 0x31));
+}
+#endif
+
 /* Horizontal pass: y[r][j*m + c] = (rows[r][.] A)[c] for the tiles of a chunk. */
 static void output_horizontal(int m, const float *rows, int ld, int count, float *y, int yld) {
     int a = m + 2;
@@ -294,7 +354,11 @@ static void output_horizontal(int m, const float *rows, int ld, int count, float
         const float *s = rows + (size_t)r * a * ld;
         float *dst = y + (size_t)r * yld;
         if (m == 4) {
-            for (int j = 0; j < count; j++) {
+            int j = 0;
+#if defined(__x86_64__)
+            for (; j + 8 <= count; j += 8) output_horizontal8_f4(s + j, ld, dst + 4 * j);
+#endif
+            for (; j < count; j++) {
                 float o[4];
                 AT4(s[j], s[ld + j], s[2 * ld + j], s[3 * ld + j], s[4 * ld + j], s[5 * ld + j], o);
                 for (int c = 0; c < 4; c++) dst[4 * j + c] = o[c];
