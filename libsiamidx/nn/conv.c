@@ -170,7 +170,10 @@ static void gemm_share(const sx_conv *c, size_t kk, const float *b, size_t ldb, 
 
 void sx_conv_run(const sx_conv *c, const float *in, int in_nchw, int n, int h, int w, float *col,
                  float *out, int relu, int accumulate) {
-    if (!in_nchw && sx_winograd_applies(c, n, h, w)) {
+    /* Winograd only where the OpenMP threads run its (m+2)^2 small sgemms
+     * themselves: as that many threaded OpenBLAS calls it measured 1.6-2.4x
+     * slower than im2col on the loaded 2-core target (resnet18, batch 1). */
+    if (!in_nchw && openblas_get_num_threads() == 1 && sx_winograd_applies(c, n, h, w)) {
         sx_winograd_run(c, in, n, h, w, col, out, relu, accumulate);
         return;
     }

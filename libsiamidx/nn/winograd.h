@@ -36,8 +36,9 @@ size_t sx_winograd_weight_floats(const sx_conv *c, int m);
  * c->wino at it: U[(m+2)^2][cout][cin], computed in double. */
 void sx_winograd_prepare(sx_conv *c, int m, float *dst);
 
-/* Whether sx_conv_run takes the Winograd path for this input size (c has
- * Winograd weights and the batch has enough tiles to pay for reading them). */
+/* Whether the Winograd path suits this input size (c has Winograd weights
+ * and the batch has enough tiles to pay for reading them); sx_conv_run takes
+ * it when OpenBLAS is also single-threaded (see conv.c). */
 int sx_winograd_applies(const sx_conv *c, int n, int h, int w);
 
 /* Workspace floats sx_winograd_run needs (0 when c has no Winograd weights). */
