@@ -24,7 +24,6 @@
 #include <cblas.h>
 
 #include "nn/conv.h"
-#include "nn/winograd.h"
 #include "base/threads.h"
 
 /* Target size of the im2col buffer: large enough for efficient GEMM panels,
@@ -58,11 +57,7 @@ static size_t conv_chunk_cols(const sx_conv *c, int n, int h, int w) {
 
 size_t sx_conv_col_floats(const sx_conv *c, int n, int h, int w) {
     if (conv_is_pointwise(c)) return 0;
-    size_t col = (size_t)c->cin * c->k * c->k * conv_chunk_cols(c, n, h, w);
-    /* The Winograd path (batch n) shares the buffer; a smaller batch may
-     * take either path, so the buffer holds both. */
-    size_t wino = sx_winograd_applies(c, n, h, w) ? sx_winograd_workspace_floats(c, n, h, w) : 0;
-    return wino > col ? wino : col;
+    return (size_t)c->cin * c->k * c->k * conv_chunk_cols(c, n, h, w);
 }
 
 /* Where input element (ch, img, 0, 0) lives for either layout. */
@@ -170,13 +165,6 @@ static void gemm_share(const sx_conv *c, size_t kk, const float *b, size_t ldb, 
 
 void sx_conv_run(const sx_conv *c, const float *in, int in_nchw, int n, int h, int w, float *col,
                  float *out, int relu, int accumulate) {
-    /* Winograd only where the OpenMP threads run its (m+2)^2 small sgemms
-     * themselves: as that many threaded OpenBLAS calls it measured 1.6-2.4x
-     * slower than im2col on the loaded 2-core target (resnet18, batch 1). */
-    if (!in_nchw && openblas_get_num_threads() == 1 && sx_winograd_applies(c, n, h, w)) {
-        sx_winograd_run(c, in, n, h, w, col, out, relu, accumulate);
-        return;
-    }
     int ho, wo;
     sx_conv_out_size(c, h, w, &ho, &wo);
     size_t m = (size_t)n * ho * wo;

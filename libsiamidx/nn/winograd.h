@@ -13,7 +13,7 @@
  * stores it next to the folded weights: sx_conv.wino); the input transform,
  * GEMMs and output transform (fused with bias, residual and ReLU) run over
  * blocks of tile rows whose transformed buffers fit the workspace that the
- * encoder plans with sx_conv_col_floats.
+ * encoder plans next to conv.c's im2col buffer.
  *
  * SIAMIDX_WINOGRAD in the environment, read at model load: "0" keeps every
  * convolution on im2col + GEMM, "2" or "4" picks F(2x2,3x3) or F(4x4,3x3).
@@ -37,8 +37,8 @@ size_t sx_winograd_weight_floats(const sx_conv *c, int m);
 void sx_winograd_prepare(sx_conv *c, int m, float *dst);
 
 /* Whether the Winograd path suits this input size (c has Winograd weights
- * and the batch has enough tiles to pay for reading them); sx_conv_run takes
- * it when OpenBLAS is also single-threaded (see conv.c). */
+ * and the batch has enough tiles to pay for reading them); the encoder's
+ * conv step takes it when OpenBLAS is also single-threaded (encoder.c). */
 int sx_winograd_applies(const sx_conv *c, int n, int h, int w);
 
 /* Workspace floats sx_winograd_run needs (0 when c has no Winograd weights). */
