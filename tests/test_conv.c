@@ -40,7 +40,7 @@ static float *rand_floats(size_t n, float scale) {
 static sx_cpu_path path; /* SIAMIDX_CPU's */
 
 static sx_conv make_conv(int cin, int cout, int k, int stride, int pad) {
-    sx_conv c = {cin, cout, k, stride, pad, NULL, NULL, NULL, NULL};
+    sx_conv c = {.cin = cin, .cout = cout, .k = k, .stride = stride, .pad = pad};
     /* He-like scale keeps activations O(1) through deep stacks. */
     c.w = rand_floats((size_t)cout * cin * k * k, sqrtf(3.0f / (cin * k * k)));
     c.b = rand_floats((size_t)cout, 0.1f);
@@ -169,6 +169,7 @@ static void check_convs(void) {
     check_conv(16, 40, 1, 1, 0, 4, 30, 30); /* pointwise, column split */
     check_conv(3, 5, 7, 2, 3, 1, 2, 3);     /* input smaller than the kernel */
     check_conv(16, 70, 3, 1, 1, 2, 12, 12); /* over 64 outputs: the taller AVX-512 tile */
+    check_conv(3, 4, 3, 1, 1, 1, 5, 301);   /* 1505 columns: cols / threads rounds down */
 }
 
 /* ---- encoder ------------------------------------------------------------------ */

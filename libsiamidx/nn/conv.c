@@ -164,7 +164,7 @@ static void gemm_share(const sx_conv *c, size_t kk, const float *b, size_t ldb, 
     if (nt == 1) {
         gemm_block(c, kk, 0, c->cout, b, ldb, 0, cols, out, ldc, relu, accumulate);
     } else if (cols >= (size_t)nt * MIN_COLS_PER_THREAD) {
-        size_t per = (cols / nt + 15) & ~(size_t)15;
+        size_t per = ((cols + nt - 1) / nt + 15) & ~(size_t)15; /* covers all cols */
         size_t c0 = per * tid;
         if (c0 < cols) {
             size_t n = cols - c0 < per ? cols - c0 : per;

@@ -15,6 +15,9 @@ typedef struct sx_conv {
        NULL: then the convolution runs as im2col + cblas_sgemm on w. */
     const struct sx_gemm_kernel *gemm;
     const float *packed;
+    /* Winograd-domain weights (nn/winograd.h), or NULL: im2col + GEMM only. */
+    const float *wino;             /* [(wino_m + 2)^2][cout][cin] */
+    int wino_m;                    /* output tile side: 2 or 4 */
 } sx_conv;
 
 /*

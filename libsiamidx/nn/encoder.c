@@ -28,10 +28,13 @@
 #include "nn/encoder.h"
 #include "nn/model.h"
 #include "nn/conv.h"
+#include "nn/winograd.h"
 #include "base/error.h"
 #include "base/threads.h"
 
 enum { BUF_X, BUF_T1, BUF_T2, BUF_O, N_BUFS };
+
+int openblas_get_num_threads(void);
 
 struct siamidx_encoder { /* sx_encoder inside the library */
     const siamidx_model *model;
@@ -166,12 +169,21 @@ static void conv_step(sx_encoder *e, const sx_conv *c, const float *src_data, in
     int ho, wo;
     sx_conv_out_size(c, *h, *w, &ho, &wo);
     if (e->planning) {
+        /* col serves either path (a smaller batch may take the other one) */
         size_t col = sx_conv_col_floats(c, n, *h, *w);
+        size_t wino = sx_winograd_applies(c, n, *h, *w) ? sx_winograd_workspace_floats(c, n, *h, *w) : 0;
+        if (wino > col) col = wino;
         if (col > e->col_cap) e->col_cap = col;
         need(e, dst, (size_t)c->cout * n * ho * wo);
     } else {
         const float *in = src_data ? src_data : role_buf(e, src);
-        sx_conv_run(c, in, in_nchw, n, *h, *w, e->col, role_buf(e, dst), relu, accumulate);
+        /* Winograd only where the OpenMP threads run its (m+2)^2 small sgemms
+         * themselves: as that many threaded OpenBLAS calls it measured slower
+         * than im2col on the loaded 2-core target (resnet18, batch 1). */
+        if (!in_nchw && openblas_get_num_threads() == 1 && sx_winograd_applies(c, n, *h, *w))
+            sx_winograd_run(c, in, n, *h, *w, e->col, role_buf(e, dst), relu, accumulate);
+        else
+            sx_conv_run(c, in, in_nchw, n, *h, *w, e->col, role_buf(e, dst), relu, accumulate);
     }
     *h = ho;
     *w = wo;

@@ -21,6 +21,7 @@
 #include "siamidx_ext.h"
 #include "nn/model.h"
 #include "nn/arch.h"
+#include "nn/winograd.h"
 #include "nn/safetensors.h"
 #include "nn/gemm.h"
 #include "base/sha256.h"
@@ -443,6 +444,34 @@ static void fingerprint(siamidx_model *m, const sx_safetensors *st) {
 
 /* ---- load / free ---------------------------------------------------------------- */
 
+/*
+ * The Winograd-domain weights of every 3x3 stride-1 convolution
+ * (nn/winograd.h), transformed once here from the folded weights, into one
+ * allocation of their own (n_params counts the folded encoder only).
+ * SIAMIDX_WINOGRAD=0 in the environment leaves them out.
+ */
+static siamidx_status prepare_winograd(siamidx_model *m, const char *path, siamidx_error *err) {
+    int tile = sx_winograd_tile_from_env();
+    size_t total = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        float *at = m->wino_weights;
+        for (int i = 0; i < m->n_blocks; i++) {
+            sx_block *b = &m->blocks[i];
+            sx_conv *convs[3] = {&b->c1, &b->c2, &b->c3};
+            for (int k = 0; k < (m->bottleneck ? 3 : 2); k++) {
+                size_t n = sx_winograd_weight_floats(convs[k], tile);
+                if (pass == 0) total += n;
+                else if (n) sx_winograd_prepare(convs[k], tile, at), at += n;
+            }
+        }
+        if (pass == 1 || total == 0) break;
+        if (!(m->wino_weights = malloc(total * sizeof(float))))
+            return sx_fail(err, SIAMIDX_ERR_NO_MEMORY,
+                           "%s: out of memory for %zu Winograd weights", path, total);
+    }
+    return SIAMIDX_OK;
+}
+
 static siamidx_status copy_meta(siamidx_model *m, const sx_safetensors *st, siamidx_error *err) {
     m->meta = calloc(st->n_meta ? st->n_meta : 1, sizeof *m->meta);
     if (!m->meta) return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "out of memory");
@@ -535,6 +564,7 @@ static siamidx_status build(siamidx_model *m, const sx_safetensors *st, const ch
     }
     free(L.used_tensor);
     if (!s) s = pack_weights(m, path, err);
+    if (!s) s = prepare_winograd(m, path, err);
     if (!s) s = copy_meta(m, st, err);
     if (!s) fingerprint(m, st);
     return s;
@@ -567,6 +597,7 @@ void sx_model_free(siamidx_model *model) {
     free(model->blocks);
     free(model->weights);
     free(model->packed);
+    free(model->wino_weights);
     free(model->arch);
     free(model->path);
     free(model);

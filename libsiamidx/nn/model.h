@@ -45,6 +45,7 @@ struct siamidx_model {
     struct siamidx_head *head;
     char fingerprint[65];
     void *weights;     /* one allocation holding every folded tensor */
+    float *wino_weights; /* the 3x3 stride-1 convs' Winograd-domain weights, or NULL */
     size_t n_params;   /* parameters of the folded encoder (+ fc) */
     int stage_blocks[4]; /* blocks in layer1..4 (first block of stage s: sum of earlier) */
     sx_cpu_path cpu;   /* the convolutions' kernel, chosen at load (nn/cpu.h) */

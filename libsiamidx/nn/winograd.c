@@ -1,0 +1,471 @@
+/*
+ * winograd.c - Winograd F(2x2,3x3) and F(4x4,3x3) convolutions (winograd.h).
+ *
+ * Data flow for one block of tile rows (a tile row: the tiles_x tiles of
+ * output rows [ty*m, ty*m + m) of one image):
+ *   V[t][ci][j] = (B^T d B)[t]  for the input patch d of tile j, channel ci
+ *   M[t] = U[t] x V[t]          t = 0 .. (m+2)^2 - 1, one sgemm each
+ *   out[co][img][y][x] (+)= (A^T M[.][co][j] A)[y, x] + bias, then ReLU
+ * V and M live in the workspace (sx_winograd_workspace_floats); a block has
+ * as many tile rows as keep them near WINO_TARGET_FLOATS, so they stay in the
+ * last level cache from one step to the next and the workspace stays small.
+ *
+ * Threading follows conv.c (one pool only): with OpenBLAS threaded, the
+ * transforms run on the calling thread and each sgemm is one threaded
+ * OpenBLAS call; with OpenBLAS single-threaded, the OpenMP threads share the
+ * transforms (by channel and tile row) and the sgemms (by t).
+ *
+ * Transforms run over TILE_CHUNK tiles of one (channel, tile row) at a time,
+ * in two passes through a buffer on the stack: down the columns (contiguous,
+ * vectorised by the compiler; rows and columns outside the image are the
+ * zero padding), then along the rows of each tile (across 8 tiles at a time
+ * with AVX2 shuffles for F(4x4), where the compiler leaves the stride-4
+ * accesses scalar). The matrices are Lavin & Gray's
+ * (arXiv:1509.09308), points 0, +-1, +-2 for F(4x4,3x3); the weight
+ * transform is computed in double.
+ */
+#include <omp.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "nn/winograd.h"
+#include "base/threads.h"
+
+/* The two buffers of a block (V and M) together: 4 MB, so that they stay in
+ * the L2 / last level cache between the transforms and the sgemms (2 MB and
+ * 8 MB measured within noise of it on layer1-4 shapes). */
+#define WINO_TARGET_FLOATS (1u << 20)
+/* At least this many tiles per block: below it the sgemms get too thin. */
+#define WINO_MIN_BLOCK_TILES 64
+/* Fewer tiles than this in the whole batch and the direct path is faster:
+ * U (alpha^2 / 9 times the direct weights) is then read for too little work. */
+#define WINO_MIN_TILES 16
+/* Tiles transformed per stack chunk of one tile row. */
+#define TILE_CHUNK 64
+#define MAX_ALPHA 6
+
+int openblas_get_num_threads(void);
+
+int sx_winograd_tile_from_env(void) {
+    const char *v = getenv("SIAMIDX_WINOGRAD");
+    if (!v || !*v) return 4;
+    if (!strcmp(v, "0")) return 0;
+    if (!strcmp(v, "2")) return 2;
+    return 4;
+}
+
+static int wino_shape_ok(const sx_conv *c) {
+    return c->k == 3 && c->stride == 1 && c->pad == 1;
+}
+
+size_t sx_winograd_weight_floats(const sx_conv *c, int m) {
+    if ((m != 2 && m != 4) || !wino_shape_ok(c)) return 0;
+    return (size_t)(m + 2) * (m + 2) * c->cout * c->cin;
+}
+
+/* ---- weight transform: U = G g G^T ------------------------------------------ */
+
+static const double G2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+static const double G4[6][3] = {{1.0 / 4, 0, 0},
+                                {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                {0, 0, 1}};
+
+void sx_winograd_prepare(sx_conv *c, int m, float *dst) {
+    int a = m + 2;
+    const double *G = m == 2 ? &G2[0][0] : &G4[0][0];
+    size_t plane = (size_t)c->cout * c->cin;
+    for (size_t oc = 0; oc < plane; oc++) { /* oc = co * cin + ci, as w's first two axes */
+        const float *g = c->w + oc * 9;
+        double gg[MAX_ALPHA][3]; /* G g */
+        for (int i = 0; i < a; i++)
+            for (int j = 0; j < 3; j++)
+                gg[i][j] = G[i * 3] * g[j] + G[i * 3 + 1] * g[3 + j] + G[i * 3 + 2] * g[6 + j];
+        for (int i = 0; i < a; i++)
+            for (int l = 0; l < a; l++)
+                dst[(size_t)(i * a + l) * plane + oc] =
+                    (float)(gg[i][0] * G[l * 3] + gg[i][1] * G[l * 3 + 1] + gg[i][2] * G[l * 3 + 2]);
+    }
+    c->wino = dst;
+    c->wino_m = m;
+}
+
+/* ---- plan ------------------------------------------------------------------------ */
+
+typedef struct wino_plan {
+    int m, a, a2;          /* tile, patch side (m + 2), transforms per tile */
+    int tiles_x, tiles_y;  /* tiles per image row / column */
+    size_t tile_rows;      /* n * tiles_y */
+    size_t block_rows, nb; /* tile rows per block, tiles per full block */
+} wino_plan;
+
+static wino_plan make_plan(const sx_conv *c, int n, int h, int w) {
+    wino_plan p;
+    p.m = c->wino_m;
+    p.a = p.m + 2;
+    p.a2 = p.a * p.a;
+    p.tiles_y = (h + p.m - 1) / p.m;
+    p.tiles_x = (w + p.m - 1) / p.m;
+    p.tile_rows = (size_t)n * p.tiles_y;
+    size_t per_tile = (size_t)p.a2 * (c->cin + c->cout);
+    size_t tiles = WINO_TARGET_FLOATS / per_tile;
+    if (tiles < WINO_MIN_BLOCK_TILES) tiles = WINO_MIN_BLOCK_TILES;
+    p.block_rows = (tiles + p.tiles_x - 1) / p.tiles_x;
+    if (p.block_rows > p.tile_rows) p.block_rows = p.tile_rows;
+    p.nb = p.block_rows * p.tiles_x;
+    return p;
+}
+
+int sx_winograd_applies(const sx_conv *c, int n, int h, int w) {
+    if (!c->wino || !wino_shape_ok(c) || (c->wino_m != 2 && c->wino_m != 4)) return 0;
+    wino_plan p = make_plan(c, n, h, w);
+    return p.tile_rows * p.tiles_x >= WINO_MIN_TILES;
+}
+
+size_t sx_winograd_workspace_floats(const sx_conv *c, int n, int h, int w) {
+    if (!c->wino) return 0;
+    wino_plan p = make_plan(c, n, h, w);
+    return (size_t)p.a2 * (c->cin + c->cout) * p.nb;
+}
+
+/* ---- input transform: V = B^T d B ------------------------------------------------- */
+
+/* B^T d for F(4x4,3x3), on six values d0..d5 (one column or one row). */
+#define BT4(d0, d1, d2, d3, d4, d5, v)                                                             \
+    do {                                                                                           \
+        v[0] = 4.0f * (d0) - 5.0f * (d2) + (d4);                                                   \
+        v[1] = -4.0f * ((d1) + (d2)) + (d3) + (d4);                                                \
+        v[2] = 4.0f * ((d1) - (d2)) - (d3) + (d4);                                                 \
+        v[3] = 2.0f * ((d3) - (d1)) - (d2) + (d4);                                                 \
+        v[4] = 2.0f * ((d1) - (d3)) - (d2) + (d4);                                                 \
+        v[5] = 4.0f * (d1) - 5.0f * (d3) + (d5);                                                   \
+    } while (0)
+
+#define BT2(d0, d1, d2, d3, v)                                                                     \
+    do {                                                                                           \
+        v[0] = (d0) - (d2);                                                                        \
+        v[1] = (d1) + (d2);                                                                        \
+        v[2] = (d2) - (d1);                                                                        \
+        v[3] = (d1) - (d3);                                                                        \
+    } while (0)
+
+/* A row of zeros for patch rows above or below the image (the padding). */
+static const float zero_row[TILE_CHUNK * 4 + 4];
+
+/*
+ * Vertical pass: col[k][xx] = (B^T d)[k] over the a patch rows row[0..a-1]
+ * for column xx (image column x0 + xx), for xx in [0, cols): contiguous, so
+ * it vectorises over xx. Columns outside the image are the zero padding.
+ */
+static void input_vertical(int m, const float *const *row, int w, int x0, int cols, float *col,
+                           int ld) {
+    int lo = x0 < 0 ? -x0 : 0;
+    int hi = w - x0 < cols ? w - x0 : cols;
+    int a = m + 2, n = hi - lo;
+    const float *d[MAX_ALPHA];
+    for (int r = 0; r < a; r++) d[r] = row[r] == zero_row ? zero_row : row[r] + (x0 + lo);
+    float *o = col + lo;
+    if (m == 4) {
+        for (int x = 0; x < n; x++) {
+            float v[6];
+            BT4(d[0][x], d[1][x], d[2][x], d[3][x], d[4][x], d[5][x], v);
+            for (int k = 0; k < 6; k++) o[k * ld + x] = v[k];
+        }
+    } else {
+        for (int x = 0; x < n; x++) {
+            float v[4];
+            BT2(d[0][x], d[1][x], d[2][x], d[3][x], v);
+            for (int k = 0; k < 4; k++) o[k * ld + x] = v[k];
+        }
+    }
+    for (int k = 0; k < a; k++) {
+        memset(col + (size_t)k * ld, 0, (size_t)lo * sizeof *col);
+        memset(col + (size_t)k * ld + hi, 0, (size_t)(cols - hi) * sizeof *col);
+    }
+}
+
+#if defined(__x86_64__)
+/*
+ * input_horizontal's F(4x4) loop for tiles j0 .. j0+7 of one row c: the
+ * compiler does not vectorise the stride-4 reads, so they are a 4x4
+ * transpose in each 128-bit lane: e[q][i] = c[4 * (j0 + i) + q].
+ */
+__attribute__((target("avx2,fma"))) static void input_horizontal8_f4(const float *c, float *o,
+                                                                     size_t vstride) {
+    __m256 a0 = _mm256_loadu2_m128(c + 16, c), a1 = _mm256_loadu2_m128(c + 20, c + 4);
+    __m256 a2 = _mm256_loadu2_m128(c + 24, c + 8), a3 = _mm256_loadu2_m128(c + 28, c + 12);
+    /* columns 4, 5 are columns 0, 1 of the next tile; only those two of tile 8 are read */
+    __m128 q8 = _mm_castpd_ps(_mm_load_sd((const double *)(c + 32)));
+    __m256 a4 = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(c + 16)), q8, 1);
+    __m256 lo01 = _mm256_unpacklo_ps(a0, a1), hi01 = _mm256_unpackhi_ps(a0, a1);
+    __m256 lo23 = _mm256_unpacklo_ps(a2, a3), hi23 = _mm256_unpackhi_ps(a2, a3);
+    __m256 lo12 = _mm256_unpacklo_ps(a1, a2), lo34 = _mm256_unpacklo_ps(a3, a4);
+    __m256 d0 = _mm256_shuffle_ps(lo01, lo23, 0x44), d1 = _mm256_shuffle_ps(lo01, lo23, 0xEE);
+    __m256 d2 = _mm256_shuffle_ps(hi01, hi23, 0x44), d3 = _mm256_shuffle_ps(hi01, hi23, 0xEE);
+    __m256 d4 = _mm256_shuffle_ps(lo12, lo34, 0x44), d5 = _mm256_shuffle_ps(lo12, lo34, 0xEE);
+    const __m256 four = _mm256_set1_ps(4.0f), five = _mm256_set1_ps(5.0f);
+    const __m256 two = _mm256_set1_ps(2.0f);
+    __m256 d4m2 = _mm256_sub_ps(d4, d2);
+    _mm256_storeu_ps(o, _mm256_fmadd_ps(four, d0, _mm256_fnmadd_ps(five, d2, d4)));
+    _mm256_storeu_ps(o + vstride, _mm256_fnmadd_ps(four, _mm256_add_ps(d1, d2), _mm256_add_ps(d3, d4)));
+    _mm256_storeu_ps(o + 2 * vstride, _mm256_fmadd_ps(four, _mm256_sub_ps(d1, d2), _mm256_sub_ps(d4, d3)));
+    _mm256_storeu_ps(o + 3 * vstride, _mm256_fmadd_ps(two, _mm256_sub_ps(d3, d1), d4m2));
+    _mm256_storeu_ps(o + 4 * vstride, _mm256_fmadd_ps(two, _mm256_sub_ps(d1, d3), d4m2));
+    _mm256_storeu_ps(o + 5 * vstride, _mm256_fmadd_ps(four, d1, _mm256_fnmadd_ps(five, d3, d5)));
+}
+#endif
+
+/*
+ * Horizontal pass: V[(k*a + l) * vstride + j] = (col[k] B)[l] over the patch
+ * of tile j (columns j*m .. j*m + a - 1), for `count` tiles.
+ */
+static void input_horizontal(int m, const float *col, int ld, int count, float *v,
+                             size_t vstride) {
+    if (m == 4) {
+        for (int k = 0; k < 6; k++) {
+            const float *c = col + (size_t)k * ld;
+            float *o = v + (size_t)k * 6 * vstride;
+            int j = 0;
+#if defined(__x86_64__)
+            for (; j + 8 <= count; j += 8) input_horizontal8_f4(c + 4 * j, o + j, vstride);
+#endif
+            for (; j < count; j++) {
+                const float *d = c + 4 * j;
+                float t[6];
+                BT4(d[0], d[1], d[2], d[3], d[4], d[5], t);
+                for (int l = 0; l < 6; l++) o[l * vstride + j] = t[l];
+            }
+        }
+    } else {
+        for (int k = 0; k < 4; k++) {
+            const float *c = col + (size_t)k * ld;
+            float *o = v + (size_t)k * 4 * vstride;
+            for (int j = 0; j < count; j++) {
+                const float *d = c + 2 * j;
+                float t[4];
+                BT2(d[0], d[1], d[2], d[3], t);
+                for (int l = 0; l < 4; l++) o[l * vstride + j] = t[l];
+            }
+        }
+    }
+}
+
+/* Transforms channel ci's tile row `row` (global index img * tiles_y + ty)
+ * into V at tile offset j0 of the block. */
+static void input_tile_row(const wino_plan *p, const float *in, size_t plane_stride, int h, int w,
+                           size_t row, float *v, size_t vstride) {
+    enum { LD = TILE_CHUNK * 4 + 4 };
+    float col[MAX_ALPHA * LD];
+    size_t img = row / p->tiles_y;
+    int ty = (int)(row % p->tiles_y);
+    const float *plane = in + img * plane_stride, *rows[MAX_ALPHA];
+    for (int r = 0; r < p->a; r++) {
+        int y = ty * p->m - 1 + r;
+        rows[r] = y < 0 || y >= h ? zero_row : plane + (size_t)y * w;
+    }
+    for (int tx0 = 0; tx0 < p->tiles_x; tx0 += TILE_CHUNK) {
+        int count = p->tiles_x - tx0 < TILE_CHUNK ? p->tiles_x - tx0 : TILE_CHUNK;
+        input_vertical(p->m, rows, w, tx0 * p->m - 1, count * p->m + 2, col, LD);
+        input_horizontal(p->m, col, LD, count, v + tx0, vstride);
+    }
+}
+
+/* ---- output transform: Y = A^T M A, + bias, residual, ReLU -------------------------- */
+
+/* A^T m for F(4x4,3x3): six values to four. */
+#define AT4(m0, m1, m2, m3, m4, m5, o)                                                             \
+    do {                                                                                           \
+        float s12 = (m1) + (m2), d12 = (m1) - (m2), s34 = (m3) + (m4), d34 = (m3) - (m4);          \
+        o[0] = (m0) + s12 + s34;                                                                   \
+        o[1] = d12 + 2.0f * d34;                                                                   \
+        o[2] = s12 + 4.0f * s34;                                                                   \
+        o[3] = d12 + 8.0f * d34 + (m5);                                                            \
+    } while (0)
+
+#define AT2(m0, m1, m2, m3, o)                                                                     \
+    do {                                                                                           \
+        o[0] = (m0) + (m1) + (m2);                                                                 \
+        o[1] = (m1) - (m2) - (m3);                                                                 \
+    } while (0)
+
+/*
+ * Vertical pass: rows[r][l][j] = (A^T M[., l])[r] for `count` tiles whose
+ * M values are at mm[t * mstride + j] (contiguous over j, so it vectorises).
+ */
+static void output_vertical(int m, const float *mm, size_t mstride, int count, float *rows,
+                            int ld) {
+    int a = m + 2;
+    for (int l = 0; l < a; l++) {
+        const float *c = mm + (size_t)l * mstride; /* t = k * a + l */
+        if (m == 4) {
+            for (int j = 0; j < count; j++) {
+                float o[4];
+                AT4(c[j], c[6 * mstride + j], c[12 * mstride + j], c[18 * mstride + j],
+                    c[24 * mstride + j], c[30 * mstride + j], o);
+                for (int r = 0; r < 4; r++) rows[(r * a + l) * ld + j] = o[r];
+            }
+        } else {
+            for (int j = 0; j < count; j++) {
+                float o[2];
+                AT2(c[j], c[4 * mstride + j], c[8 * mstride + j], c[12 * mstride + j], o);
+                for (int r = 0; r < 2; r++) rows[(r * a + l) * ld + j] = o[r];
+            }
+        }
+    }
+}
+
+#if defined(__x86_64__)
+/* output_horizontal's F(4x4) loop for 8 tiles at s[l * ld] (l = 0..5): the
+ * four outputs of each tile, transposed back to y[4 * i + c]. */
+__attribute__((target("avx2,fma"))) static void output_horizontal8_f4(const float *s, int ld,
+                                                                      float *y) {
+    __m256 m0 = _mm256_loadu_ps(s), m1 = _mm256_loadu_ps(s + ld);
+    __m256 m2 = _mm256_loadu_ps(s + 2 * ld), m3 = _mm256_loadu_ps(s + 3 * ld);
+    __m256 m4 = _mm256_loadu_ps(s + 4 * ld), m5 = _mm256_loadu_ps(s + 5 * ld);
+    __m256 s12 = _mm256_add_ps(m1, m2), d12 = _mm256_sub_ps(m1, m2);
+    __m256 s34 = _mm256_add_ps(m3, m4), d34 = _mm256_sub_ps(m3, m4);
+    __m256 o0 = _mm256_add_ps(_mm256_add_ps(m0, s12), s34);
+    __m256 o1 = _mm256_fmadd_ps(_mm256_set1_ps(2.0f), d34, d12);
+    __m256 o2 = _mm256_fmadd_ps(_mm256_set1_ps(4.0f), s34, s12);
+    __m256 o3 = _mm256_add_ps(_mm256_fmadd_ps(_mm256_set1_ps(8.0f), d34, d12), m5);
+    __m256 u0 = _mm256_unpacklo_ps(o0, o1), u1 = _mm256_unpackhi_ps(o0, o1);
+    __m256 u2 = _mm256_unpacklo_ps(o2, o3), u3 = _mm256_unpackhi_ps(o2, o3);
+    __m256 w0 = _mm256_shuffle_ps(u0, u2, 0x44), w1 = _mm256_shuffle_ps(u0, u2, 0xEE);
+    __m256 w2 = _mm256_shuffle_ps(u1, u3, 0x44), w3 = _mm256_shuffle_ps(u1, u3, 0xEE);
+    /* w0 = tiles 0 | 4, w1 = 1 | 5, w2 = 2 | 6, w3 = 3 | 7 */
+    _mm256_storeu_ps(y, _mm256_permute2f128_ps(w0, w1, 0x20));
+    _mm256_storeu_ps(y + 8, _mm256_permute2f128_ps(w2, w3, 0x20));
+    _mm256_storeu_ps(y + 16, _mm256_permute2f128_ps(w0, w1, 0x31));
+    _mm256_storeu_ps(y + 24, _mm256_permute2f128_ps(w2, w3, 0x31));
+}
+#endif
+
+/* Horizontal pass: y[r][j*m + c] = (rows[r][.] A)[c] for the tiles of a chunk. */
+static void output_horizontal(int m, const float *rows, int ld, int count, float *y, int yld) {
+    int a = m + 2;
+    for (int r = 0; r < m; r++) {
+        const float *s = rows + (size_t)r * a * ld;
+        float *dst = y + (size_t)r * yld;
+        if (m == 4) {
+            int j = 0;
+#if defined(__x86_64__)
+            for (; j + 8 <= count; j += 8) output_horizontal8_f4(s + j, ld, dst + 4 * j);
+#endif
+            for (; j < count; j++) {
+                float o[4];
+                AT4(s[j], s[ld + j], s[2 * ld + j], s[3 * ld + j], s[4 * ld + j], s[5 * ld + j], o);
+                for (int c = 0; c < 4; c++) dst[4 * j + c] = o[c];
+            }
+        } else {
+            for (int j = 0; j < count; j++) {
+                float o[2];
+                AT2(s[j], s[ld + j], s[2 * ld + j], s[3 * ld + j], o);
+                for (int c = 0; c < 2; c++) dst[2 * j + c] = o[c];
+            }
+        }
+    }
+}
+
+/* out[x] = relu?(y[x] + bias (+ out[x])) for one row of the output. */
+static void store_row(const float *y, int cols, float bias, int relu, int accumulate,
+                      float *out) {
+    if (accumulate)
+        for (int x = 0; x < cols; x++) {
+            float v = y[x] + bias + out[x];
+            out[x] = relu && v < 0.0f ? 0.0f : v;
+        }
+    else
+        for (int x = 0; x < cols; x++) {
+            float v = y[x] + bias;
+            out[x] = relu && v < 0.0f ? 0.0f : v;
+        }
+}
+
+/* Output channel co's tile row `row` from M (tile offset 0 of the row). */
+static void output_tile_row(const wino_plan *p, const float *mm, size_t mstride, size_t row,
+                            int h, int w, float bias, int relu, int accumulate, float *out,
+                            size_t plane_stride) {
+    enum { LD = TILE_CHUNK, YLD = TILE_CHUNK * 4 };
+    float rows[4 * MAX_ALPHA * LD], y[4 * YLD];
+    size_t img = row / p->tiles_y;
+    int ty = (int)(row % p->tiles_y);
+    float *plane = out + img * plane_stride;
+    int y0 = ty * p->m, nrows = h - y0 < p->m ? h - y0 : p->m;
+    for (int tx0 = 0; tx0 < p->tiles_x; tx0 += TILE_CHUNK) {
+        int count = p->tiles_x - tx0 < TILE_CHUNK ? p->tiles_x - tx0 : TILE_CHUNK;
+        output_vertical(p->m, mm + tx0, mstride, count, rows, LD);
+        output_horizontal(p->m, rows, LD, count, y, YLD);
+        int x0 = tx0 * p->m, cols = w - x0 < count * p->m ? w - x0 : count * p->m;
+        for (int r = 0; r < nrows; r++)
+            store_row(y + (size_t)r * YLD, cols, bias, relu, accumulate,
+                      plane + (size_t)(y0 + r) * w + x0);
+    }
+}
+
+/* ---- the block loop --------------------------------------------------------------------- */
+
+typedef struct wino_block {
+    size_t row0, rows, nb; /* first tile row, tile rows, tiles */
+} wino_block;
+
+static void block_input(const wino_plan *p, const sx_conv *c, const float *in, int n, int h,
+                        int w, const wino_block *b, float *v, size_t i) {
+    /* i = ci * rows + row-in-block */
+    size_t ci = i / b->rows, r = i % b->rows, vstride = (size_t)c->cin * b->nb;
+    size_t plane = (size_t)h * w;
+    input_tile_row(p, in + ci * n * plane, plane, h, w, b->row0 + r,
+                   v + ci * b->nb + r * p->tiles_x, vstride);
+}
+
+static void block_output(const wino_plan *p, const sx_conv *c, const float *mm, int n, int h,
+                         int w, const wino_block *b, float *out, int relu, int accumulate,
+                         size_t i) {
+    size_t co = i / b->rows, r = i % b->rows, mstride = (size_t)c->cout * b->nb;
+    size_t plane = (size_t)h * w;
+    output_tile_row(p, mm + co * b->nb + r * p->tiles_x, mstride, b->row0 + r, h, w, c->b[co],
+                    relu, accumulate, out + co * n * plane, plane);
+}
+
+static void block_gemm(const wino_plan *p, const sx_conv *c, const wino_block *b, const float *v,
+                       float *mm, int t) {
+    (void)p;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->cout, (int)b->nb, c->cin, 1.0f,
+                c->wino + (size_t)t * c->cout * c->cin, c->cin, v + (size_t)t * c->cin * b->nb,
+                (int)b->nb, 0.0f, mm + (size_t)t * c->cout * b->nb, (int)b->nb);
+}
+
+void sx_winograd_run(const sx_conv *c, const float *in, int n, int h, int w, float *ws,
+                     float *out, int relu, int accumulate) {
+    wino_plan p = make_plan(c, n, h, w);
+    float *v = ws, *mm = ws + (size_t)p.a2 * c->cin * p.nb;
+    int blas_threads = openblas_get_num_threads() > 1;
+    for (size_t row0 = 0; row0 < p.tile_rows; row0 += p.block_rows) {
+        wino_block b = {row0, p.tile_rows - row0 < p.block_rows ? p.tile_rows - row0 : p.block_rows, 0};
+        b.nb = b.rows * p.tiles_x;
+        size_t n_in = (size_t)c->cin * b.rows, n_out = (size_t)c->cout * b.rows;
+        if (blas_threads) {
+            for (size_t i = 0; i < n_in; i++) block_input(&p, c, in, n, h, w, &b, v, i);
+            for (int t = 0; t < p.a2; t++) block_gemm(&p, c, &b, v, mm, t);
+            for (size_t i = 0; i < n_out; i++)
+                block_output(&p, c, mm, n, h, w, &b, out, relu, accumulate, i);
+            continue;
+        }
+#pragma omp parallel num_threads(sx_threads())
+        {
+#pragma omp for schedule(static)
+            for (long i = 0; i < (long)n_in; i++) block_input(&p, c, in, n, h, w, &b, v, (size_t)i);
+#pragma omp for schedule(dynamic, 1)
+            for (int t = 0; t < p.a2; t++) block_gemm(&p, c, &b, v, mm, t);
+#pragma omp for schedule(static)
+            for (long i = 0; i < (long)n_out; i++)
+                block_output(&p, c, mm, n, h, w, &b, out, relu, accumulate, (size_t)i);
+        }
+    }
+}
