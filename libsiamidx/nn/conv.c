@@ -85,9 +85,8 @@ static void im2col_row(const sx_conv *c, const conv_input *in, int ho, int wo, s
     size_t per_img = (size_t)ho * wo;
     size_t j = j0, end = j0 + cols;
     int s = c->stride, off = kx - c->pad;
-    /* ix = ox * s + off is inside the row for ox in [lo, hi) */
-    int lo = off < 0 ? (-off + s - 1) / s : 0;
-    int hi = in->w - off <= 0 ? 0 : (in->w - off + s - 1) / s;
+    int lo, hi; /* ix = ox * s + off is inside the row for ox in [lo, hi) */
+    sx_conv_inside_cols(c, kx, in->w, &lo, &hi);
     /* the position of column j, divided out once and then stepped: a
        division per run of wo columns cost a quarter of the time at wo <= 32 */
     size_t img = j / per_img, rem = j % per_img;

@@ -32,6 +32,16 @@ typedef struct sx_conv {
  */
 size_t sx_conv_col_floats(const sx_conv *c, int n, int h, int w);
 void sx_conv_out_size(const sx_conv *c, int h, int w, int *ho, int *wo);
+/*
+ * For kernel column kx over an input row of w pixels: the outputs ox in
+ * [*lo, *hi) whose input pixel ox * stride - pad + kx lies inside the row
+ * (im2col copies them, col2im adds them back; the rest is padding).
+ */
+static inline void sx_conv_inside_cols(const sx_conv *c, int kx, int w, int *lo, int *hi) {
+    int s = c->stride, off = kx - c->pad;
+    *lo = off < 0 ? (-off + s - 1) / s : 0;
+    *hi = w - off <= 0 ? 0 : (w - off + s - 1) / s;
+}
 void sx_conv_forward(const sx_conv *c, const float *in, int n, int h, int w, float *col,
                      float *out, int relu);
 /*

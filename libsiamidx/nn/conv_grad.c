@@ -140,8 +140,8 @@ static void col2im_row(const sx_conv *c, float *din_c, int h, int w, int ho, int
                        size_t j0, size_t cols, const float *src) {
     int kx = (int)(r % c->k), ky = (int)(r / c->k % c->k);
     int s = c->stride, off = kx - c->pad;
-    int lo = off < 0 ? (-off + s - 1) / s : 0; /* ox in [lo, hi): ix = ox * s + off inside */
-    int hi = w - off <= 0 ? 0 : (w - off + s - 1) / s;
+    int lo, hi; /* ox in [lo, hi): ix = ox * s + off inside */
+    sx_conv_inside_cols(c, kx, w, &lo, &hi);
     size_t per_img = (size_t)ho * wo, j = j0, end = j0 + cols;
     size_t img = j / per_img, rem = j % per_img;
     int oy = (int)(rem / wo), ox0 = (int)(rem % wo);
