@@ -16,26 +16,13 @@
 #include <stdlib.h>
 
 #include "check.h"
+#include "test_rand.h"
 #include "nn/conv.h"
 #include "nn/encoder.h"
 #include "nn/gemm.h"
 #include "nn/model.h"
 
 void openblas_set_num_threads(int);
-
-static uint64_t rng = 88172645463325252ull;
-static float frand(void) { /* xorshift64: deterministic uniform in [-1, 1) */
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (float)((rng >> 40) * (1.0 / (1 << 23)) - 1.0);
-}
-
-static float *rand_floats(size_t n, float scale) {
-    float *v = malloc(n * sizeof *v);
-    for (size_t i = 0; i < n; i++) v[i] = frand() * scale;
-    return v;
-}
 
 static sx_cpu_path path; /* SIAMIDX_CPU's */
 
@@ -389,6 +376,7 @@ static void check_nets(void) {
 }
 
 int main(void) {
+    test_rng = 88172645463325252ull; /* this test's stream */
     siamidx_error err;
     if (sx_cpu_choose(&path, &err) != SIAMIDX_OK) {
         fprintf(stderr, "skipped: %s\n", err.message); /* SIAMIDX_CPU=avx512 without AVX-512 */

@@ -14,16 +14,9 @@
 #include <string.h>
 
 #include "check.h"
+#include "test_rand.h"
 #include "nn/gemm.h"
 #include "base/threads.h"
-
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static float frand(void) { /* xorshift64: uniform in [-1, 1) */
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (float)((rng >> 40) * (1.0 / (1 << 23)) - 1.0);
-}
 
 static float *floats(size_t n) { /* 64-byte aligned, as the kernels' scratch must be */
     return aligned_alloc(64, (n * sizeof(float) + 63) & ~(size_t)63);

@@ -13,24 +13,11 @@
 #include <stdlib.h>
 
 #include "check.h"
+#include "test_rand.h"
 #include "nn/conv.h"
 #include "nn/winograd.h"
 
 void openblas_set_num_threads(int);
-
-static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static float frand(void) { /* xorshift64: deterministic uniform in [-1, 1) */
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (float)((rng >> 40) * (1.0 / (1 << 23)) - 1.0);
-}
-
-static float *rand_floats(size_t n, float scale) {
-    float *v = malloc((n ? n : 1) * sizeof *v);
-    for (size_t i = 0; i < n; i++) v[i] = frand() * scale;
-    return v;
-}
 
 /* Largest |a - b| over the largest |b| (at least 1e-3). */
 static double max_rel_err(const float *a, const float *b, size_t n) {
