@@ -444,34 +444,6 @@ static void fingerprint(siamidx_model *m, const sx_safetensors *st) {
 
 /* ---- load / free ---------------------------------------------------------------- */
 
-/*
- * The Winograd-domain weights of every 3x3 stride-1 convolution
- * (nn/winograd.h), transformed once here from the folded weights, into one
- * allocation of their own (n_params counts the folded encoder only).
- * SIAMIDX_WINOGRAD=0 in the environment leaves them out.
- */
-static siamidx_status prepare_winograd(siamidx_model *m, const char *path, siamidx_error *err) {
-    int tile = sx_winograd_tile_from_env();
-    size_t total = 0;
-    for (int pass = 0; pass < 2; pass++) {
-        float *at = m->wino_weights;
-        for (int i = 0; i < m->n_blocks; i++) {
-            sx_block *b = &m->blocks[i];
-            sx_conv *convs[3] = {&b->c1, &b->c2, &b->c3};
-            for (int k = 0; k < (m->bottleneck ? 3 : 2); k++) {
-                size_t n = sx_winograd_weight_floats(convs[k], tile);
-                if (pass == 0) total += n;
-                else if (n) sx_winograd_prepare(convs[k], tile, at), at += n;
-            }
-        }
-        if (pass == 1 || total == 0) break;
-        if (!(m->wino_weights = malloc(total * sizeof(float))))
-            return sx_fail(err, SIAMIDX_ERR_NO_MEMORY,
-                           "%s: out of memory for %zu Winograd weights", path, total);
-    }
-    return SIAMIDX_OK;
-}
-
 static siamidx_status copy_meta(siamidx_model *m, const sx_safetensors *st, siamidx_error *err) {
     m->meta = calloc(st->n_meta ? st->n_meta : 1, sizeof *m->meta);
     if (!m->meta) return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "out of memory");
@@ -538,6 +510,41 @@ static siamidx_status pack_weights(siamidx_model *m, const char *path, siamidx_e
     p.next = m->packed;
     p.floats = 0;
     each_conv(m, pack_one, &p);
+    return SIAMIDX_OK;
+}
+
+typedef struct wino_packer {
+    int tile;
+    float *next; /* NULL: sizing */
+    size_t floats;
+} wino_packer;
+
+static void wino_one(sx_conv *c, void *ctx) {
+    wino_packer *p = ctx;
+    size_t n = sx_winograd_weight_floats(c, p->tile); /* 0 unless 3x3 stride 1 */
+    if (p->next && n) {
+        sx_winograd_prepare(c, p->tile, p->next);
+        p->next += n;
+    }
+    p->floats += n;
+}
+
+/*
+ * The Winograd-domain weights of every 3x3 stride-1 convolution
+ * (nn/winograd.h), transformed once here from the folded weights, into one
+ * allocation of their own (n_params counts the folded encoder only).
+ * SIAMIDX_WINOGRAD=0 in the environment leaves them out.
+ */
+static siamidx_status prepare_winograd(siamidx_model *m, const char *path, siamidx_error *err) {
+    wino_packer p = {sx_winograd_tile_from_env(), NULL, 0};
+    each_conv(m, wino_one, &p);
+    if (p.floats == 0) return SIAMIDX_OK;
+    if (!(m->wino_weights = malloc(p.floats * sizeof(float))))
+        return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "%s: out of memory for %zu Winograd weights",
+                       path, p.floats);
+    p.next = m->wino_weights;
+    p.floats = 0;
+    each_conv(m, wino_one, &p);
     return SIAMIDX_OK;
 }
 
