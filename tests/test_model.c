@@ -552,6 +552,46 @@ out:
     siamidx_model_free(flip);
 }
 
+void openblas_set_num_threads(int);
+int openblas_get_num_threads(void);
+
+/* A model transforms its Winograd weights on first use by a single-threaded
+ * OpenBLAS, not at load, and that path agrees with a SIAMIDX_WINOGRAD=0 model. */
+static void test_lazy_winograd(void) {
+    fx_model m;
+    siamidx_model *lazy = NULL, *off = NULL;
+    siamidx_error err;
+    enum { S = 40 }; /* layer1 at 10x10: 2 x 9 tiles of 4x4, enough to take it */
+    tiny(&m);
+    unsetenv("SIAMIDX_WINOGRAD");
+    CHECK(write_and_load(&m, SX_F32, &lazy, &err) == SIAMIDX_OK);
+    setenv("SIAMIDX_WINOGRAD", "0", 1);
+    CHECK(write_and_load(&m, SX_F32, &off, &err) == SIAMIDX_OK);
+    unsetenv("SIAMIDX_WINOGRAD");
+    fx_free(&m);
+    if (!lazy || !off) goto out;
+    CHECK(lazy->wino_tile == 4 && off->wino_tile == 0);
+    CHECK_MSG(lazy->wino_weights == NULL, "Winograd weights transformed at load");
+    int threads = openblas_get_num_threads();
+    size_t dim = siamidx_model_dim(lazy, SIAMIDX_POOL_DEFAULT);
+    float *x = fx_input(2, S, S, 9), *a = calloc(2 * dim, sizeof *a), *b = calloc(2 * dim, sizeof *b);
+    openblas_set_num_threads(1);
+    run2(lazy, x, S, SX_OUT_POOLED, a);
+    CHECK_MSG(lazy->wino_weights != NULL && sx_model_winograd_ready(lazy),
+              "a single-threaded forward pass did not take Winograd");
+    run2(off, x, S, SX_OUT_POOLED, b);
+    CHECK(!sx_model_winograd_ready(off) && off->wino_weights == NULL);
+    openblas_set_num_threads(threads);
+    float scale = 0;
+    for (size_t i = 0; i < 2 * dim; i++) scale = fmaxf(scale, fabsf(b[i]));
+    CHECK_MSG(scale > 0 && max_abs_diff(a, b, 2 * dim) <= 1e-4f * scale,
+              "Winograd and im2col differ by %g (scale %g)", max_abs_diff(a, b, 2 * dim), scale);
+    free(x), free(a), free(b);
+out:
+    siamidx_model_free(lazy);
+    siamidx_model_free(off);
+}
+
 /* The committed tiny models load, and the C writer reproduces them byte for byte. */
 static void test_committed_tiny(void) {
     const char *data = getenv("SIAMIDX_TEST_DATA");
@@ -595,6 +635,7 @@ int main(void) {
     test_bn_folding();
     test_fingerprint();
     test_flip_view();
+    test_lazy_winograd();
     test_committed_tiny();
     remove(tmp_model);
     CHECK_DONE();

@@ -17,7 +17,8 @@ typedef struct sx_conv {
     const float *packed;
     /* Winograd-domain weights (nn/winograd.h), or NULL: im2col + GEMM only. */
     const float *wino;             /* [(wino_m + 2)^2][cout][cin] */
-    int wino_m;                    /* output tile side: 2 or 4 */
+    int wino_m;                    /* output tile side 2 or 4 when it takes Winograd (c->wino
+                                      may come later: nn/model.h); 0: never */
 } sx_conv;
 
 /*

@@ -180,7 +180,8 @@ static void conv_step(sx_encoder *e, const sx_conv *c, const float *src_data, in
         /* Winograd only where the OpenMP threads run its (m+2)^2 small sgemms
          * themselves: as that many threaded OpenBLAS calls it measured slower
          * than im2col on the loaded 2-core target (resnet18, batch 1). */
-        if (!in_nchw && openblas_get_num_threads() == 1 && sx_winograd_applies(c, n, *h, *w))
+        if (!in_nchw && openblas_get_num_threads() == 1 && sx_winograd_applies(c, n, *h, *w) &&
+            sx_model_winograd_ready(e->model))
             sx_winograd_run(c, in, n, *h, *w, e->col, role_buf(e, dst), relu, accumulate);
         else
             sx_conv_run(c, in, in_nchw, n, *h, *w, e->col, role_buf(e, dst), relu, accumulate);

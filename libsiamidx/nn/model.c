@@ -515,37 +515,60 @@ static siamidx_status pack_weights(siamidx_model *m, const char *path, siamidx_e
 
 typedef struct wino_packer {
     int tile;
-    float *next; /* NULL: sizing */
+    float *next; /* NULL: sizing (and marking the convs that will take it) */
     size_t floats;
 } wino_packer;
 
 static void wino_one(sx_conv *c, void *ctx) {
     wino_packer *p = ctx;
     size_t n = sx_winograd_weight_floats(c, p->tile); /* 0 unless 3x3 stride 1 */
-    if (p->next && n) {
+    if (!n) return;
+    if (p->next) {
         sx_winograd_prepare(c, p->tile, p->next);
         p->next += n;
+    } else {
+        c->wino_m = p->tile; /* sizes the encoder's workspace; c->wino comes later */
     }
     p->floats += n;
 }
 
+/* At load: which convs will take Winograd (SIAMIDX_WINOGRAD, nn/winograd.h),
+ * so that encoders size their workspace for it; no weights are transformed. */
+static void plan_winograd(siamidx_model *m) {
+    m->wino_tile = sx_winograd_tile_from_env();
+    pthread_mutex_init(&m->wino_lock, NULL);
+    atomic_init(&m->wino_state, 0);
+    wino_packer p = {m->wino_tile, NULL, 0};
+    each_conv(m, wino_one, &p);
+    if (p.floats == 0) m->wino_tile = 0;
+}
+
 /*
- * The Winograd-domain weights of every 3x3 stride-1 convolution
- * (nn/winograd.h), transformed once here from the folded weights, into one
- * allocation of their own (n_params counts the folded encoder only).
- * SIAMIDX_WINOGRAD=0 in the environment leaves them out.
+ * The Winograd-domain weights of every 3x3 stride-1 convolution, transformed
+ * from the folded weights into one allocation of their own (n_params counts
+ * the folded encoder only), by the first caller; the others wait on the lock.
+ * The release store publishes c->wino to the threads that then read state 1.
  */
-static siamidx_status prepare_winograd(siamidx_model *m, const char *path, siamidx_error *err) {
-    wino_packer p = {sx_winograd_tile_from_env(), NULL, 0};
-    each_conv(m, wino_one, &p);
-    if (p.floats == 0) return SIAMIDX_OK;
-    if (!(m->wino_weights = malloc(p.floats * sizeof(float))))
-        return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "%s: out of memory for %zu Winograd weights",
-                       path, p.floats);
-    p.next = m->wino_weights;
-    p.floats = 0;
-    each_conv(m, wino_one, &p);
-    return SIAMIDX_OK;
+int sx_model_winograd_ready(const siamidx_model *cm) {
+    siamidx_model *m = (siamidx_model *)cm; /* lazily filled; never const at allocation */
+    if (!m->wino_tile) return 0;
+    int state = atomic_load_explicit(&m->wino_state, memory_order_acquire);
+    if (state) return state > 0;
+    pthread_mutex_lock(&m->wino_lock);
+    state = atomic_load_explicit(&m->wino_state, memory_order_relaxed);
+    if (!state) {
+        wino_packer p = {m->wino_tile, NULL, 0};
+        each_conv(m, wino_one, &p);
+        m->wino_weights = malloc(p.floats * sizeof(float));
+        state = m->wino_weights ? 1 : -1;
+        if (m->wino_weights) {
+            p.next = m->wino_weights;
+            each_conv(m, wino_one, &p);
+        }
+        atomic_store_explicit(&m->wino_state, state, memory_order_release);
+    }
+    pthread_mutex_unlock(&m->wino_lock);
+    return state > 0;
 }
 
 static siamidx_status build(siamidx_model *m, const sx_safetensors *st, const char *path,
@@ -571,7 +594,7 @@ static siamidx_status build(siamidx_model *m, const sx_safetensors *st, const ch
     }
     free(L.used_tensor);
     if (!s) s = pack_weights(m, path, err);
-    if (!s) s = prepare_winograd(m, path, err);
+    if (!s) plan_winograd(m);
     if (!s) s = copy_meta(m, st, err);
     if (!s) fingerprint(m, st);
     return s;
@@ -605,6 +628,7 @@ void sx_model_free(siamidx_model *model) {
     free(model->weights);
     free(model->packed);
     free(model->wino_weights);
+    if (model->wino_tile) pthread_mutex_destroy(&model->wino_lock);
     free(model->arch);
     free(model->path);
     free(model);

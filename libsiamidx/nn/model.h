@@ -2,6 +2,8 @@
 #ifndef SX_NN_MODEL_H
 #define SX_NN_MODEL_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -45,7 +47,13 @@ struct siamidx_model {
     struct siamidx_head *head;
     char fingerprint[65];
     void *weights;     /* one allocation holding every folded tensor */
-    float *wino_weights; /* the 3x3 stride-1 convs' Winograd-domain weights, or NULL */
+    /* The 3x3 stride-1 convs' Winograd-domain weights: transformed on first
+       use (sx_model_winograd_ready), since only a single-threaded OpenBLAS
+       takes that path and they are 4x the size of the weights they replace. */
+    float *wino_weights;
+    int wino_tile;           /* 2 or 4 (SIAMIDX_WINOGRAD at load); 0: never */
+    pthread_mutex_t wino_lock;
+    atomic_int wino_state;   /* 0: not transformed yet, 1: ready, -1: out of memory */
     size_t n_params;   /* parameters of the folded encoder (+ fc) */
     int stage_blocks[4]; /* blocks in layer1..4 (first block of stage s: sum of earlier) */
     sx_cpu_path cpu;   /* the convolutions' kernel, chosen at load (nn/cpu.h) */
@@ -60,6 +68,10 @@ struct siamidx_model {
  */
 siamidx_status sx_model_load(const sx_safetensors *st, const char *path, siamidx_model **out,
                              siamidx_error *err);
+/* Whether the convs' Winograd weights (c->wino) are there to use, transforming
+ * them on the first call; safe to call from several threads at once. 0 when the
+ * model has none (SIAMIDX_WINOGRAD=0, no 3x3 stride-1 conv, out of memory). */
+int sx_model_winograd_ready(const siamidx_model *m);
 /* Frees the encoder; model->head must have been released (or be NULL). */
 void sx_model_free(siamidx_model *model);
 

@@ -124,13 +124,13 @@ static wino_plan make_plan(const sx_conv *c, int n, int h, int w) {
 }
 
 int sx_winograd_applies(const sx_conv *c, int n, int h, int w) {
-    if (!c->wino || !wino_shape_ok(c) || (c->wino_m != 2 && c->wino_m != 4)) return 0;
+    if (!wino_shape_ok(c) || (c->wino_m != 2 && c->wino_m != 4)) return 0;
     wino_plan p = make_plan(c, n, h, w);
     return p.tile_rows * p.tiles_x >= WINO_MIN_TILES;
 }
 
 size_t sx_winograd_workspace_floats(const sx_conv *c, int n, int h, int w) {
-    if (!c->wino) return 0;
+    if (c->wino_m != 2 && c->wino_m != 4) return 0;
     wino_plan p = make_plan(c, n, h, w);
     return (size_t)p.a2 * (c->cin + c->cout) * p.nb;
 }

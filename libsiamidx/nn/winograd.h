@@ -36,12 +36,13 @@ size_t sx_winograd_weight_floats(const sx_conv *c, int m);
  * c->wino at it: U[(m+2)^2][cout][cin], computed in double. */
 void sx_winograd_prepare(sx_conv *c, int m, float *dst);
 
-/* Whether the Winograd path suits this input size (c has Winograd weights
- * and the batch has enough tiles to pay for reading them); the encoder's
- * conv step takes it when OpenBLAS is also single-threaded (encoder.c). */
+/* Whether the Winograd path suits this input size (c is marked for a tile
+ * size, c->wino_m, and the batch has enough tiles to pay for reading U); the
+ * encoder's conv step takes it when OpenBLAS is also single-threaded and the
+ * weights are there (c->wino: the model transforms them on first use). */
 int sx_winograd_applies(const sx_conv *c, int n, int h, int w);
 
-/* Workspace floats sx_winograd_run needs (0 when c has no Winograd weights). */
+/* Workspace floats sx_winograd_run needs (0 when c is not marked for it). */
 size_t sx_winograd_workspace_floats(const sx_conv *c, int n, int h, int w);
 
 /* out (+)= conv(in), + bias, ReLU: the contract of sx_conv_run for a CNHW
