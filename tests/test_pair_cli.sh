@@ -137,6 +137,13 @@ if "$BIN" build --help >/dev/null 2>&1; then
     unk=$(echo "$q" | sed -n 's/.*"unknown":\([0-9.]*\).*/\1/p')
     awk -v s="$sum" -v u="$unk" 'BEGIN { exit !(s + u <= 1.000001 && u > 0) }' ||
         fail "artists ($sum) + unknown ($unk) exceed 1"
+    # an artist removed after `train` is no longer named: the classifier's
+    # class for it is left out until the next train
+    q0=$("$BIN" query "$A" -i "$TMP/idx3" -m "$M0" -k 3 --json) || fail "query -k 3 exit $?"
+    [[ $q0 == *'"artist":"artist0"'* ]] || fail "artist0 not ranked before its removal: $q0"
+    "$BIN" remove -i "$TMP/idx3" --artist artist0 >/dev/null || fail "remove --artist exit $?"
+    q1=$("$BIN" query "$A" -i "$TMP/idx3" -m "$M0" -k 3 --json) || fail "query after remove exit $?"
+    [[ $q1 == *'"artist":"artist'[12]'"'* && $q1 != *artist0* ]] || fail "removed artist0 still named: $q1"
 fi
 
 [ $failures -eq 0 ] || { echo "$failures failure(s)" >&2; exit 1; }

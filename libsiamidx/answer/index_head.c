@@ -313,8 +313,23 @@ siamidx_status sx_index_stored_head(siamidx_index *idx, sx_head **out, siamidx_e
     return stored_head(idx, out, NULL, err);
 }
 
-/* The classifier fitted with the head whose blob has head_id; NULL when the
-   index has none (an index trained before classifiers) or one of another head. */
+/* The classes of artists the index no longer holds (`remove --artist` since
+   `train`): left out of the answers rather than named for images gone. */
+static siamidx_status drop_removed_artists(siamidx_index *idx, sx_classifier *c,
+                                           siamidx_error *err) {
+    uint8_t *present = malloc((size_t)c->n_classes + 1);
+    if (!present) return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "classifier: out of memory");
+    siamidx_status st = sx_index_artists_present(idx, c->names, (size_t)c->n_classes, present, err);
+    for (int k = 0; !st && k < c->n_classes; k++)
+        if (!present[k] && sx_classifier_drop(c, k))
+            st = sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "classifier: out of memory");
+    free(present);
+    return st;
+}
+
+/* The classifier fitted with the head whose blob has head_id, less the
+   artists removed since; NULL when the index has none (an index trained
+   before classifiers) or one of another head. */
 static siamidx_status stored_classifier(siamidx_index *idx, const char *head_id,
                                         sx_classifier **out, siamidx_error *err) {
     *out = NULL;
@@ -332,8 +347,9 @@ static siamidx_status stored_classifier(siamidx_index *idx, const char *head_id,
     if (strcmp((*out)->head_id, head_id)) {
         sx_classifier_free(*out);
         *out = NULL;
+        return SIAMIDX_OK;
     }
-    return SIAMIDX_OK;
+    return drop_removed_artists(idx, *out, err);
 }
 
 siamidx_status sx_answer_head_classifier(siamidx_index *idx, const siamidx_model *model,

@@ -32,7 +32,7 @@ static const float l2_path[] = {1e-2f, 3e-3f, 1e-3f, 3e-4f};
 void sx_classifier_free(sx_classifier *c) {
     if (!c) return;
     for (int i = 0; c->names && i < c->n_classes; i++) free(c->names[i]);
-    free(c->names), free(c->mean), free(c->inv_std), free(c->w), free(c->b);
+    free(c->names), free(c->mean), free(c->inv_std), free(c->w), free(c->b), free(c->absent);
     free(c);
 }
 
@@ -93,6 +93,13 @@ static double softmax_row(float *l, int C, int cls) {
     return lt;
 }
 
+int sx_classifier_drop(sx_classifier *c, int cls) {
+    if (cls < 0 || cls >= c->n_classes) return 0;
+    if (!c->absent && !(c->absent = calloc((size_t)c->n_classes, 1))) return -1;
+    c->absent[cls] = 1;
+    return 0;
+}
+
 siamidx_status sx_classifier_log_prob(const sx_classifier *c, const float *emb, size_t n,
                                       double *out, siamidx_error *err) {
     const size_t block = 256, C = (size_t)c->n_classes, D = (size_t)c->dim;
@@ -107,12 +114,17 @@ siamidx_status sx_classifier_log_prob(const sx_classifier *c, const float *emb, 
         logits(c, z, nb, l);
         for (size_t i = 0; i < nb; i++) {
             const float *r = l + i * C;
-            float m = r[0];
-            for (size_t k = 1; k < C; k++) m = r[k] > m ? r[k] : m;
+            const uint8_t *gone = c->absent;
+            float m = -INFINITY;
+            for (size_t k = 0; k < C; k++)
+                if (!(gone && gone[k])) m = r[k] > m ? r[k] : m;
             double s = 0;
-            for (size_t k = 0; k < C; k++) s += exp((double)r[k] - m);
-            double lse = m + log(s);
-            for (size_t k = 0; k < C; k++) out[(i0 + i) * C + k] = (double)r[k] - lse;
+            for (size_t k = 0; k < C; k++)
+                if (!(gone && gone[k])) s += exp((double)r[k] - m);
+            double lse = m + log(s); /* every class dropped: all -infinity */
+            for (size_t k = 0; k < C; k++)
+                out[(i0 + i) * C + k] =
+                    (gone && gone[k]) || !(m > -INFINITY) ? -INFINITY : (double)r[k] - lse;
         }
     }
     free(z), free(l);

@@ -32,6 +32,7 @@ typedef struct sx_classifier {
     double val_top1, val_balanced_top1; /* the classifier alone on validation images */
     double fused_top1;     /* the fused answer on validation images */
     char head_id[65];      /* SHA-256 (hex) of the head blob the fit used */
+    uint8_t *absent;       /* [n_classes] 1: dropped (sx_classifier_drop), or NULL: none */
 } sx_classifier;
 
 /* Defaults when validation cannot decide (no validation images). */
@@ -42,6 +43,11 @@ typedef struct sx_classifier {
 siamidx_status sx_classifier_fit(const sx_train_data *d, const uint8_t *roles, int verbose,
                                  sx_classifier **out, siamidx_error *err);
 void sx_classifier_free(sx_classifier *c);
+
+/* Leaves class `cls` out of every later answer: its log-probability is
+   -infinity and the others are renormalised without it (an artist since
+   removed from the index). 0, or -1 when out of memory. Not stored in blobs. */
+int sx_classifier_drop(sx_classifier *c, int cls);
 
 /* Log-probabilities of n embeddings (dim floats each): out[n][n_classes]. */
 siamidx_status sx_classifier_log_prob(const sx_classifier *c, const float *emb, size_t n,

@@ -850,6 +850,25 @@ static int take_artist(void *ctx, uint32_t id, const char *name, uint64_t count)
     return 0;
 }
 
+siamidx_status sx_index_artists_present(siamidx_index *idx, char *const *names, size_t n,
+                                        uint8_t *present, siamidx_error *err) {
+    MDB_txn *txn;
+    siamidx_status s = sx_store_read_begin(idx->st, &txn, err);
+    if (s) return s;
+    for (size_t i = 0; !s && i < n; i++) {
+        uint32_t id;
+        uint64_t count = 0;
+        siamidx_error e;
+        s = sx_store_artist_id(idx->st, txn, names[i], &id, &e);
+        if (!s) s = sx_store_artist_name(idx->st, txn, id, NULL, &count, &e);
+        if (s == SIAMIDX_ERR_NOT_FOUND) s = SIAMIDX_OK, count = 0;
+        if (s && err) *err = e;
+        present[i] = count > 0;
+    }
+    sx_store_read_end(txn);
+    return s;
+}
+
 static int by_name(const void *a, const void *b) {
     return strcmp(((const siamidx_artist_info *)a)->name, ((const siamidx_artist_info *)b)->name);
 }

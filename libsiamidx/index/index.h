@@ -79,6 +79,11 @@ siamidx_status sx_index_find_content(siamidx_index *idx, const uint8_t hash[32],
                                      char **path, char **artist, float *embedding,
                                      siamidx_error *err);
 
+/* present[i] = 1 when the index holds an image by names[i], else 0 (an
+   artist whose images were all removed, or one it never had). */
+siamidx_status sx_index_artists_present(siamidx_index *idx, char *const *names, size_t n,
+                                        uint8_t *present, siamidx_error *err);
+
 /* Named blobs (a trained head, ...): a malloc'd copy; NOT_FOUND when absent. */
 siamidx_status sx_index_blob_get(siamidx_index *idx, const char *name, void **data, size_t *len,
                                  siamidx_error *err);
