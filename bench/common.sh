@@ -41,9 +41,12 @@ bench_header() { # BIN
          "model $(grep -m1 '^model\s*:' /proc/cpuinfo | cut -d: -f2 | tr -d ' '), $(nproc) cores"
     echo "vector extensions: $(bench_cpu_vector_flags)"
     echo "siamidx: $("$bin" --version | sed -n 's/^blas: //p')"
+    echo "siamidx conv kernel: $("$bin" model-info "$SRC/models/default.safetensors" 2>/dev/null |
+        sed -n 's/^conv kernel: *\([a-z0-9]*\).*/\1/p') (SIAMIDX_CPU=${SIAMIDX_CPU:-unset})"
     numpy_core=$(OPENBLAS_VERBOSE=2 $PY -c 'import numpy' 2>&1 | sed -n 's/^Core: //p')
     echo "pytorch side: $($PY -c 'import torch; print("torch", torch.__version__, "(convolutions: oneDNN", torch.backends.mkldnn.is_available(), end=")")');" \
-         "numpy/OpenBLAS core ${numpy_core:-?} (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset} for the Python processes)"
+         "numpy/OpenBLAS core ${numpy_core:-?} (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset} for the Python processes)" \
+         "${ONEDNN_MAX_CPU_ISA:+ONEDNN_MAX_CPU_ISA=$ONEDNN_MAX_CPU_ISA }${ATEN_CPU_CAPABILITY:+ATEN_CPU_CAPABILITY=$ATEN_CPU_CAPABILITY}"
     echo "threads: $THREADS each side; OMP_WAIT_POLICY=$OMP_WAIT_POLICY for both"
     echo "load average before: $(bench_loadavg)"
     bench_load_note
