@@ -17,7 +17,10 @@
 # Levers: base (softmax), cosface (--objective cosface), processing
 # (--augment processing), cosface_processing (both), processing_both
 # (--augment processing --objective both: softmax plus the pair BCE),
-# processing_ema (--augment processing --ema 0.999).
+# processing_ema (--augment processing --ema 0.999), processing_w075 (--width
+# 0.75: about 2.25x the cost of a step) and processing_160 (--input-size 160:
+# about 1.56x). EPOCHS is one figure for every lever of a call: give the costlier
+# levers their own call with EPOCHS divided by their cost, for equal compute.
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 bin=${SIAMIDX_BIN:-$here/build/siamidx}
@@ -55,6 +58,7 @@ with open(out, "w", newline="", encoding="utf-8") as f:
 PY
 SIAMIDX_BIN=$bin "$here/tools/eval_protocol.sh" --prepare-only --unseen "$unseen" --seed 1 "$work/prep" "$work/subset.csv"
 for lever in $levers; do
+    width=0.5 input=128
     case $lever in
     base) opts= ;;
     cosface) opts="--objective cosface" ;;
@@ -62,13 +66,15 @@ for lever in $levers; do
     cosface_processing) opts="--objective cosface --augment processing" ;;
     processing_both) opts="--augment processing --objective both" ;;
     processing_ema) opts="--augment processing --ema 0.999" ;;
+    processing_w075) opts="--augment processing" width=0.75 ;;
+    processing_160) opts="--augment processing" input=160 ;;
     *) echo "lever_compare.sh: unknown lever $lever" >&2; exit 2 ;;
     esac
     mkdir -p "$work/$lever"
     start=$(date +%s)
     # shellcheck disable=SC2086
     "$bin" train-encoder "$work/prep/train.csv" -o "$work/$lever/model.safetensors" \
-        --arch resnet18 --width 0.5 --input-size 128 --epochs "$epochs" --batch 32 --seed 1 \
+        --arch resnet18 --width "$width" --input-size "$input" --epochs "$epochs" --batch 32 --seed 1 \
         --threads 2 --no-head --log-seconds 60 $opts > "$work/$lever/train.log" 2>&1
     echo "$lever: trained in $(( $(date +%s) - start )) s"
     SIAMIDX_BIN=$bin "$here/tools/eval_protocol.sh" -m "$work/$lever/model.safetensors" \
