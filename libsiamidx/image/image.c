@@ -179,6 +179,28 @@ static int png_drop_empty_idat(const uint8_t *d, size_t len, uint8_t **copy, siz
     return 0;
 }
 
+/*
+ * A chunk of a PNG longer than what is left of the file: stb_image 2.27 grows
+ * its IDAT buffer to the declared length before it finds the bytes missing,
+ * so a 250-byte file claiming a 1.1 GB IDAT made it allocate 2 GB (found by
+ * fuzz_image). No valid PNG has such a chunk: the caller refuses it first.
+ * Returns the first such chunk's offset (0: none, or not a PNG).
+ */
+static size_t png_overlong_chunk(const uint8_t *d, size_t len, uint64_t *claimed) {
+    static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    if (len < 8 || memcmp(d, sig, 8) != 0) return 0;
+    for (size_t p = 8; p + 12 <= len;) {
+        uint64_t n = be32(d + p);
+        if (n > len - p - 12) {
+            *claimed = n;
+            return p;
+        }
+        if (!memcmp(d + p + 4, "IEND", 4)) break;
+        p += 12 + (size_t)n;
+    }
+    return 0;
+}
+
 static siamidx_status check_pixel_limit(const uint8_t *data, size_t len, uint64_t max_pixels,
                                         siamidx_error *err) {
     int w = 0, h = 0, comp = 0;
@@ -424,6 +446,13 @@ siamidx_status sx_image_decode(const uint8_t *data, size_t len, uint64_t max_pix
                            "scan data)");
     }
 
+    uint64_t claimed = 0;
+    size_t at = png_overlong_chunk(data, len, &claimed);
+    if (at)
+        return sx_fail(err, SIAMIDX_ERR_IMAGE,
+                       "cannot decode image: truncated PNG (its '%.4s' chunk at byte %zu claims "
+                       "%llu bytes, %zu are left)",
+                       (const char *)data + at + 4, at, (unsigned long long)claimed, len - at - 12);
     int w = 0, h = 0, comp = 0;
     uint8_t *clean = NULL;
     size_t clean_len = 0;
