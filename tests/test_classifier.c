@@ -21,7 +21,7 @@ enum { ARTISTS = 16, PER = 40, DIM = 24, N = ARTISTS * PER };
 static float emb[N * DIM];
 static int32_t artist[N];
 static const char *names[ARTISTS];
-static char name_buf[ARTISTS][16];
+static char name_buf[ARTISTS][24]; /* "painter " and any int */
 
 /* Cluster centres with noise, L2-normalised; `spread` sets how much they overlap. */
 static void make_data(uint64_t seed, float spread) {

@@ -328,7 +328,7 @@ siamidx_status sx_model_train_head(const char *model_path, const char *const *co
     /* The encoder trainer records its data's fingerprint: name it when it is this data. */
     const char *data = siamidx_model_meta(model, "training_data");
     const char *fp = siamidx_model_meta(model, "training_data_fingerprint");
-    char trained_on[1024];
+    char trained_on[4096]; /* the collection (up to 2047 bytes), counts and fingerprint */
     snprintf(trained_on, sizeof trained_on, "%s: %zu images of %d artists (seed %llu)%s%s",
              collection, e.n, n_artists, (unsigned long long)o->seed,
              data && fp && !strcmp(data, collection) && !exclude_artists ? ", data fingerprint " : "",
