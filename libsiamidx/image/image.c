@@ -130,13 +130,17 @@ static uint32_t be32(const uint8_t *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+static int is_png(const uint8_t *d, size_t len) {
+    static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    return len >= 8 && !memcmp(d, sig, 8);
+}
+
 /*
  * stb's PNG header check already refuses some huge sizes ("too large") before
  * saying how large; read the IHDR ourselves so the caller hears the real size.
  */
 static int png_header_size(const uint8_t *d, size_t len, uint32_t *w, uint32_t *h) {
-    static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-    if (len < 24 || memcmp(d, sig, 8) != 0 || memcmp(d + 12, "IHDR", 4) != 0) return 0;
+    if (len < 24 || !is_png(d, len) || memcmp(d + 12, "IHDR", 4) != 0) return 0;
     *w = be32(d + 16);
     *h = be32(d + 20);
     return 1;
@@ -150,9 +154,8 @@ static int png_header_size(const uint8_t *d, size_t len, uint32_t *w, uint32_t *
  * chunk list, which stb then refuses itself), else malloc'ed, *copy_len long.
  */
 static int png_drop_empty_idat(const uint8_t *d, size_t len, uint8_t **copy, size_t *copy_len) {
-    static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     *copy = NULL;
-    if (len < 8 || memcmp(d, sig, 8) != 0) return 0;
+    if (!is_png(d, len)) return 0;
     size_t empty = 0;
     for (size_t p = 8; p + 12 <= len;) {
         uint64_t n = be32(d + p);
@@ -187,8 +190,7 @@ static int png_drop_empty_idat(const uint8_t *d, size_t len, uint8_t **copy, siz
  * Returns the first such chunk's offset (0: none, or not a PNG).
  */
 static size_t png_overlong_chunk(const uint8_t *d, size_t len, uint64_t *claimed) {
-    static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-    if (len < 8 || memcmp(d, sig, 8) != 0) return 0;
+    if (!is_png(d, len)) return 0;
     for (size_t p = 8; p + 12 <= len;) {
         uint64_t n = be32(d + p);
         if (n > len - p - 12) {
