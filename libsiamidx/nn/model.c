@@ -540,6 +540,7 @@ static void plan_winograd(siamidx_model *m) {
     atomic_init(&m->wino_state, 0);
     wino_packer p = {m->wino_tile, NULL, 0};
     each_conv(m, wino_one, &p);
+    m->wino_floats = p.floats;
     if (p.floats == 0) m->wino_tile = 0;
 }
 
@@ -556,13 +557,11 @@ int sx_model_winograd_ready(const siamidx_model *cm) {
     if (state) return state > 0;
     pthread_mutex_lock(&m->wino_lock);
     state = atomic_load_explicit(&m->wino_state, memory_order_relaxed);
-    if (!state) {
-        wino_packer p = {m->wino_tile, NULL, 0};
-        each_conv(m, wino_one, &p);
-        m->wino_weights = malloc(p.floats * sizeof(float));
+    if (!state) { /* sized and marked at load (plan_winograd): only the filling pass */
+        m->wino_weights = malloc(m->wino_floats * sizeof(float));
         state = m->wino_weights ? 1 : -1;
         if (m->wino_weights) {
-            p.next = m->wino_weights;
+            wino_packer p = {m->wino_tile, m->wino_weights, 0};
             each_conv(m, wino_one, &p);
         }
         atomic_store_explicit(&m->wino_state, state, memory_order_release);

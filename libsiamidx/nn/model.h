@@ -52,6 +52,7 @@ struct siamidx_model {
        takes that path and they are 4x the size of the weights they replace. */
     float *wino_weights;
     int wino_tile;           /* 2 or 4 (SIAMIDX_WINOGRAD at load); 0: never */
+    size_t wino_floats;      /* what wino_weights will hold, counted at load */
     pthread_mutex_t wino_lock;
     atomic_int wino_state;   /* 0: not transformed yet, 1: ready, -1: out of memory */
     size_t n_params;   /* parameters of the folded encoder (+ fc) */

@@ -94,7 +94,9 @@ void sx_winograd_prepare(sx_conv *c, int m, float *dst) {
                     (float)(gg[i][0] * G[l * 3] + gg[i][1] * G[l * 3 + 1] + gg[i][2] * G[l * 3 + 2]);
     }
     c->wino = dst;
-    c->wino_m = m;
+    /* A model marks its convs at load and transforms later, while other
+       threads read wino_m: only a change is written. */
+    if (c->wino_m != m) c->wino_m = m;
 }
 
 /* ---- plan ------------------------------------------------------------------------ */
