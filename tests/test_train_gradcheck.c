@@ -83,14 +83,14 @@ static void check_conv(const char *name, sx_conv c, int n, int h, int w) {
     k.wt = randv(w_n);
     k.r = randv(k.out_n);
     k.out = zeros(k.out_n);
-    size_t colf = sx_conv_grad_col_floats(&c, n, h, w);
-    k.col = zeros(colf ? colf : 1);
+    size_t colf = sx_conv_grad_col_floats(&c, n, h, w), sf = sx_conv_grad_scratch_floats(&c, n, h, w);
+    k.col = zeros(sf ? sf : 1);
     float *dw = zeros(w_n), *din = zeros(in_n);
     k.c.w = k.wt;
     sx_conv_backward(&k.c, k.in, NULL, k.r, n, h, w, k.col, dw, din);
     /* backward on the forward's own im2col (kept, as training does) gives
        the same weight gradient as rebuilding it */
-    float *kept = zeros(colf ? colf : 1), *dw_kept = zeros(w_n), *scratch = zeros(colf ? colf : 1);
+    float *kept = zeros(colf ? colf : 1), *dw_kept = zeros(w_n), *scratch = zeros(sf ? sf : 1);
     sx_conv_forward_nobias(&k.c, k.in, n, h, w, kept, k.out);
     sx_conv_backward(&k.c, k.in, colf ? kept : NULL, k.r, n, h, w, scratch, dw_kept, NULL);
     CHECK_MSG(!memcmp(dw, dw_kept, w_n * sizeof(float)), "conv %s: dW from the kept im2col differs",
@@ -114,7 +114,7 @@ static void check_conv_chunks(sx_conv c, int n, int h, int w) {
     size_t kk = (size_t)c.cin * c.k * c.k, w_n = (size_t)c.cout * kk;
     float *wt = randv(w_n), *in = randv(in_n), *dout = randv((size_t)c.cout * m);
     float *din = zeros(in_n), *dw = zeros(w_n);
-    float *scratch = zeros(sx_conv_grad_col_floats(&c, n, h, w));
+    float *scratch = zeros(sx_conv_grad_scratch_floats(&c, n, h, w));
     double *want = calloc(in_n, sizeof(double));
     c.w = wt;
     sx_conv_backward(&c, in, NULL, dout, n, h, w, scratch, dw, din);
@@ -135,7 +135,8 @@ static void check_conv_chunks(sx_conv c, int n, int h, int w) {
     double d2 = 0, r2 = 0;
     for (size_t i = 0; i < in_n; i++) d2 += (din[i] - want[i]) * (din[i] - want[i]), r2 += want[i] * want[i];
     double rel = sqrt(d2) / sqrt(r2);
-    printf("conv %dx%d/%d dX, %zu columns (chunks)  rel.err=%.2e\n", c.k, c.k, c.stride, m, rel);
+    printf("conv %dx%d/%d dX, %zu columns (%s)  rel.err=%.2e\n", c.k, c.k, c.stride, m,
+           c.wino_m ? (c.wino_m == 2 ? "Winograd F(2x2)" : "Winograd F(4x4)") : "chunks", rel);
     CHECK_MSG(rel < 1e-5, "conv dX over chunks: relative error %.3g", rel);
     free(wt), free(in), free(dout), free(din), free(dw), free(scratch), free(want);
 }
@@ -352,6 +353,13 @@ int main(void) {
     check_conv("1x1/2 (downsample)", (sx_conv){.cin = 4, .cout = 6, .k = 1, .stride = 2, .pad = 0}, 2, 5, 6);
     check_conv_chunks((sx_conv){.cin = 64, .cout = 4, .k = 3, .stride = 1, .pad = 1}, 2, 48, 47);
     check_conv_chunks((sx_conv){.cin = 64, .cout = 4, .k = 3, .stride = 2, .pad = 1}, 2, 95, 96);
+    /* training marks its 3x3 stride-1 convs for Winograd: the input gradient
+       is then the mirrored convolution of dout (edge tiles: 47 and 9 are not
+       multiples of the tile) */
+    check_conv_chunks((sx_conv){.cin = 24, .cout = 40, .k = 3, .stride = 1, .pad = 1, .wino_m = 4}, 2, 21, 47);
+    check_conv_chunks((sx_conv){.cin = 24, .cout = 40, .k = 3, .stride = 1, .pad = 1, .wino_m = 2}, 2, 21, 47);
+    check_conv("3x3/1 pad 1, Winograd F(4x4)",
+               (sx_conv){.cin = 3, .cout = 4, .k = 3, .stride = 1, .pad = 1, .wino_m = 4}, 2, 9, 10);
     check_bn(0);
     check_bn(1);
     check_relu_add();

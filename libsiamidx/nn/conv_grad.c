@@ -13,6 +13,7 @@
 #include <cblas.h>
 
 #include "nn/conv_grad.h"
+#include "nn/winograd.h"
 #include "base/threads.h"
 
 int openblas_get_num_threads(void);
@@ -198,6 +199,55 @@ static void input_gradient(const sx_conv *c, const float *dout, int n, int h, in
     }
 }
 
+/* ---- the input gradient by Winograd ------------------------------------------- */
+
+/*
+ * For a 3x3 stride-1 pad-1 convolution the input gradient is itself one:
+ * din = conv(dout, W') with W'[ci][co] = W[co][ci] turned by 180 degrees
+ * (each input pixel collects the outputs it fed, through the mirrored
+ * taps), so Winograd's forward computes it, with no W^T x dout matrix nine
+ * times the input and no col2im. The weights change every step, so W' and
+ * its transform are rebuilt each time: 9 + (m+2)^2 floats per (co, ci)
+ * against the convolution's 9 * n * h * w multiply-adds per (co, ci).
+ */
+static sx_conv mirrored_conv(const sx_conv *c) {
+    return (sx_conv){.cin = c->cout, .cout = c->cin, .k = 3, .stride = 1, .pad = 1,
+                     .wino_m = c->wino_m};
+}
+
+static size_t round16(size_t x) { return (x + 15) & ~(size_t)15; }
+
+/* Scratch of the Winograd input gradient: U' | W' | the run's workspace;
+ * 0 when it does not apply to this shape. */
+static size_t wino_dgrad_floats(const sx_conv *c, int n, int h, int w) {
+    if (!sx_winograd_weight_floats(c, c->wino_m)) return 0;
+    sx_conv t = mirrored_conv(c);
+    if (!sx_winograd_applies(&t, n, h, w)) return 0;
+    return round16(sx_winograd_weight_floats(&t, t.wino_m)) + round16((size_t)9 * c->cin * c->cout) +
+           sx_winograd_workspace_floats(&t, n, h, w);
+}
+
+static void wino_input_gradient(const sx_conv *c, const float *dout, int n, int h, int w,
+                                float *scratch, float *din) {
+    sx_conv t = mirrored_conv(c);
+    float *u = scratch, *wt = u + round16(sx_winograd_weight_floats(&t, t.wino_m));
+    float *ws = wt + round16((size_t)9 * c->cin * c->cout);
+    for (int co = 0; co < c->cout; co++)
+        for (int ci = 0; ci < c->cin; ci++) {
+            const float *g = c->w + ((size_t)co * c->cin + ci) * 9;
+            float *to = wt + ((size_t)ci * c->cout + co) * 9;
+            for (int q = 0; q < 9; q++) to[q] = g[8 - q];
+        }
+    t.w = wt;
+    sx_winograd_prepare(&t, t.wino_m, u);
+    sx_winograd_run(&t, dout, n, h, w, ws, din, 0, 0);
+}
+
+size_t sx_conv_grad_scratch_floats(const sx_conv *c, int n, int h, int w) {
+    size_t col = sx_conv_grad_col_floats(c, n, h, w), wino = wino_dgrad_floats(c, n, h, w);
+    return col > wino ? col : wino;
+}
+
 void sx_conv_backward(const sx_conv *c, const float *in, const float *col, const float *dout,
                       int n, int h, int w, float *scratch, float *dw, float *din) {
     int ho, wo;
@@ -215,6 +265,8 @@ void sx_conv_backward(const sx_conv *c, const float *in, const float *col, const
     if (!din) return;
     if (pw) /* the input gradient is W^T x dout itself */
         gemm(1, 0, kk, m, c->cout, c->w, kk, dout, m, 0.0f, din, m);
+    else if (wino_dgrad_floats(c, n, h, w))
+        wino_input_gradient(c, dout, n, h, w, scratch, din);
     else
         input_gradient(c, dout, n, h, w, ho, wo, scratch, din);
 }

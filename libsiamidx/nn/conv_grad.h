@@ -18,6 +18,11 @@
  * convolution, whose GEMMs read the activation itself. */
 size_t sx_conv_grad_col_floats(const sx_conv *c, int n, int h, int w);
 
+/* Floats of the scratch sx_conv_backward needs: the im2col matrix, or
+ * for a conv marked for Winograd (c->wino_m 2 or 4: 3x3, stride 1, pad 1)
+ * the input gradient's transformed weights and workspace, if larger. */
+size_t sx_conv_grad_scratch_floats(const sx_conv *c, int n, int h, int w);
+
 /* out[cout][n*ho*wo] = W x im2col(in); col (sx_conv_grad_col_floats) is
  * left holding im2col(in), which backward can reuse. */
 void sx_conv_forward_nobias(const sx_conv *c, const float *in, int n, int h, int w, float *col,
@@ -26,8 +31,11 @@ void sx_conv_forward_nobias(const sx_conv *c, const float *in, int n, int h, int
 /*
  * dW += dout x im2col(in)^T;  din = col2im(W^T x dout) (skipped when din is
  * NULL). `col` is the forward's im2col(in) when the caller kept it, or NULL:
- * then it is rebuilt in `scratch`. scratch (sx_conv_grad_col_floats) also
- * holds W^T x dout. The GEMMs split over the OpenMP threads when OpenBLAS
+ * then it is rebuilt in `scratch`. scratch (sx_conv_grad_scratch_floats) also
+ * holds W^T x dout, or, when c->wino_m marks the conv for Winograd
+ * F(m x m, 3x3) and the batch has tiles enough, the input gradient is that
+ * convolution of dout with the mirrored weights (nn/winograd.h), and scratch
+ * holds its transformed weights and workspace. The GEMMs split over the OpenMP threads when OpenBLAS
  * runs single-threaded (as training sets it).
  */
 void sx_conv_backward(const sx_conv *c, const float *in, const float *col, const float *dout,

@@ -82,6 +82,8 @@ void sx_winograd_prepare(sx_conv *c, int m, float *dst) {
     int a = m + 2;
     const double *G = m == 2 ? &G2[0][0] : &G4[0][0];
     size_t plane = (size_t)c->cout * c->cin;
+    /* Training transforms every step (nn/conv_grad.c): both threads share it. */
+#pragma omp parallel for num_threads(sx_threads()) schedule(static) if (plane >= 4096)
     for (size_t oc = 0; oc < plane; oc++) { /* oc = co * cin + ci, as w's first two axes */
         const float *g = c->w + oc * 9;
         double gg[MAX_ALPHA][3]; /* G g */
@@ -431,7 +433,8 @@ static void block_output(const wino_plan *p, const sx_conv *c, const float *mm, 
                          size_t i) {
     size_t co = i / b->rows, r = i % b->rows, mstride = (size_t)c->cout * b->nb;
     size_t plane = (size_t)h * w;
-    output_tile_row(p, mm + co * b->nb + r * p->tiles_x, mstride, b->row0 + r, h, w, c->b[co],
+    output_tile_row(p, mm + co * b->nb + r * p->tiles_x, mstride, b->row0 + r, h, w,
+                    c->b ? c->b[co] : 0.0f,
                     relu, accumulate, out + co * n * plane, plane);
 }
 

@@ -45,8 +45,9 @@ int sx_winograd_applies(const sx_conv *c, int n, int h, int w);
 /* Workspace floats sx_winograd_run needs (0 when c is not marked for it). */
 size_t sx_winograd_workspace_floats(const sx_conv *c, int n, int h, int w);
 
-/* out (+)= conv(in), + bias, ReLU: the contract of sx_conv_run for a CNHW
- * input, with `ws` holding sx_winograd_workspace_floats floats. */
+/* out (+)= conv(in), + bias (none when c->b is NULL), ReLU: the contract of
+ * sx_conv_run for a CNHW input, with `ws` holding sx_winograd_workspace_floats
+ * floats. */
 void sx_winograd_run(const sx_conv *c, const float *in, int n, int h, int w, float *ws,
                      float *out, int relu, int accumulate);
 

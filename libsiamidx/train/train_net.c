@@ -16,6 +16,7 @@
 #include "nn/arch.h"
 #include "nn/conv.h"
 #include "nn/conv_grad.h"
+#include "nn/winograd.h"
 #include "nn/encoder.h"
 #include "nn/model.h"
 #include "nn/safetensors.h"
@@ -49,6 +50,9 @@ static size_t add_tensor(sx_tr_net *net, const char *name, int ndim, const int64
 static void plan_unit(sx_tr_net *net, sx_tr_unit *tu, const sx_arch_unit *u) {
     char name[96];
     tu->conv = (sx_conv){.cin = u->cin, .cout = u->cout, .k = u->k, .stride = u->stride, .pad = u->pad};
+    /* Winograd where it applies (SIAMIDX_WINOGRAD, as the encoder reads it): nn/conv_grad.h */
+    int tile = sx_winograd_tile_from_env();
+    if (sx_winograd_weight_floats(&tu->conv, tile)) tu->conv.wino_m = tile;
     tu->relu = u->relu;
     tu->stage = u->stage;
     tu->h_in = u->h_in;
@@ -132,7 +136,7 @@ static int alloc_unit(sx_tr_net *net, sx_tr_unit *u, int n, size_t *max_act, siz
     grow_max(max_act, sz);
     grow_max(max_act, (size_t)u->conv.cin * n * u->h_in * u->w_in);
     size_t col = sx_conv_grad_col_floats(&u->conv, n, u->h_in, u->w_in);
-    grow_max(max_col, col);
+    grow_max(max_col, sx_conv_grad_scratch_floats(&u->conv, n, u->h_in, u->w_in));
     if (col && !unit_frozen(net, u) &&
         (net->kept_col_floats + col) * sizeof(float) <= KEEP_COL_BYTES &&
         (u->col = malloc(col * sizeof(float))))
