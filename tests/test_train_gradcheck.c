@@ -90,9 +90,11 @@ static void check_conv(const char *name, sx_conv c, int n, int h, int w) {
     sx_conv_backward(&k.c, k.in, NULL, k.r, n, h, w, k.col, dw, din);
     /* backward on the forward's own im2col (kept, as training does) gives
        the same weight gradient as rebuilding it */
-    float *kept = zeros(colf ? colf : 1), *dw_kept = zeros(w_n), *scratch = zeros(sf ? sf : 1);
-    sx_conv_forward_nobias(&k.c, k.in, n, h, w, kept, k.out);
-    sx_conv_backward(&k.c, k.in, colf ? kept : NULL, k.r, n, h, w, scratch, dw_kept, NULL);
+    float *kept = zeros(sf ? sf : 1), *dw_kept = zeros(w_n), *scratch = zeros(sf ? sf : 1);
+    int has_col = sx_conv_forward_nobias(&k.c, k.in, n, h, w, kept, k.out);
+    CHECK_MSG(has_col == (colf && !sx_conv_grad_winograd(&c, n, h, w)),
+              "conv %s: forward says it left im2col %d", name, has_col);
+    sx_conv_backward(&k.c, k.in, has_col ? kept : NULL, k.r, n, h, w, scratch, dw_kept, NULL);
     CHECK_MSG(!memcmp(dw, dw_kept, w_n * sizeof(float)), "conv %s: dW from the kept im2col differs",
               name);
     free(kept), free(dw_kept), free(scratch);

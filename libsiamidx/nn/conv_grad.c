@@ -116,18 +116,6 @@ size_t sx_conv_grad_col_floats(const sx_conv *c, int n, int h, int w) {
     return (size_t)c->cin * c->k * c->k * n * ho * wo;
 }
 
-void sx_conv_forward_nobias(const sx_conv *c, const float *in, int n, int h, int w, float *col,
-                            float *out) {
-    int ho, wo;
-    sx_conv_out_size(c, h, w, &ho, &wo);
-    const int m = n * ho * wo, kk = c->cin * c->k * c->k;
-    const float *b = in;
-    if (!conv_pointwise(c)) {
-        sx_conv_im2col(c, in, n, h, w, 0, (size_t)m, col, (size_t)m);
-        b = col;
-    }
-    gemm(0, 0, c->cout, m, kk, c->w, kk, b, m, 0.0f, out, m);
-}
 
 /* ---- backward ------------------------------------------------------------------ */
 
@@ -243,9 +231,52 @@ static void wino_input_gradient(const sx_conv *c, const float *dout, int n, int 
     sx_winograd_run(&t, dout, n, h, w, ws, din, 0, 0);
 }
 
+/* The forward by Winograd: U = G g G^T of this step's weights, then the
+ * encoder's run (no bias: a BatchNorm follows). Scratch as the input
+ * gradient's: U | workspace. */
+static int wino_applies(const sx_conv *c, int n, int h, int w) {
+    return sx_winograd_weight_floats(c, c->wino_m) && sx_winograd_applies(c, n, h, w);
+}
+
+static size_t wino_forward_floats(const sx_conv *c, int n, int h, int w) {
+    if (!wino_applies(c, n, h, w)) return 0;
+    return round16(sx_winograd_weight_floats(c, c->wino_m)) + sx_winograd_workspace_floats(c, n, h, w);
+}
+
+static void wino_forward(const sx_conv *c, const float *in, int n, int h, int w, float *scratch,
+                         float *out) {
+    sx_conv t = *c;
+    t.b = NULL;
+    sx_winograd_prepare(&t, t.wino_m, scratch);
+    sx_winograd_run(&t, in, n, h, w, scratch + round16(sx_winograd_weight_floats(c, c->wino_m)),
+                    out, 0, 0);
+}
+
+int sx_conv_grad_winograd(const sx_conv *c, int n, int h, int w) { return wino_applies(c, n, h, w); }
+
 size_t sx_conv_grad_scratch_floats(const sx_conv *c, int n, int h, int w) {
     size_t col = sx_conv_grad_col_floats(c, n, h, w), wino = wino_dgrad_floats(c, n, h, w);
+    size_t fwd = wino_forward_floats(c, n, h, w);
+    if (wino < fwd) wino = fwd;
     return col > wino ? col : wino;
+}
+
+int sx_conv_forward_nobias(const sx_conv *c, const float *in, int n, int h, int w, float *col,
+                           float *out) {
+    int ho, wo;
+    sx_conv_out_size(c, h, w, &ho, &wo);
+    const int m = n * ho * wo, kk = c->cin * c->k * c->k;
+    if (wino_applies(c, n, h, w)) {
+        wino_forward(c, in, n, h, w, col, out);
+        return 0;
+    }
+    const float *b = in;
+    if (!conv_pointwise(c)) {
+        sx_conv_im2col(c, in, n, h, w, 0, (size_t)m, col, (size_t)m);
+        b = col;
+    }
+    gemm(0, 0, c->cout, m, kk, c->w, kk, b, m, 0.0f, out, m);
+    return !conv_pointwise(c);
 }
 
 void sx_conv_backward(const sx_conv *c, const float *in, const float *col, const float *dout,

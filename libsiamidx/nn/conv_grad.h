@@ -23,10 +23,16 @@ size_t sx_conv_grad_col_floats(const sx_conv *c, int n, int h, int w);
  * the input gradient's transformed weights and workspace, if larger. */
 size_t sx_conv_grad_scratch_floats(const sx_conv *c, int n, int h, int w);
 
-/* out[cout][n*ho*wo] = W x im2col(in); col (sx_conv_grad_col_floats) is
- * left holding im2col(in), which backward can reuse. */
-void sx_conv_forward_nobias(const sx_conv *c, const float *in, int n, int h, int w, float *col,
-                            float *out);
+/* Whether this batch's forward (and input gradient) take Winograd. */
+int sx_conv_grad_winograd(const sx_conv *c, int n, int h, int w);
+
+/* out[cout][n*ho*wo] = W x im2col(in). Returns 1 when col is left holding
+ * im2col(in), which backward can reuse; 0 when there is none (1x1 stride 1)
+ * or when the conv is marked for Winograd (c->wino_m) and the batch has
+ * tiles enough: then col is scratch (sx_conv_grad_scratch_floats floats)
+ * for this step's transformed weights and the run's workspace. */
+int sx_conv_forward_nobias(const sx_conv *c, const float *in, int n, int h, int w, float *col,
+                           float *out);
 
 /*
  * dW += dout x im2col(in)^T;  din = col2im(W^T x dout) (skipped when din is

@@ -137,7 +137,8 @@ static int alloc_unit(sx_tr_net *net, sx_tr_unit *u, int n, size_t *max_act, siz
     grow_max(max_act, (size_t)u->conv.cin * n * u->h_in * u->w_in);
     size_t col = sx_conv_grad_col_floats(&u->conv, n, u->h_in, u->w_in);
     grow_max(max_col, sx_conv_grad_scratch_floats(&u->conv, n, u->h_in, u->w_in));
-    if (col && !unit_frozen(net, u) &&
+    /* a Winograd forward leaves no im2col to keep: backward builds it */
+    if (col && !unit_frozen(net, u) && !sx_conv_grad_winograd(&u->conv, n, u->h_in, u->w_in) &&
         (net->kept_col_floats + col) * sizeof(float) <= KEEP_COL_BYTES &&
         (u->col = malloc(col * sizeof(float))))
         net->kept_col_floats += col;
