@@ -116,7 +116,6 @@ size_t sx_conv_grad_col_floats(const sx_conv *c, int n, int h, int w) {
     return (size_t)c->cin * c->k * c->k * n * ho * wo;
 }
 
-
 /* ---- backward ------------------------------------------------------------------ */
 
 /*
@@ -205,12 +204,17 @@ static sx_conv mirrored_conv(const sx_conv *c) {
 
 static size_t round16(size_t x) { return (x + 15) & ~(size_t)15; }
 
+/* Whether the forward and the input gradient take Winograd: c is marked for
+ * it and the batch has tiles enough (the mirrored conv has the same tiles). */
+static int wino_applies(const sx_conv *c, int n, int h, int w) {
+    return sx_winograd_weight_floats(c, c->wino_m) && sx_winograd_applies(c, n, h, w);
+}
+
 /* Scratch of the Winograd input gradient: U' | W' | the run's workspace;
  * 0 when it does not apply to this shape. */
 static size_t wino_dgrad_floats(const sx_conv *c, int n, int h, int w) {
-    if (!sx_winograd_weight_floats(c, c->wino_m)) return 0;
+    if (!wino_applies(c, n, h, w)) return 0;
     sx_conv t = mirrored_conv(c);
-    if (!sx_winograd_applies(&t, n, h, w)) return 0;
     return round16(sx_winograd_weight_floats(&t, t.wino_m)) + round16((size_t)9 * c->cin * c->cout) +
            sx_winograd_workspace_floats(&t, n, h, w);
 }
@@ -232,12 +236,7 @@ static void wino_input_gradient(const sx_conv *c, const float *dout, int n, int 
 }
 
 /* The forward by Winograd: U = G g G^T of this step's weights, then the
- * encoder's run (no bias: a BatchNorm follows). Scratch as the input
- * gradient's: U | workspace. */
-static int wino_applies(const sx_conv *c, int n, int h, int w) {
-    return sx_winograd_weight_floats(c, c->wino_m) && sx_winograd_applies(c, n, h, w);
-}
-
+ * encoder's run (no bias: a BatchNorm follows). Scratch: U | workspace. */
 static size_t wino_forward_floats(const sx_conv *c, int n, int h, int w) {
     if (!wino_applies(c, n, h, w)) return 0;
     return round16(sx_winograd_weight_floats(c, c->wino_m)) + sx_winograd_workspace_floats(c, n, h, w);
@@ -296,7 +295,7 @@ void sx_conv_backward(const sx_conv *c, const float *in, const float *col, const
     if (!din) return;
     if (pw) /* the input gradient is W^T x dout itself */
         gemm(1, 0, kk, m, c->cout, c->w, kk, dout, m, 0.0f, din, m);
-    else if (wino_dgrad_floats(c, n, h, w))
+    else if (wino_applies(c, n, h, w))
         wino_input_gradient(c, dout, n, h, w, scratch, din);
     else
         input_gradient(c, dout, n, h, w, ho, wo, scratch, din);

@@ -41,8 +41,8 @@ int sx_conv_forward_nobias(const sx_conv *c, const float *in, int n, int h, int 
  * holds W^T x dout, or, when c->wino_m marks the conv for Winograd
  * F(m x m, 3x3) and the batch has tiles enough, the input gradient is that
  * convolution of dout with the mirrored weights (nn/winograd.h), and scratch
- * holds its transformed weights and workspace. The GEMMs split over the OpenMP threads when OpenBLAS
- * runs single-threaded (as training sets it).
+ * holds its transformed weights and workspace. The GEMMs split over the
+ * OpenMP threads when OpenBLAS runs single-threaded (as training sets it).
  */
 void sx_conv_backward(const sx_conv *c, const float *in, const float *col, const float *dout,
                       int n, int h, int w, float *scratch, float *dw, float *din);
