@@ -106,6 +106,13 @@ static void check_conv(const char *name, sx_conv c, int n, int h, int w) {
     free(k.in), free(k.wt), free(k.r), free(k.out), free(k.col), free(dw), free(din);
 }
 
+/* ||got - want|| / ||want|| */
+static double rel_err_d(const float *got, const double *want, size_t n) {
+    double d2 = 0, r2 = 0;
+    for (size_t i = 0; i < n; i++) d2 += (got[i] - want[i]) * (got[i] - want[i]), r2 += want[i] * want[i];
+    return sqrt(d2) / sqrt(r2);
+}
+
 /* The input gradient of a batch big enough for several chunks of W^T x dout
  * (conv_grad.c works through ~2M floats at a time) against the direct sum
  * din[ci][img][iy][ix] = sum W[co][ci][ky][kx] dout[co][img][oy][ox]. */
@@ -134,13 +141,32 @@ static void check_conv_chunks(sx_conv c, int n, int h, int w) {
                                     g * wt[(size_t)co * kk + ((size_t)ci * c.k + ky) * c.k + kx];
                             }
                 }
-    double d2 = 0, r2 = 0;
-    for (size_t i = 0; i < in_n; i++) d2 += (din[i] - want[i]) * (din[i] - want[i]), r2 += want[i] * want[i];
-    double rel = sqrt(d2) / sqrt(r2);
-    printf("conv %dx%d/%d dX, %zu columns (%s)  rel.err=%.2e\n", c.k, c.k, c.stride, m,
-           c.wino_m ? (c.wino_m == 2 ? "Winograd F(2x2)" : "Winograd F(4x4)") : "chunks", rel);
+    const char *path = c.wino_m ? (c.wino_m == 2 ? "Winograd F(2x2)" : "Winograd F(4x4)") : "chunks";
+    double rel = rel_err_d(din, want, in_n);
+    printf("conv %dx%d/%d dX, %zu columns (%s)  rel.err=%.2e\n", c.k, c.k, c.stride, m, path, rel);
     CHECK_MSG(rel < 1e-5, "conv dX over chunks: relative error %.3g", rel);
-    free(wt), free(in), free(dout), free(din), free(dw), free(scratch), free(want);
+    /* dW[co][ci][ky][kx] = sum over the batch's outputs of dout x the input
+       pixel that tap read; dw started from zero */
+    double *want_dw = calloc(w_n, sizeof(double));
+    for (int co = 0; co < c.cout; co++)
+        for (int ci = 0; ci < c.cin; ci++)
+            for (int ky = 0; ky < c.k; ky++)
+                for (int kx = 0; kx < c.k; kx++) {
+                    double s = 0;
+                    for (int img = 0; img < n; img++)
+                        for (int oy = 0; oy < ho; oy++)
+                            for (int ox = 0; ox < wo; ox++) {
+                                int iy = oy * c.stride - c.pad + ky, ix = ox * c.stride - c.pad + kx;
+                                if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                                s += (double)dout[(size_t)co * m + ((size_t)img * ho + oy) * wo + ox] *
+                                     in[(((size_t)ci * n + img) * h + iy) * w + ix];
+                            }
+                    want_dw[(size_t)co * kk + ((size_t)ci * c.k + ky) * c.k + kx] = s;
+                }
+    rel = rel_err_d(dw, want_dw, w_n);
+    printf("conv %dx%d/%d dW, %zu columns (%s)  rel.err=%.2e\n", c.k, c.k, c.stride, m, path, rel);
+    CHECK_MSG(rel < 1e-5, "conv dW (%s): relative error %.3g", path, rel);
+    free(wt), free(in), free(dout), free(din), free(dw), free(scratch), free(want), free(want_dw);
 }
 
 /* ---- BatchNorm (train mode), with and without the fused ReLU ------------- */
@@ -360,6 +386,9 @@ int main(void) {
        multiples of the tile) */
     check_conv_chunks((sx_conv){.cin = 24, .cout = 40, .k = 3, .stride = 1, .pad = 1, .wino_m = 4}, 2, 21, 47);
     check_conv_chunks((sx_conv){.cin = 24, .cout = 40, .k = 3, .stride = 1, .pad = 1, .wino_m = 2}, 2, 21, 47);
+    /* 128 x 128 channels: 19 tile rows fill a workspace block, so the 20 of
+       this batch take two blocks and the weight gradient accumulates dU */
+    check_conv_chunks((sx_conv){.cin = 128, .cout = 128, .k = 3, .stride = 1, .pad = 1, .wino_m = 4}, 2, 40, 22);
     check_conv("3x3/1 pad 1, Winograd F(4x4)",
                (sx_conv){.cin = 3, .cout = 4, .k = 3, .stride = 1, .pad = 1, .wino_m = 4}, 2, 9, 10);
     check_bn(0);

@@ -1,6 +1,8 @@
 /*
  * conv_grad.c - the convolution for training (see conv_grad.h): im2col
- * (conv.c's, the one there is) + GEMM forward, and its backward.
+ * (conv.c's, the one there is) + GEMM forward, and its backward; the 3x3
+ * stride-1 convs marked for Winograd take nn/winograd.c's forward, input
+ * gradient and weight gradient instead.
  *
  * GEMMs are split over the OpenMP team by this file when OpenBLAS runs
  * single-threaded, as encoder training sets it: one thread pool, never two
@@ -193,9 +195,12 @@ static void input_gradient(const sx_conv *c, const float *dout, int n, int h, in
  * din = conv(dout, W') with W'[ci][co] = W[co][ci] turned by 180 degrees
  * (each input pixel collects the outputs it fed, through the mirrored
  * taps), so Winograd's forward computes it, with no W^T x dout matrix nine
- * times the input and no col2im. The weights change every step, so W' and
- * its transform are rebuilt each time: 9 + (m+2)^2 floats per (co, ci)
- * against the convolution's 9 * n * h * w multiply-adds per (co, ci).
+ * times the input and no col2im. The weights change every step, so their
+ * transform U' (sx_winograd_prepare_mirrored, read straight from W) is
+ * rebuilt each time: (m+2)^2 floats per (co, ci) against the convolution's
+ * 9 * n * h * w multiply-adds per (co, ci). The weight gradient of the same
+ * convs is Winograd's too (sx_winograd_weight_grad: dU from the transformed
+ * output gradient and input, then dW = G^T dU G), so they build no im2col.
  */
 static sx_conv mirrored_conv(const sx_conv *c) {
     return (sx_conv){.cin = c->cout, .cout = c->cin, .k = 3, .stride = 1, .pad = 1,
@@ -210,53 +215,44 @@ static int wino_applies(const sx_conv *c, int n, int h, int w) {
     return sx_winograd_weight_floats(c, c->wino_m) && sx_winograd_applies(c, n, h, w);
 }
 
-/* Scratch of the Winograd input gradient: U' | W' | the run's workspace;
- * 0 when it does not apply to this shape. */
-static size_t wino_dgrad_floats(const sx_conv *c, int n, int h, int w) {
+/*
+ * Scratch of every Winograd step of this conv: transformed weights (this
+ * step's U for the forward, the mirrored U' for the input gradient, or dU
+ * for the weight gradient: all (m+2)^2 x cin x cout), then the run's
+ * workspace (the same size for the conv and its mirror: it counts cin +
+ * cout). 0 when Winograd does not apply to this shape.
+ */
+static size_t wino_scratch_floats(const sx_conv *c, int n, int h, int w) {
     if (!wino_applies(c, n, h, w)) return 0;
-    sx_conv t = mirrored_conv(c);
-    return round16(sx_winograd_weight_floats(&t, t.wino_m)) + round16((size_t)9 * c->cin * c->cout) +
-           sx_winograd_workspace_floats(&t, n, h, w);
+    return round16(sx_winograd_weight_floats(c, c->wino_m)) + sx_winograd_workspace_floats(c, n, h, w);
+}
+
+static float *wino_workspace(const sx_conv *c, float *scratch) {
+    return scratch + round16(sx_winograd_weight_floats(c, c->wino_m));
 }
 
 static void wino_input_gradient(const sx_conv *c, const float *dout, int n, int h, int w,
                                 float *scratch, float *din) {
     sx_conv t = mirrored_conv(c);
-    float *u = scratch, *wt = u + round16(sx_winograd_weight_floats(&t, t.wino_m));
-    float *ws = wt + round16((size_t)9 * c->cin * c->cout);
-    for (int co = 0; co < c->cout; co++)
-        for (int ci = 0; ci < c->cin; ci++) {
-            const float *g = c->w + ((size_t)co * c->cin + ci) * 9;
-            float *to = wt + ((size_t)ci * c->cout + co) * 9;
-            for (int q = 0; q < 9; q++) to[q] = g[8 - q];
-        }
-    t.w = wt;
-    sx_winograd_prepare(&t, t.wino_m, u);
-    sx_winograd_run(&t, dout, n, h, w, ws, din, 0, 0);
+    sx_winograd_prepare_mirrored(c, c->wino_m, scratch);
+    t.wino = scratch;
+    sx_winograd_run(&t, dout, n, h, w, wino_workspace(c, scratch), din, 0, 0);
 }
 
 /* The forward by Winograd: U = G g G^T of this step's weights, then the
- * encoder's run (no bias: a BatchNorm follows). Scratch: U | workspace. */
-static size_t wino_forward_floats(const sx_conv *c, int n, int h, int w) {
-    if (!wino_applies(c, n, h, w)) return 0;
-    return round16(sx_winograd_weight_floats(c, c->wino_m)) + sx_winograd_workspace_floats(c, n, h, w);
-}
-
+ * encoder's run (no bias: a BatchNorm follows). */
 static void wino_forward(const sx_conv *c, const float *in, int n, int h, int w, float *scratch,
                          float *out) {
     sx_conv t = *c;
     t.b = NULL;
     sx_winograd_prepare(&t, t.wino_m, scratch);
-    sx_winograd_run(&t, in, n, h, w, scratch + round16(sx_winograd_weight_floats(c, c->wino_m)),
-                    out, 0, 0);
+    sx_winograd_run(&t, in, n, h, w, wino_workspace(c, scratch), out, 0, 0);
 }
 
 int sx_conv_grad_winograd(const sx_conv *c, int n, int h, int w) { return wino_applies(c, n, h, w); }
 
 size_t sx_conv_grad_scratch_floats(const sx_conv *c, int n, int h, int w) {
-    size_t col = sx_conv_grad_col_floats(c, n, h, w), wino = wino_dgrad_floats(c, n, h, w);
-    size_t fwd = wino_forward_floats(c, n, h, w);
-    if (wino < fwd) wino = fwd;
+    size_t col = sx_conv_grad_col_floats(c, n, h, w), wino = wino_scratch_floats(c, n, h, w);
     return col > wino ? col : wino;
 }
 
@@ -284,7 +280,10 @@ void sx_conv_backward(const sx_conv *c, const float *in, const float *col, const
     sx_conv_out_size(c, h, w, &ho, &wo);
     const int m = n * ho * wo, kk = c->cin * c->k * c->k;
     const int pw = conv_pointwise(c);
-    if (dw) {
+    const int wino = wino_applies(c, n, h, w);
+    if (dw && wino) {
+        sx_winograd_weight_grad(c, in, dout, n, h, w, wino_workspace(c, scratch), scratch, dw);
+    } else if (dw) {
         const float *b = pw ? in : col;
         if (!b) {
             sx_conv_im2col(c, in, n, h, w, 0, (size_t)m, scratch, (size_t)m);
@@ -295,7 +294,7 @@ void sx_conv_backward(const sx_conv *c, const float *in, const float *col, const
     if (!din) return;
     if (pw) /* the input gradient is W^T x dout itself */
         gemm(1, 0, kk, m, c->cout, c->w, kk, dout, m, 0.0f, din, m);
-    else if (wino_applies(c, n, h, w))
+    else if (wino)
         wino_input_gradient(c, dout, n, h, w, scratch, din);
     else
         input_gradient(c, dout, n, h, w, ho, wo, scratch, din);

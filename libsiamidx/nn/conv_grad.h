@@ -38,11 +38,13 @@ int sx_conv_forward_nobias(const sx_conv *c, const float *in, int n, int h, int 
  * dW += dout x im2col(in)^T;  din = col2im(W^T x dout) (skipped when din is
  * NULL). `col` is the forward's im2col(in) when the caller kept it, or NULL:
  * then it is rebuilt in `scratch`. scratch (sx_conv_grad_scratch_floats) also
- * holds W^T x dout, or, when c->wino_m marks the conv for Winograd
- * F(m x m, 3x3) and the batch has tiles enough, the input gradient is that
- * convolution of dout with the mirrored weights (nn/winograd.h), and scratch
- * holds its transformed weights and workspace. The GEMMs split over the
- * OpenMP threads when OpenBLAS runs single-threaded (as training sets it).
+ * holds W^T x dout. When c->wino_m marks the conv for Winograd F(m x m, 3x3)
+ * and the batch has tiles enough, both gradients are Winograd's instead
+ * (nn/winograd.h; col is not read): the weight gradient through dU =
+ * (A dout A^T) x V^T, the input gradient as the convolution of dout with the
+ * mirrored weights, and scratch holds transformed weights and workspace. The
+ * GEMMs split over the OpenMP threads when OpenBLAS runs single-threaded (as
+ * training sets it).
  */
 void sx_conv_backward(const sx_conv *c, const float *in, const float *col, const float *dout,
                       int n, int h, int w, float *scratch, float *dw, float *din);

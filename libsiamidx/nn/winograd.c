@@ -78,27 +78,73 @@ static const double G4[6][3] = {{1.0 / 4, 0, 0},
                                 {1.0 / 24, -1.0 / 12, 1.0 / 6},
                                 {0, 0, 1}};
 
-void sx_winograd_prepare(sx_conv *c, int m, float *dst) {
+/*
+ * The weights go through in blocks of WT_BLOCK kernels, transposed on the
+ * stack to gt[tap][kernel], so that every step below runs across the
+ * kernels of a block (contiguous: the compiler vectorises it) and U is
+ * written one contiguous run per point t. Training transforms every step
+ * (nn/conv_grad.c), where a kernel-at-a-time loop, scalar and writing 36
+ * strided floats per kernel, took a tenth of the step.
+ */
+enum { WT_BLOCK = 64 };
+
+/* U[t][oc0 + j] = (G g_j G^T)[t] for the cnt kernels in gt, in double. */
+static void transform_weight_block(int m, const float gt[9][WT_BLOCK], int cnt, size_t plane,
+                                   size_t oc0, float *dst) {
     int a = m + 2;
     const double *G = m == 2 ? &G2[0][0] : &G4[0][0];
-    size_t plane = (size_t)c->cout * c->cin;
-    /* Training transforms every step (nn/conv_grad.c): both threads share it. */
+    double gg[MAX_ALPHA][3][WT_BLOCK]; /* G g */
+    for (int i = 0; i < a; i++)
+        for (int col = 0; col < 3; col++)
+            for (int j = 0; j < cnt; j++)
+                gg[i][col][j] = G[i * 3] * gt[col][j] + G[i * 3 + 1] * gt[3 + col][j] +
+                                G[i * 3 + 2] * gt[6 + col][j];
+    for (int i = 0; i < a; i++)
+        for (int l = 0; l < a; l++) {
+            float *to = dst + (size_t)(i * a + l) * plane + oc0;
+            double g0 = G[l * 3], g1 = G[l * 3 + 1], g2 = G[l * 3 + 2];
+            for (int j = 0; j < cnt; j++)
+                to[j] = (float)(gg[i][0][j] * g0 + gg[i][1][j] * g1 + gg[i][2][j] * g2);
+        }
+}
+
+/*
+ * U for every kernel of c, or with `mirrored` for the convolution that
+ * computes c's input gradient: cin and cout swapped and each kernel turned
+ * by 180 degrees, U'[t][ci][co] from c->w[co][ci] (nn/conv_grad.c).
+ */
+static void transform_weights(const sx_conv *c, int m, int mirrored, float *dst) {
+    size_t plane = (size_t)c->cout * c->cin, blocks = (plane + WT_BLOCK - 1) / WT_BLOCK;
 #pragma omp parallel for num_threads(sx_threads()) schedule(static) if (plane >= 4096)
-    for (size_t oc = 0; oc < plane; oc++) { /* oc = co * cin + ci, as w's first two axes */
-        const float *g = c->w + oc * 9;
-        double gg[MAX_ALPHA][3]; /* G g */
-        for (int i = 0; i < a; i++)
-            for (int j = 0; j < 3; j++)
-                gg[i][j] = G[i * 3] * g[j] + G[i * 3 + 1] * g[3 + j] + G[i * 3 + 2] * g[6 + j];
-        for (int i = 0; i < a; i++)
-            for (int l = 0; l < a; l++)
-                dst[(size_t)(i * a + l) * plane + oc] =
-                    (float)(gg[i][0] * G[l * 3] + gg[i][1] * G[l * 3 + 1] + gg[i][2] * G[l * 3 + 2]);
+    for (size_t bi = 0; bi < blocks; bi++) {
+        size_t oc0 = bi * WT_BLOCK;
+        int cnt = plane - oc0 < WT_BLOCK ? (int)(plane - oc0) : WT_BLOCK;
+        float gt[9][WT_BLOCK];
+        for (int j = 0; j < cnt; j++) {
+            size_t oc = oc0 + j; /* the index of the transformed conv's [cout][cin] */
+            if (mirrored) {
+                size_t ci = oc / c->cout, co = oc % c->cout;
+                const float *g = c->w + (co * c->cin + ci) * 9;
+                for (int q = 0; q < 9; q++) gt[q][j] = g[8 - q];
+            } else {
+                const float *g = c->w + oc * 9;
+                for (int q = 0; q < 9; q++) gt[q][j] = g[q];
+            }
+        }
+        transform_weight_block(m, (const float(*)[WT_BLOCK])gt, cnt, plane, oc0, dst);
     }
+}
+
+void sx_winograd_prepare(sx_conv *c, int m, float *dst) {
+    transform_weights(c, m, 0, dst);
     c->wino = dst;
     /* A model marks its convs at load and transforms later, while other
        threads read wino_m: only a change is written. */
     if (c->wino_m != m) c->wino_m = m;
+}
+
+void sx_winograd_prepare_mirrored(const sx_conv *c, int m, float *dst) {
+    transform_weights(c, m, 1, dst);
 }
 
 /* ---- plan ------------------------------------------------------------------------ */
@@ -472,5 +518,174 @@ void sx_winograd_run(const sx_conv *c, const float *in, int n, int h, int w, flo
             for (long i = 0; i < (long)n_out; i++)
                 block_output(&p, c, mm, n, h, w, &b, out, relu, accumulate, (size_t)i);
         }
+    }
+}
+
+/* ---- the weight gradient: dU[t] = (A dY A^T)[t] x V[t]^T, dW = G^T dU G --------------- */
+
+/*
+ * The forward is Y = A^T [U . V] A per tile, linear in U, so for a loss
+ * with output gradient dY: dM = A dY A^T (the adjoint of the output
+ * transform, a tile's m x m gradient spread over its (m+2)^2 points),
+ * dU[t] = sum over tiles of dM[t] V[t]^T, and dW = G^T dU G (the adjoint of
+ * U = G g G^T). V is rebuilt from the input, block by block, as the forward
+ * builds it: about the cost of the im2col it replaces, for a quarter
+ * (F(4x4)) of the weight-gradient GEMM's multiplies.
+ */
+
+/* A y for F(4x4,3x3): four values to six (A = the transpose of AT4's matrix). */
+#define A4(y0, y1, y2, y3, v)                                                                      \
+    do {                                                                                           \
+        float s02 = (y0) + (y2), s13 = (y1) + (y3);                                                \
+        float q02 = (y0) + 4.0f * (y2), q13 = 2.0f * (y1) + 8.0f * (y3);                           \
+        v[0] = (y0);                                                                               \
+        v[1] = s02 + s13;                                                                          \
+        v[2] = s02 - s13;                                                                          \
+        v[3] = q02 + q13;                                                                          \
+        v[4] = q02 - q13;                                                                          \
+        v[5] = (y3);                                                                               \
+    } while (0)
+
+#define A2(y0, y1, v)                                                                              \
+    do {                                                                                           \
+        v[0] = (y0);                                                                               \
+        v[1] = (y0) + (y1);                                                                        \
+        v[2] = (y0) - (y1);                                                                        \
+        v[3] = -(y1);                                                                              \
+    } while (0)
+
+/*
+ * dM of output channel co's tile row `row`, written at dm[t * mstride + j]
+ * for the tiles j of the row. dY outside the image is zero: the forward
+ * discards those outputs.
+ */
+static void grad_tile_row(const wino_plan *p, const float *dout, size_t plane_stride, int h,
+                          int w, size_t row, float *dm, size_t mstride) {
+    enum { LD = TILE_CHUNK * 4 };
+    float col[MAX_ALPHA * LD]; /* col[k][x] = (A dY[., x])[k] */
+    size_t img = row / p->tiles_y;
+    int ty = (int)(row % p->tiles_y), m = p->m, a = p->a;
+    const float *plane = dout + img * plane_stride, *rows[4];
+    int y0 = ty * m;
+    for (int r = 0; r < m; r++) rows[r] = y0 + r < h ? plane + (size_t)(y0 + r) * w : zero_row;
+    for (int tx0 = 0; tx0 < p->tiles_x; tx0 += TILE_CHUNK) {
+        int count = p->tiles_x - tx0 < TILE_CHUNK ? p->tiles_x - tx0 : TILE_CHUNK;
+        int x0 = tx0 * m, cols = count * m, inside = w - x0 < cols ? w - x0 : cols;
+        if (m == 4) {
+            const float *d0 = rows[0] == zero_row ? zero_row : rows[0] + x0;
+            const float *d1 = rows[1] == zero_row ? zero_row : rows[1] + x0;
+            const float *d2 = rows[2] == zero_row ? zero_row : rows[2] + x0;
+            const float *d3 = rows[3] == zero_row ? zero_row : rows[3] + x0;
+            for (int x = 0; x < inside; x++) {
+                float v[6];
+                A4(d0[x], d1[x], d2[x], d3[x], v);
+                for (int k = 0; k < 6; k++) col[k * LD + x] = v[k];
+            }
+        } else {
+            const float *d0 = rows[0] == zero_row ? zero_row : rows[0] + x0;
+            const float *d1 = rows[1] == zero_row ? zero_row : rows[1] + x0;
+            for (int x = 0; x < inside; x++) {
+                float v[4];
+                A2(d0[x], d1[x], v);
+                for (int k = 0; k < 4; k++) col[k * LD + x] = v[k];
+            }
+        }
+        for (int k = 0; k < a; k++)
+            memset(col + (size_t)k * LD + inside, 0, (size_t)(cols - inside) * sizeof *col);
+        for (int k = 0; k < a; k++) {
+            const float *c = col + (size_t)k * LD;
+            float *o = dm + (size_t)k * a * mstride + tx0;
+            for (int j = 0; j < count; j++) {
+                float v[MAX_ALPHA];
+                if (m == 4)
+                    A4(c[4 * j], c[4 * j + 1], c[4 * j + 2], c[4 * j + 3], v);
+                else
+                    A2(c[2 * j], c[2 * j + 1], v);
+                for (int l = 0; l < a; l++) o[l * mstride + j] = v[l];
+            }
+        }
+    }
+}
+
+static void block_grad(const wino_plan *p, const sx_conv *c, const float *dout, int n, int h,
+                       int w, const wino_block *b, float *dm, size_t i) {
+    size_t co = i / b->rows, r = i % b->rows, mstride = (size_t)c->cout * b->nb;
+    size_t plane = (size_t)h * w;
+    grad_tile_row(p, dout + co * n * plane, plane, h, w, b->row0 + r,
+                  dm + co * b->nb + r * p->tiles_x, mstride);
+}
+
+/* dU[t] (+)= dM[t] x V[t]^T for one block. */
+static void block_grad_gemm(const sx_conv *c, const wino_block *b, const float *v, const float *dm,
+                            int t, float beta, float *du) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c->cout, c->cin, (int)b->nb, 1.0f,
+                dm + (size_t)t * c->cout * b->nb, (int)b->nb, v + (size_t)t * c->cin * b->nb,
+                (int)b->nb, beta, du + (size_t)t * c->cout * c->cin, c->cin);
+}
+
+/* dw[oc][3][3] += (G^T dU[.][oc] G) for the kernels oc of one block. */
+static void grad_weight_block(int m, const float *du, size_t plane, size_t oc0, int cnt,
+                              float *dw) {
+    int a = m + 2;
+    const double *G = m == 2 ? &G2[0][0] : &G4[0][0];
+    float tmp[MAX_ALPHA][3][WT_BLOCK]; /* tmp[i][q] = sum_l dU[i][l] G[l][q] */
+    for (int i = 0; i < a; i++)
+        for (int q = 0; q < 3; q++) {
+            for (int j = 0; j < cnt; j++) tmp[i][q][j] = 0.0f;
+            for (int l = 0; l < a; l++) {
+                float g = (float)G[l * 3 + q];
+                if (g == 0.0f) continue;
+                const float *d = du + (size_t)(i * a + l) * plane + oc0;
+                for (int j = 0; j < cnt; j++) tmp[i][q][j] += d[j] * g;
+            }
+        }
+    float out[9][WT_BLOCK];
+    for (int pq = 0; pq < 9; pq++) {
+        int pr = pq / 3, q = pq % 3;
+        for (int j = 0; j < cnt; j++) out[pq][j] = 0.0f;
+        for (int i = 0; i < a; i++) {
+            float g = (float)G[i * 3 + pr];
+            if (g == 0.0f) continue;
+            for (int j = 0; j < cnt; j++) out[pq][j] += g * tmp[i][q][j];
+        }
+    }
+    for (int j = 0; j < cnt; j++)
+        for (int pq = 0; pq < 9; pq++) dw[(oc0 + j) * 9 + pq] += out[pq][j];
+}
+
+void sx_winograd_weight_grad(const sx_conv *c, const float *in, const float *dout, int n, int h,
+                             int w, float *ws, float *du, float *dw) {
+    wino_plan p = make_plan(c, n, h, w);
+    float *v = ws, *dm = ws + (size_t)p.a2 * c->cin * p.nb;
+    size_t plane = (size_t)c->cout * c->cin, kblocks = (plane + WT_BLOCK - 1) / WT_BLOCK;
+    int blas_threads = openblas_get_num_threads() > 1;
+    for (size_t row0 = 0; row0 < p.tile_rows; row0 += p.block_rows) {
+        wino_block b = {row0, p.tile_rows - row0 < p.block_rows ? p.tile_rows - row0 : p.block_rows, 0};
+        b.nb = b.rows * p.tiles_x;
+        size_t n_in = (size_t)c->cin * b.rows, n_out = (size_t)c->cout * b.rows;
+        float beta = row0 ? 1.0f : 0.0f;
+        if (blas_threads) {
+            for (size_t i = 0; i < n_in; i++) block_input(&p, c, in, n, h, w, &b, v, i);
+            for (size_t i = 0; i < n_out; i++) block_grad(&p, c, dout, n, h, w, &b, dm, i);
+            for (int t = 0; t < p.a2; t++) block_grad_gemm(c, &b, v, dm, t, beta, du);
+            continue;
+        }
+#pragma omp parallel num_threads(sx_threads())
+        {
+#pragma omp for schedule(static) nowait
+            for (long i = 0; i < (long)n_in; i++) block_input(&p, c, in, n, h, w, &b, v, (size_t)i);
+#pragma omp for schedule(static)
+            for (long i = 0; i < (long)n_out; i++)
+                block_grad(&p, c, dout, n, h, w, &b, dm, (size_t)i);
+            /* each t is one thread's: dU[t] is written by that thread only */
+#pragma omp for schedule(dynamic, 1)
+            for (int t = 0; t < p.a2; t++) block_grad_gemm(c, &b, v, dm, t, beta, du);
+        }
+    }
+#pragma omp parallel for num_threads(sx_threads()) schedule(static) if (plane >= 4096)
+    for (size_t bi = 0; bi < kblocks; bi++) {
+        size_t oc0 = bi * WT_BLOCK;
+        grad_weight_block(p.m, du, plane, oc0,
+                          plane - oc0 < WT_BLOCK ? (int)(plane - oc0) : WT_BLOCK, dw);
     }
 }

@@ -36,6 +36,12 @@ size_t sx_winograd_weight_floats(const sx_conv *c, int m);
  * c->wino at it: U[(m+2)^2][cout][cin], computed in double. */
 void sx_winograd_prepare(sx_conv *c, int m, float *dst);
 
+/* The transformed weights of the convolution that computes c's input
+ * gradient (cin and cout swapped, each kernel turned by 180 degrees), from
+ * c->w, into dst (sx_winograd_weight_floats floats): U'[(m+2)^2][cin][cout].
+ * c is not changed. */
+void sx_winograd_prepare_mirrored(const sx_conv *c, int m, float *dst);
+
 /* Whether the Winograd path suits this input size (c is marked for a tile
  * size, c->wino_m, and the batch has enough tiles to pay for reading U); the
  * encoder's conv step takes it when OpenBLAS is also single-threaded and the
@@ -50,5 +56,12 @@ size_t sx_winograd_workspace_floats(const sx_conv *c, int n, int h, int w);
  * floats. */
 void sx_winograd_run(const sx_conv *c, const float *in, int n, int h, int w, float *ws,
                      float *out, int relu, int accumulate);
+
+/* Training's weight gradient of sx_winograd_run's convolution (tile size
+ * c->wino_m): dw[cout][cin][3][3] += dL/dW for the output gradient dout, of
+ * the same CNHW shape as the output. ws: sx_winograd_workspace_floats floats;
+ * du: sx_winograd_weight_floats(c, c->wino_m) floats of scratch (dL/dU). */
+void sx_winograd_weight_grad(const sx_conv *c, const float *in, const float *dout, int n, int h,
+                             int w, float *ws, float *du, float *dw);
 
 #endif /* SX_NN_WINOGRAD_H */
