@@ -21,6 +21,70 @@
 
 /* ---- BatchNorm (training mode: batch statistics) ------------------------- */
 
+/*
+ * Sums over a channel's row, in float lanes over chunks of ROW_CHUNK
+ * values, each chunk's total added in double: the compiler vectorises the
+ * lanes (a double accumulator that must add in order would not be), and
+ * no float sum runs over more than ROW_CHUNK / ROW_LANES values.
+ */
+enum { ROW_LANES = 16, ROW_CHUNK = 1024 };
+
+/* sum x[i] */
+static double row_sum(const float *x, size_t m) {
+    double total = 0.0;
+    size_t i = 0;
+    for (; i + ROW_CHUNK <= m; i += ROW_CHUNK) {
+        float acc[ROW_LANES] = {0};
+        for (size_t j = 0; j < ROW_CHUNK; j += ROW_LANES)
+            for (int l = 0; l < ROW_LANES; l++) acc[l] += x[i + j + l];
+        double chunk = 0.0;
+        for (int l = 0; l < ROW_LANES; l++) chunk += acc[l];
+        total += chunk;
+    }
+    for (; i < m; i++) total += x[i];
+    return total;
+}
+
+/* sum (x[i] - mu)^2 */
+static double row_sum_sq_dev(const float *x, size_t m, float mu) {
+    double total = 0.0;
+    size_t i = 0;
+    for (; i + ROW_CHUNK <= m; i += ROW_CHUNK) {
+        float acc[ROW_LANES] = {0};
+        for (size_t j = 0; j < ROW_CHUNK; j += ROW_LANES)
+            for (int l = 0; l < ROW_LANES; l++) {
+                float d = x[i + j + l] - mu;
+                acc[l] += d * d;
+            }
+        double chunk = 0.0;
+        for (int l = 0; l < ROW_LANES; l++) chunk += acc[l];
+        total += chunk;
+    }
+    for (; i < m; i++) total += (double)(x[i] - mu) * (x[i] - mu);
+    return total;
+}
+
+/* sum dy[i] and sum dy[i] * (x[i] - mu) (xhat's numerator; the caller scales) */
+static void row_sums_dy(const float *dy, const float *x, size_t m, float mu, double *sdy,
+                        double *sdyx) {
+    double t0 = 0.0, t1 = 0.0;
+    size_t i = 0;
+    for (; i + ROW_CHUNK <= m; i += ROW_CHUNK) {
+        float a0[ROW_LANES] = {0}, a1[ROW_LANES] = {0};
+        for (size_t j = 0; j < ROW_CHUNK; j += ROW_LANES)
+            for (int l = 0; l < ROW_LANES; l++) {
+                float g = dy[i + j + l];
+                a0[l] += g;
+                a1[l] += g * (x[i + j + l] - mu);
+            }
+        double c0 = 0.0, c1 = 0.0;
+        for (int l = 0; l < ROW_LANES; l++) c0 += a0[l], c1 += a1[l];
+        t0 += c0, t1 += c1;
+    }
+    for (; i < m; i++) t0 += dy[i], t1 += (double)dy[i] * (x[i] - mu);
+    *sdy = t0, *sdyx = t1;
+}
+
 /* y = gamma * (x - mean) * invstd + beta per channel row of m values; saves
  * mean/invstd for backward and updates the running statistics as PyTorch
  * does (momentum 0.1, unbiased variance in the running estimate). */
@@ -30,13 +94,9 @@ void sx_tr_bn_forward(int c, size_t m, const float *x, const float *gamma, const
 #pragma omp parallel for num_threads(sx_threads()) schedule(static)
     for (int ch = 0; ch < c; ch++) {
         const float *xr = x + (size_t)ch * m;
-        double s = 0.0, ss = 0.0;
-        for (size_t i = 0; i < m; i++) s += xr[i];
-        double mu = s / (double)m;
-        for (size_t i = 0; i < m; i++) {
-            double d = xr[i] - mu;
-            ss += d * d;
-        }
+        double mu = row_sum(xr, m) / (double)m;
+        /* the deviations from the float mean: what backward's xhat uses */
+        double ss = row_sum_sq_dev(xr, m, (float)mu);
         double var = ss / (double)m;
         float is = (float)(1.0 / sqrt(var + SX_TR_BN_EPS));
         mean[ch] = (float)mu;
@@ -65,11 +125,9 @@ void sx_tr_bn_backward(int c, size_t m, const float *x, const float *dy, const f
     for (int ch = 0; ch < c; ch++) {
         const float *xr = x + (size_t)ch * m, *dr = dy + (size_t)ch * m;
         const float mu = mean[ch], is = invstd[ch];
-        double sdy = 0.0, sdyx = 0.0;
-        for (size_t i = 0; i < m; i++) {
-            sdy += dr[i];
-            sdyx += dr[i] * ((xr[i] - mu) * is);
-        }
+        double sdy, sdyx;
+        row_sums_dy(dr, xr, m, mu, &sdy, &sdyx);
+        sdyx *= is;
         dgamma[ch] += (float)sdyx;
         dbeta[ch] += (float)sdy;
         float k = gamma[ch] * is / (float)m;
