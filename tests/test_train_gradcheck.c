@@ -11,6 +11,8 @@
 
 #include "check.h"
 #include "nn/conv_grad.h"
+#include "nn/cpu.h"
+#include "nn/gemm.h"
 #include "train/train_layers.h"
 
 static uint64_t rng_state = 12345;
@@ -26,7 +28,13 @@ static float *randv(size_t n) {
     return v;
 }
 
-static float *zeros(size_t n) { return calloc(n, sizeof(float)); }
+/* 64-byte aligned, as the GEMM kernels' scratch must be */
+static float *zeros(size_t n) {
+    size_t bytes = (n * sizeof(float) + 63) & ~(size_t)63;
+    float *v = aligned_alloc(64, bytes ? bytes : 64);
+    if (v) memset(v, 0, bytes);
+    return v;
+}
 
 static double dot(const float *a, const float *b, size_t n) {
     double s = 0;
@@ -69,7 +77,7 @@ typedef struct conv_ctx {
 static double conv_loss(void *p) {
     conv_ctx *k = p;
     k->c.w = k->wt;
-    sx_conv_forward_nobias(&k->c, k->in, k->n, k->h, k->w, k->col, k->out);
+    sx_conv_forward_nobias(&k->c, k->in, k->n, k->h, k->w, NULL, k->col, k->out);
     return dot(k->out, k->r, k->out_n);
 }
 
@@ -83,7 +91,7 @@ static void check_conv(const char *name, sx_conv c, int n, int h, int w) {
     k.wt = randv(w_n);
     k.r = randv(k.out_n);
     k.out = zeros(k.out_n);
-    size_t colf = sx_conv_grad_col_floats(&c, n, h, w), sf = sx_conv_grad_scratch_floats(&c, n, h, w);
+    size_t sf = sx_conv_grad_scratch_floats(&c, n, h, w);
     k.col = zeros(sf ? sf : 1);
     float *dw = zeros(w_n), *din = zeros(in_n);
     k.c.w = k.wt;
@@ -91,8 +99,8 @@ static void check_conv(const char *name, sx_conv c, int n, int h, int w) {
     /* backward on the forward's own im2col (kept, as training does) gives
        the same weight gradient as rebuilding it */
     float *kept = zeros(sf ? sf : 1), *dw_kept = zeros(w_n), *scratch = zeros(sf ? sf : 1);
-    int has_col = sx_conv_forward_nobias(&k.c, k.in, n, h, w, kept, k.out);
-    CHECK_MSG(has_col == (colf && !sx_conv_grad_winograd(&c, n, h, w)),
+    int has_col = sx_conv_forward_nobias(&k.c, k.in, n, h, w, kept, scratch, k.out);
+    CHECK_MSG(has_col == sx_conv_grad_keeps_col(&c, n, h, w),
               "conv %s: forward says it left im2col %d", name, has_col);
     sx_conv_backward(&k.c, k.in, has_col ? kept : NULL, k.r, n, h, w, scratch, dw_kept, NULL);
     CHECK_MSG(!memcmp(dw, dw_kept, w_n * sizeof(float)), "conv %s: dW from the kept im2col differs",
@@ -104,6 +112,56 @@ static void check_conv(const char *name, sx_conv c, int n, int h, int w) {
     snprintf(label, sizeof label, "conv %s dX", name);
     gradcheck(label, k.in, in_n, din, conv_loss, &k, 1e-2f, 2e-3);
     free(k.in), free(k.wt), free(k.r), free(k.out), free(k.col), free(dw), free(din);
+}
+
+/* ||got - want|| / ||want|| in float */
+static double rel_err_f(const float *got, const float *want, size_t n) {
+    double d2 = 0, r2 = 0;
+    for (size_t i = 0; i < n; i++) d2 += (got[i] - want[i]) * (got[i] - want[i]), r2 += (double)want[i] * want[i];
+    return sqrt(d2) / sqrt(r2);
+}
+
+/*
+ * The convs that take no Winograd run their forward on the project's GEMM
+ * when the trainer gives them a kernel (c.gemm): for every kernel this CPU
+ * has, the forward against im2col + OpenBLAS, and both gradients by central
+ * differences through that forward.
+ */
+static void check_conv_kernels(const char *name, sx_conv c, int n, int h, int w) {
+    static const sx_cpu_path paths[] = {SX_CPU_AVX2, SX_CPU_AVX512};
+    int ho, wo;
+    sx_conv_out_size(&c, h, w, &ho, &wo);
+    size_t in_n = (size_t)c.cin * n * h * w, w_n = (size_t)c.cout * c.cin * c.k * c.k;
+    size_t out_n = (size_t)c.cout * n * ho * wo;
+    float *in = randv(in_n), *wt = randv(w_n), *want = zeros(out_n), *got = zeros(out_n);
+    c.w = wt;
+    float *col = zeros(sx_conv_grad_scratch_floats(&c, n, h, w));
+    sx_conv_forward_nobias(&c, in, n, h, w, NULL, col, want);
+    free(col);
+    for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) {
+        if (!sx_cpu_supports(paths[i])) {
+            printf("# %s: no %s on this CPU\n", name, sx_cpu_path_name(paths[i]));
+            continue;
+        }
+        sx_conv k = c;
+        k.gemm = sx_gemm_kernel_for(paths[i], c.cout);
+        float *scratch = zeros(sx_conv_grad_scratch_floats(&k, n, h, w));
+        float *kept = zeros(sx_conv_grad_col_floats(&k, n, h, w) + 1);
+        for (int keep = 0; keep < 2; keep++) { /* a kept buffer or none: never kept */
+            memset(got, 0, out_n * sizeof(float));
+            int has_col = sx_conv_forward_nobias(&k, in, n, h, w, keep ? kept : NULL, scratch, got);
+            double e = rel_err_f(got, want, out_n);
+            CHECK_MSG(has_col == (keep && sx_conv_grad_keeps_col(&k, n, h, w)) && e < 1e-6,
+                      "conv %s on %s, keep %d: forward rel err %.2e vs OpenBLAS (col %d)", name,
+                      sx_cpu_path_name(paths[i]), keep, e, has_col);
+        }
+        free(scratch), free(kept);
+        char label[96];
+        snprintf(label, sizeof label, "%s, %s kernel", name, sx_cpu_path_name(paths[i]));
+        k.w = NULL;
+        check_conv(label, k, n, h, w);
+    }
+    free(in), free(wt), free(want), free(got);
 }
 
 /* ||got - want|| / ||want|| */
@@ -379,6 +437,10 @@ int main(void) {
     check_conv("7x7/2 pad 3", (sx_conv){.cin = 3, .cout = 2, .k = 7, .stride = 2, .pad = 3}, 1, 9, 8);
     check_conv("1x1/1", (sx_conv){.cin = 5, .cout = 3, .k = 1, .stride = 1, .pad = 0}, 2, 4, 3);
     check_conv("1x1/2 (downsample)", (sx_conv){.cin = 4, .cout = 6, .k = 1, .stride = 2, .pad = 0}, 2, 5, 6);
+    check_conv_kernels("7x7/2 pad 3 (stem)", (sx_conv){.cin = 3, .cout = 20, .k = 7, .stride = 2, .pad = 3}, 2, 19, 17);
+    check_conv_kernels("3x3/2 pad 1", (sx_conv){.cin = 6, .cout = 9, .k = 3, .stride = 2, .pad = 1}, 2, 9, 8);
+    check_conv_kernels("1x1/1", (sx_conv){.cin = 5, .cout = 70, .k = 1, .stride = 1, .pad = 0}, 2, 4, 3);
+    check_conv_kernels("1x1/2 (downsample)", (sx_conv){.cin = 4, .cout = 6, .k = 1, .stride = 2, .pad = 0}, 2, 5, 6);
     check_conv_chunks((sx_conv){.cin = 64, .cout = 4, .k = 3, .stride = 1, .pad = 1}, 2, 48, 47);
     check_conv_chunks((sx_conv){.cin = 64, .cout = 4, .k = 3, .stride = 2, .pad = 1}, 2, 95, 96);
     /* training marks its 3x3 stride-1 convs for Winograd: the input gradient

@@ -15,6 +15,7 @@
 #include <cblas.h>
 
 #include "nn/conv_grad.h"
+#include "nn/gemm.h"
 #include "nn/winograd.h"
 #include "base/threads.h"
 
@@ -249,29 +250,70 @@ static void wino_forward(const sx_conv *c, const float *in, int n, int h, int w,
     sx_winograd_run(&t, in, n, h, w, wino_workspace(c, scratch), out, 0, 0);
 }
 
-int sx_conv_grad_winograd(const sx_conv *c, int n, int h, int w) { return wino_applies(c, n, h, w); }
+/* ---- the forward on the project's GEMM ------------------------------------------ */
+
+/*
+ * The convs that do not take Winograd run their forward on nn/gemm.h's
+ * kernel when the trainer chose one (c->gemm): this step's weights are
+ * packed into the scratch (cout x cin*k*k floats, little next to one
+ * activation), and the kernel packs im2col straight from the input as
+ * inference does, so no im2col matrix is written, and none is kept: the
+ * weight gradient rebuilds it. Measured on the stem of resnet18 width 0.5
+ * (cout 32, a 77 MB whole-batch im2col), per step: forward 58 ms with
+ * im2col + OpenBLAS (35 GFLOP/s), 50 ms writing the kept im2col and
+ * packing from it, 26 ms packing from the input; backward 20 ms on the
+ * kept im2col, 35 ms rebuilding it (docs/performance.md, session 9).
+ */
+static int packed_applies(const sx_conv *c, int n, int h, int w) {
+    return c->gemm && !wino_applies(c, n, h, w);
+}
+
+static size_t packed_scratch_floats(const sx_conv *c, int n, int h, int w) {
+    if (!packed_applies(c, n, h, w)) return 0;
+    return round16(sx_conv_packed_floats(c, c->gemm)) + sx_gemm_work_floats(c->gemm);
+}
+
+static void packed_forward(const sx_conv *c, const float *in, int n, int h, int w, float *scratch,
+                           float *out) {
+    sx_conv t = *c;
+    t.b = NULL;
+    sx_conv_pack(&t, c->gemm, scratch);
+    sx_conv_run(&t, in, 0, n, h, w, scratch + round16(sx_conv_packed_floats(c, c->gemm)), out, 0,
+                0);
+}
+
+int sx_conv_grad_keeps_col(const sx_conv *c, int n, int h, int w) {
+    return sx_conv_grad_col_floats(c, n, h, w) && !wino_applies(c, n, h, w) &&
+           !packed_applies(c, n, h, w);
+}
 
 size_t sx_conv_grad_scratch_floats(const sx_conv *c, int n, int h, int w) {
     size_t col = sx_conv_grad_col_floats(c, n, h, w), wino = wino_scratch_floats(c, n, h, w);
-    return col > wino ? col : wino;
+    size_t packed = packed_scratch_floats(c, n, h, w), most = col > wino ? col : wino;
+    return most > packed ? most : packed;
 }
 
-int sx_conv_forward_nobias(const sx_conv *c, const float *in, int n, int h, int w, float *col,
-                           float *out) {
+int sx_conv_forward_nobias(const sx_conv *c, const float *in, int n, int h, int w, float *kept,
+                           float *scratch, float *out) {
     int ho, wo;
     sx_conv_out_size(c, h, w, &ho, &wo);
     const int m = n * ho * wo, kk = c->cin * c->k * c->k;
     if (wino_applies(c, n, h, w)) {
-        wino_forward(c, in, n, h, w, col, out);
+        wino_forward(c, in, n, h, w, scratch, out);
         return 0;
     }
-    const float *b = in;
-    if (!conv_pointwise(c)) {
-        sx_conv_im2col(c, in, n, h, w, 0, (size_t)m, col, (size_t)m);
-        b = col;
+    if (packed_applies(c, n, h, w)) {
+        packed_forward(c, in, n, h, w, scratch, out);
+        return 0;
     }
-    gemm(0, 0, c->cout, m, kk, c->w, kk, b, m, 0.0f, out, m);
-    return !conv_pointwise(c);
+    if (conv_pointwise(c)) {
+        gemm(0, 0, c->cout, m, kk, c->w, kk, in, m, 0.0f, out, m);
+        return 0;
+    }
+    float *col = kept ? kept : scratch;
+    sx_conv_im2col(c, in, n, h, w, 0, (size_t)m, col, (size_t)m);
+    gemm(0, 0, c->cout, m, kk, c->w, kk, col, m, 0.0f, out, m);
+    return kept != NULL;
 }
 
 void sx_conv_backward(const sx_conv *c, const float *in, const float *col, const float *dout,

@@ -1,7 +1,8 @@
 /*
  * nn/conv_grad.h - the convolution's training side, beside its inference
- * forward (conv.c): the forward without bias that keeps the batch's im2col
- * matrix, and the backward (weight gradient, col2im for the input gradient).
+ * forward (conv.c): the forward without bias (Winograd, the project's GEMM
+ * on this step's weights, or im2col + OpenBLAS keeping the batch's im2col),
+ * and the backward (weight gradient, col2im for the input gradient).
  *
  * Same layout as conv.h: activations CNHW [channels][n*h*w], weights
  * [cout][cin*k*k]; the sx_conv's w is read, its b is not (a BatchNorm
@@ -18,21 +19,27 @@
  * convolution, whose GEMMs read the activation itself. */
 size_t sx_conv_grad_col_floats(const sx_conv *c, int n, int h, int w);
 
-/* Floats of the scratch sx_conv_backward needs: the im2col matrix, or
- * for a conv marked for Winograd (c->wino_m 2 or 4: 3x3, stride 1, pad 1)
- * the input gradient's transformed weights and workspace, if larger. */
+/* Floats of the scratch sx_conv_backward and sx_conv_forward_nobias need
+ * (64-byte aligned): the im2col matrix; for a conv marked for Winograd
+ * (c->wino_m 2 or 4: 3x3, stride 1, pad 1) the transformed weights and
+ * workspace; for one with a GEMM kernel (c->gemm, nn/gemm.h) its packed
+ * weights and the kernel's work; whichever is largest. */
 size_t sx_conv_grad_scratch_floats(const sx_conv *c, int n, int h, int w);
 
-/* Whether this batch's forward (and input gradient) take Winograd. */
-int sx_conv_grad_winograd(const sx_conv *c, int n, int h, int w);
+/* Whether the forward leaves im2col(in) in a caller's `kept` buffer (of
+ * sx_conv_grad_col_floats) for backward: only on the im2col + OpenBLAS
+ * path, not for 1x1 stride 1, Winograd, or a conv with c->gemm. */
+int sx_conv_grad_keeps_col(const sx_conv *c, int n, int h, int w);
 
-/* out[cout][n*ho*wo] = W x im2col(in). Returns 1 when col is left holding
- * im2col(in), which backward can reuse; 0 when there is none (1x1 stride 1)
- * or when the conv is marked for Winograd (c->wino_m) and the batch has
- * tiles enough: then col is scratch (sx_conv_grad_scratch_floats floats)
- * for this step's transformed weights and the run's workspace. */
-int sx_conv_forward_nobias(const sx_conv *c, const float *in, int n, int h, int w, float *col,
-                           float *out);
+/* out[cout][n*ho*wo] = W x im2col(in). `kept`: NULL, or a buffer that is
+ * left holding im2col(in) when sx_conv_grad_keeps_col() (then returns 1,
+ * else 0). `scratch` (sx_conv_grad_scratch_floats floats): for a Winograd
+ * conv, this step's transformed weights and the run's workspace; for one
+ * with c->gemm, this step's packed weights and the kernel's work (the
+ * kernel packs im2col from `in` as it goes, as inference does); else the
+ * im2col when none is kept. */
+int sx_conv_forward_nobias(const sx_conv *c, const float *in, int n, int h, int w, float *kept,
+                           float *scratch, float *out);
 
 /*
  * dW += dout x im2col(in)^T;  din = col2im(W^T x dout) (skipped when din is

@@ -16,6 +16,8 @@
 #include "nn/arch.h"
 #include "nn/conv.h"
 #include "nn/conv_grad.h"
+#include "nn/cpu.h"
+#include "nn/gemm.h"
 #include "nn/winograd.h"
 #include "nn/encoder.h"
 #include "nn/model.h"
@@ -53,6 +55,8 @@ static void plan_unit(sx_tr_net *net, sx_tr_unit *tu, const sx_arch_unit *u) {
     /* Winograd where it applies (SIAMIDX_WINOGRAD, as the encoder reads it): nn/conv_grad.h */
     int tile = sx_winograd_tile_from_env();
     if (sx_winograd_weight_floats(&tu->conv, tile)) tu->conv.wino_m = tile;
+    /* the others (and Winograd's small batches) on the project's GEMM: nn/conv_grad.h */
+    tu->conv.gemm = sx_gemm_kernel_for(net->cpu, u->cout);
     tu->relu = u->relu;
     tu->stage = u->stage;
     tu->h_in = u->h_in;
@@ -137,8 +141,8 @@ static int alloc_unit(sx_tr_net *net, sx_tr_unit *u, int n, size_t *max_act, siz
     grow_max(max_act, (size_t)u->conv.cin * n * u->h_in * u->w_in);
     size_t col = sx_conv_grad_col_floats(&u->conv, n, u->h_in, u->w_in);
     grow_max(max_col, sx_conv_grad_scratch_floats(&u->conv, n, u->h_in, u->w_in));
-    /* a Winograd forward leaves no im2col to keep: backward builds it */
-    if (col && !unit_frozen(net, u) && !sx_conv_grad_winograd(&u->conv, n, u->h_in, u->w_in) &&
+    /* Winograd and GEMM-kernel forwards leave no im2col to keep: backward builds it */
+    if (col && !unit_frozen(net, u) && sx_conv_grad_keeps_col(&u->conv, n, u->h_in, u->w_in) &&
         (net->kept_col_floats + col) * sizeof(float) <= KEEP_COL_BYTES &&
         (u->col = malloc(col * sizeof(float))))
         net->kept_col_floats += col;
@@ -174,6 +178,11 @@ siamidx_status sx_tr_net_new(const sx_tr_config *cfg, sx_tr_net **out, siamidx_e
         free(net);
         return s;
     }
+    if ((s = sx_cpu_choose(&net->cpu, err))) {
+        sx_model_free(net->infer);
+        free(net);
+        return s;
+    }
     plan_network(net);
     const int n = cfg->max_batch;
     size_t max_act = 0, max_col = 0;
@@ -198,7 +207,8 @@ siamidx_status sx_tr_net_new(const sx_tr_config *cfg, sx_tr_net **out, siamidx_e
     net->dfeat = malloc((size_t)n * net->feat_dim * sizeof(float));
     net->logits = malloc((size_t)n * cfg->n_classes * sizeof(float));
     net->dlogits = malloc((size_t)n * cfg->n_classes * sizeof(float));
-    net->col = malloc((max_col ? max_col : 1) * sizeof(float));
+    /* 64-byte aligned: the GEMM kernel's work and packed weights live in it */
+    net->col = aligned_alloc(64, ((max_col ? max_col : 1) * sizeof(float) + 63) & ~(size_t)63);
     net->g_a = malloc(max_act * sizeof(float));
     net->g_b = malloc(max_act * sizeof(float));
     net->s1 = malloc(max_act * sizeof(float));
@@ -345,7 +355,7 @@ static void unit_forward(sx_tr_net *net, sx_tr_unit *u, const float *in, int n) 
     size_t m = (size_t)n * u->h_out * u->w_out;
     const float *p = net->params;
     sx_conv c = unit_conv(net, u);
-    sx_conv_forward_nobias(&c, in, n, u->h_in, u->w_in, u->col ? u->col : net->col, u->x);
+    sx_conv_forward_nobias(&c, in, n, u->h_in, u->w_in, u->col, net->col, u->x);
     sx_tr_bn_forward(u->conv.cout, m, u->x, p + u->gamma, p + u->beta, net->bufs + u->rmean,
                      net->bufs + u->rvar, u->mean, u->invstd, u->y, u->relu);
 }

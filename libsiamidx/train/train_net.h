@@ -87,6 +87,7 @@ typedef struct sx_tr_net {
        training too. */
     siamidx_model *infer;
     sx_encoder *infer_enc;
+    sx_cpu_path cpu; /* the GEMM kernel of the convs that take no Winograd (nn/cpu.h) */
     size_t kept_col_floats; /* sum of the units' kept im2col matrices */
     int last_n; /* batch size of the last forward */
     const int32_t *last_labels;
