@@ -16,6 +16,7 @@
 
 #include "nn/conv_grad.h"
 #include "nn/gemm.h"
+#include "nn/stem.h"
 #include "nn/winograd.h"
 #include "base/threads.h"
 
@@ -270,7 +271,11 @@ static int packed_applies(const sx_conv *c, int n, int h, int w) {
 
 static size_t packed_scratch_floats(const sx_conv *c, int n, int h, int w) {
     if (!packed_applies(c, n, h, w)) return 0;
-    return round16(sx_conv_packed_floats(c, c->gemm)) + sx_gemm_work_floats(c->gemm);
+    /* the run's work: the kernel's, or the direct stem's (nn/stem.h) */
+    size_t work = sx_gemm_work_floats(c->gemm);
+    if (sx_stem_applies(c, sx_gemm_kernel_path(c->gemm)) && sx_stem_work_floats(c, w) > work)
+        work = sx_stem_work_floats(c, w);
+    return round16(sx_conv_packed_floats(c, c->gemm)) + work;
 }
 
 static void packed_forward(const sx_conv *c, const float *in, int n, int h, int w, float *scratch,

@@ -21,6 +21,12 @@ const sx_gemm_kernel *sx_gemm_kernel_for(sx_cpu_path path, int m) {
     return NULL;
 }
 
+sx_cpu_path sx_gemm_kernel_path(const sx_gemm_kernel *g) {
+    if (g == &sx_gemm_avx2) return SX_CPU_AVX2;
+    if (g == &sx_gemm_avx512 || g == &sx_gemm_avx512_8x32) return SX_CPU_AVX512;
+    return SX_CPU_BLAS;
+}
+
 /* ---- packing ------------------------------------------------------------------ */
 
 size_t sx_gemm_packed_a_floats(const sx_gemm_kernel *g, int m, int k) {

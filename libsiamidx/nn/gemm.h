@@ -37,6 +37,8 @@
  */
 const sx_gemm_kernel *sx_gemm_kernel_for(sx_cpu_path path, int m);
 extern const sx_gemm_kernel sx_gemm_avx2, sx_gemm_avx512, sx_gemm_avx512_8x32;
+/* The path whose kernel g is (the inverse of sx_gemm_kernel_for). */
+sx_cpu_path sx_gemm_kernel_path(const sx_gemm_kernel *g);
 
 /* Packing A (row-major, m x k) into g's panels. */
 size_t sx_gemm_packed_a_floats(const sx_gemm_kernel *g, int m, int k);
