@@ -13,6 +13,7 @@
 #include "nn/conv_grad.h"
 #include "nn/cpu.h"
 #include "nn/gemm.h"
+#include "base/threads.h"
 #include "train/train_layers.h"
 
 static uint64_t rng_state = 12345;
@@ -165,6 +166,56 @@ static void check_conv_kernels(const char *name, sx_conv c, int n, int h, int w)
 }
 
 /* ||got - want|| / ||want|| */
+static double rel_err_d(const float *got, const double *want, size_t n);
+
+/*
+ * The direct stem's weight gradient (nn/stem.c) against the direct sum in
+ * double, on rows of several segments (wo 75: 2 of 64 pixels on AVX-512, 3
+ * of 32 on AVX2), a channel count that leaves a partial block, two threads.
+ */
+static void check_stem_weight_grad(void) {
+    sx_conv c = {.cin = 3, .cout = 10, .k = 7, .stride = 2, .pad = 3};
+    const int n = 2, h = 150, w = 149;
+    int ho, wo;
+    sx_conv_out_size(&c, h, w, &ho, &wo);
+    size_t m = (size_t)n * ho * wo, taps = 147, w_n = (size_t)c.cout * taps;
+    float *in = randv((size_t)3 * n * h * w), *dout = randv((size_t)c.cout * m), *wt = randv(w_n);
+    double *want = calloc(w_n, sizeof(double));
+    for (int co = 0; co < c.cout; co++)
+        for (int ci = 0; ci < 3; ci++)
+            for (int ky = 0; ky < 7; ky++)
+                for (int kx = 0; kx < 7; kx++) {
+                    double s = 0;
+                    for (int img = 0; img < n; img++)
+                        for (int oy = 0; oy < ho; oy++)
+                            for (int ox = 0; ox < wo; ox++) {
+                                int iy = 2 * oy - 3 + ky, ix = 2 * ox - 3 + kx;
+                                if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                                s += (double)dout[(size_t)co * m + ((size_t)img * ho + oy) * wo + ox] *
+                                     in[((size_t)ci * n + img) * h * w + (size_t)iy * w + ix];
+                            }
+                    want[(size_t)co * taps + (ci * 7 + ky) * 7 + kx] = s;
+                }
+    static const sx_cpu_path paths[] = {SX_CPU_AVX2, SX_CPU_AVX512};
+    int threads_before = sx_threads();
+    sx_threads_set(2);
+    for (size_t p = 0; p < 2; p++) {
+        if (!sx_cpu_supports(paths[p])) continue;
+        sx_conv k = c;
+        k.w = wt;
+        k.gemm = sx_gemm_kernel_for(paths[p], c.cout);
+        float *scratch = zeros(sx_conv_grad_scratch_floats(&k, n, h, w)), *dw = zeros(w_n);
+        sx_conv_backward(&k, in, NULL, dout, n, h, w, scratch, dw, NULL);
+        double e = rel_err_d(dw, want, w_n);
+        printf("stem dW, direct on %s, against the sum in double: rel.err=%.2e\n",
+               sx_cpu_path_name(paths[p]), e);
+        CHECK_MSG(e < 1e-5, "stem dW on %s: rel err %.2e", sx_cpu_path_name(paths[p]), e);
+        free(scratch), free(dw);
+    }
+    sx_threads_set(threads_before);
+    free(in), free(dout), free(wt), free(want);
+}
+
 static double rel_err_d(const float *got, const double *want, size_t n) {
     double d2 = 0, r2 = 0;
     for (size_t i = 0; i < n; i++) d2 += (got[i] - want[i]) * (got[i] - want[i]), r2 += want[i] * want[i];
@@ -441,6 +492,7 @@ int main(void) {
     check_conv_kernels("3x3/2 pad 1", (sx_conv){.cin = 6, .cout = 9, .k = 3, .stride = 2, .pad = 1}, 2, 9, 8);
     check_conv_kernels("1x1/1", (sx_conv){.cin = 5, .cout = 70, .k = 1, .stride = 1, .pad = 0}, 2, 4, 3);
     check_conv_kernels("1x1/2 (downsample)", (sx_conv){.cin = 4, .cout = 6, .k = 1, .stride = 2, .pad = 0}, 2, 5, 6);
+    check_stem_weight_grad();
     check_conv_chunks((sx_conv){.cin = 64, .cout = 4, .k = 3, .stride = 1, .pad = 1}, 2, 48, 47);
     check_conv_chunks((sx_conv){.cin = 64, .cout = 4, .k = 3, .stride = 2, .pad = 1}, 2, 95, 96);
     /* training marks its 3x3 stride-1 convs for Winograd: the input gradient

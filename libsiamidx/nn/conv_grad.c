@@ -292,8 +292,25 @@ int sx_conv_grad_keeps_col(const sx_conv *c, int n, int h, int w) {
            !packed_applies(c, n, h, w);
 }
 
+/* A stem with a GEMM kernel: nn/stem.c's forward and weight gradient, no im2col. */
+static int stem_direct(const sx_conv *c) {
+    return c->gemm && sx_stem_applies(c, sx_gemm_kernel_path(c->gemm));
+}
+
+/* Floats of input_gradient's W^T x dout chunk. */
+static size_t dcol_floats(const sx_conv *c, int n, int h, int w) {
+    int ho, wo;
+    sx_conv_out_size(c, h, w, &ho, &wo);
+    size_t kk = (size_t)c->cin * c->k * c->k;
+    return kk * dcol_chunk_cols(kk, (size_t)n * ho * wo);
+}
+
 size_t sx_conv_grad_scratch_floats(const sx_conv *c, int n, int h, int w) {
     size_t col = sx_conv_grad_col_floats(c, n, h, w), wino = wino_scratch_floats(c, n, h, w);
+    if (stem_direct(c)) { /* the weight gradient's work, or the input gradient's chunk */
+        col = sx_stem_weight_grad_floats(c, w);
+        if (dcol_floats(c, n, h, w) > col) col = dcol_floats(c, n, h, w);
+    }
     size_t packed = packed_scratch_floats(c, n, h, w), most = col > wino ? col : wino;
     return most > packed ? most : packed;
 }
@@ -330,6 +347,8 @@ void sx_conv_backward(const sx_conv *c, const float *in, const float *col, const
     const int wino = wino_applies(c, n, h, w);
     if (dw && wino) {
         sx_winograd_weight_grad(c, in, dout, n, h, w, wino_workspace(c, scratch), scratch, dw);
+    } else if (dw && stem_direct(c)) {
+        sx_stem_weight_grad(c, sx_gemm_kernel_path(c->gemm), in, dout, n, h, w, scratch, dw);
     } else if (dw) {
         const float *b = pw ? in : col;
         if (!b) {

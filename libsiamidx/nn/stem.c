@@ -93,8 +93,9 @@ int sx_stem_applies(const sx_conv *c, sx_cpu_path path) {
 static size_t round16(size_t x) { return (x + 15) & ~(size_t)15; }
 
 /* Floats of one split row: the last block's pixels past the row end (up
- * to VB - 1), plus the largest tap offset (3), read zeros. */
-static size_t split_row_floats(int wo) { return round16((size_t)wo + MAX_VB + 4); }
+ * to 63 for the weight gradient's segments, VB - 1 for the forward), plus
+ * the largest tap offset (3), read what split_row wrote there. */
+static size_t split_row_floats(int wo) { return round16((size_t)wo + 64 + 4); }
 
 static size_t weight_floats(const sx_conv *c) {
     return round16((size_t)(c->cout + MAX_CB - 1) / MAX_CB * MAX_CB * c->cin * STEM_K * STEM_K);
@@ -203,4 +204,157 @@ void sx_stem_run(const sx_conv *c, sx_cpu_path path, const float *in, int in_nch
             }
         }
     }
+}
+
+/* ---- the weight gradient ------------------------------------------------------------ */
+
+/*
+ * dW[co][tap] = sum over output pixels of dout[co][pixel] * rows[tap][pixel]:
+ * the same split rows as the forward. Per output row and block of 4 output
+ * channels, the row's dout (a segment of 4 vectors per channel) stays in 16
+ * registers while every tap adds its 4 row vectors' products into one
+ * vector accumulator per channel, acc[tap][co][lane], kept in the thread's
+ * work (4 x 147 x 16 floats per block: L1) and summed over lanes once at
+ * the end. Per tap: 4 row loads, 4 accumulator loads and stores, 16 FMAs.
+ */
+#define DW_CB 4
+#define DW_SEG 4 /* vectors per segment of a row */
+
+/* acc[t * 4 + i][lane] += sum_v d[i][v] * rows[t][x0 + 16 v + lane], AVX-512 */
+__attribute__((target("avx512f"))) static void dw_segment_avx512(int taps,
+                                                                 const float *const *rows, int x0,
+                                                                 const float *d, size_t ld,
+                                                                 float *acc) {
+    __m512 dv[DW_CB][DW_SEG];
+#pragma GCC unroll 4
+    for (int i = 0; i < DW_CB; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < DW_SEG; v++) dv[i][v] = _mm512_loadu_ps(d + i * ld + 16 * v);
+    for (int t = 0; t < taps; t++, acc += DW_CB * 16) {
+        const float *r = rows[t] + x0;
+        __m512 r0 = _mm512_loadu_ps(r), r1 = _mm512_loadu_ps(r + 16);
+        __m512 r2 = _mm512_loadu_ps(r + 32), r3 = _mm512_loadu_ps(r + 48);
+#pragma GCC unroll 4
+        for (int i = 0; i < DW_CB; i++) {
+            __m512 a = _mm512_loadu_ps(acc + 16 * i);
+            a = _mm512_fmadd_ps(dv[i][0], r0, a);
+            a = _mm512_fmadd_ps(dv[i][1], r1, a);
+            a = _mm512_fmadd_ps(dv[i][2], r2, a);
+            a = _mm512_fmadd_ps(dv[i][3], r3, a);
+            _mm512_storeu_ps(acc + 16 * i, a);
+        }
+    }
+}
+
+/* The same with 8 lanes (the accumulator's upper 8 lanes unused), AVX2. */
+__attribute__((target("avx2,fma"))) static void dw_segment_avx2(int taps,
+                                                               const float *const *rows, int x0,
+                                                               const float *d, size_t ld,
+                                                               float *acc) {
+    __m256 dv[DW_CB][DW_SEG];
+#pragma GCC unroll 4
+    for (int i = 0; i < DW_CB; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < DW_SEG; v++) dv[i][v] = _mm256_loadu_ps(d + i * ld + 8 * v);
+    for (int t = 0; t < taps; t++, acc += DW_CB * 16) {
+        const float *r = rows[t] + x0;
+        __m256 r0 = _mm256_loadu_ps(r), r1 = _mm256_loadu_ps(r + 8);
+        __m256 r2 = _mm256_loadu_ps(r + 16), r3 = _mm256_loadu_ps(r + 24);
+#pragma GCC unroll 4
+        for (int i = 0; i < DW_CB; i++) {
+            __m256 a = _mm256_loadu_ps(acc + 16 * i);
+            a = _mm256_fmadd_ps(dv[i][0], r0, a);
+            a = _mm256_fmadd_ps(dv[i][1], r1, a);
+            a = _mm256_fmadd_ps(dv[i][2], r2, a);
+            a = _mm256_fmadd_ps(dv[i][3], r3, a);
+            _mm256_storeu_ps(acc + 16 * i, a);
+        }
+    }
+}
+
+/* Pixels per segment, and the padded length of a dout row. */
+static int dw_seg_px(sx_cpu_path path) { return DW_SEG * (path == SX_CPU_AVX512 ? 16 : 8); }
+
+static size_t dw_row_floats(int wo) { return round16((size_t)wo + DW_SEG * 16); }
+
+static size_t dw_acc_floats(const sx_conv *c) {
+    return (size_t)(c->cout + DW_CB - 1) / DW_CB * DW_CB * c->cin * STEM_K * STEM_K * 16;
+}
+
+static size_t dw_thread_floats(const sx_conv *c, int wo) {
+    return thread_floats(c, wo) + dw_acc_floats(c) + round16((size_t)DW_CB * dw_row_floats(wo));
+}
+
+size_t sx_stem_weight_grad_floats(const sx_conv *c, int w) {
+    int wo = (w + 2 * 3 - STEM_K) / 2 + 1;
+    return SX_GEMM_MAX_THREADS * dw_thread_floats(c, wo);
+}
+
+void sx_stem_weight_grad(const sx_conv *c, sx_cpu_path path, const float *in, const float *dout,
+                         int n, int h, int w, float *work, float *dw) {
+    int ho, wo;
+    sx_conv_out_size(c, h, w, &ho, &wo);
+    const int taps = c->cin * STEM_K * STEM_K, blocks = (c->cout + DW_CB - 1) / DW_CB;
+    const int seg = dw_seg_px(path);
+    const size_t len = split_row_floats(wo), per_thread = dw_thread_floats(c, wo);
+    const size_t hw = (size_t)h * w, plane = (size_t)n * ho * wo, drow = dw_row_floats(wo);
+    int threads = sx_threads() < SX_GEMM_MAX_THREADS ? sx_threads() : SX_GEMM_MAX_THREADS;
+    int team = 1;
+#pragma omp parallel num_threads(threads)
+    {
+#pragma omp single
+        team = omp_get_num_threads();
+        float *buf = work + (size_t)omp_get_thread_num() * per_thread;
+        float *acc = buf + thread_floats(c, wo), *d = acc + dw_acc_floats(c);
+        memset(acc, 0, dw_acc_floats(c) * sizeof *acc);
+        const float *rows[STEM_MAX_CIN * STEM_K * STEM_K];
+        for (int t = 0; t < taps; t++) {
+            int kx = t % STEM_K, split = t / STEM_K;
+            const float *e = buf + (size_t)2 * split * len, *o = e + len;
+            rows[t] = (kx % 2 ? e : o) + kx / 2;
+        }
+#pragma omp for schedule(static)
+        for (long r = 0; r < (long)n * ho; r++) {
+            int img = (int)(r / ho), oy = (int)(r % ho);
+            for (int ci = 0; ci < c->cin; ci++)
+                for (int ky = 0; ky < STEM_K; ky++) {
+                    int iy = 2 * oy - 3 + ky, split = ci * STEM_K + ky;
+                    const float *src = iy >= 0 && iy < h ? in + ci * n * hw + img * hw + (size_t)iy * w : NULL;
+                    split_row(src, w, len, buf + (size_t)2 * split * len, buf + (size_t)(2 * split + 1) * len);
+                }
+            for (int b = 0; b < blocks; b++) {
+                /* this row's dout for the block, zero past wo and past cout */
+                for (int i = 0; i < DW_CB; i++) {
+                    int co = b * DW_CB + i;
+                    float *di = d + (size_t)i * drow;
+                    if (co < c->cout) {
+                        memcpy(di, dout + (size_t)co * plane + (size_t)r * wo, (size_t)wo * sizeof *di);
+                        memset(di + wo, 0, (drow - wo) * sizeof *di);
+                    } else {
+                        memset(di, 0, drow * sizeof *di);
+                    }
+                }
+                float *ab = acc + (size_t)b * taps * DW_CB * 16;
+                for (int x0 = 0; x0 < wo; x0 += seg) {
+                    if (path == SX_CPU_AVX512)
+                        dw_segment_avx512(taps, rows, x0, d + x0, drow, ab);
+                    else
+                        dw_segment_avx2(taps, rows, x0, d + x0, drow, ab);
+                }
+            }
+        }
+    }
+    /* dw[co][t] += the lanes of every thread's acc[b][t][i] */
+    int lanes = path == SX_CPU_AVX512 ? 16 : 8;
+    for (int co = 0; co < c->cout; co++)
+        for (int t = 0; t < taps; t++) {
+            int b = co / DW_CB, i = co % DW_CB;
+            double sum = 0.0;
+            for (int th = 0; th < team; th++) {
+                const float *a = work + (size_t)th * per_thread + thread_floats(c, wo) +
+                                 (((size_t)b * taps + t) * DW_CB + i) * 16;
+                for (int l = 0; l < lanes; l++) sum += a[l];
+            }
+            dw[(size_t)co * taps + t] += (float)sum;
+        }
 }

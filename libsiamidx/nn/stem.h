@@ -35,4 +35,16 @@ size_t sx_stem_work_floats(const sx_conv *c, int w);
 void sx_stem_run(const sx_conv *c, sx_cpu_path path, const float *in, int in_nchw, int n, int h,
                  int w, float *work, float *out, int relu, int accumulate);
 
+/* Scratch floats of sx_stem_weight_grad (as sx_stem_work_floats). */
+size_t sx_stem_weight_grad_floats(const sx_conv *c, int w);
+
+/*
+ * dw[cout][cin*49] += dout x im2col(in)^T, never building the im2col: the
+ * forward's split rows times each output row's dout, accumulated per thread
+ * and lane, summed at the end. `in` CNHW [cin][n*h*w], dout CNHW
+ * [cout][n*ho*wo]. Threads over sx_threads() by output rows.
+ */
+void sx_stem_weight_grad(const sx_conv *c, sx_cpu_path path, const float *in, const float *dout,
+                         int n, int h, int w, float *work, float *dw);
+
 #endif /* SX_NN_STEM_H */
