@@ -45,6 +45,19 @@ static float *randv(size_t n, unsigned seed) {
     return v;
 }
 
+/* One line per way: best time, GFLOP/s, speed-up over blas, difference from blas. */
+static void print_ways(const double best[3], const double diff[3], double flop, const char *what) {
+    const char *names[] = {"blas (im2col + sgemm)", "direct avx2", "direct avx512"};
+    for (int p = 0; p < 3; p++) {
+        if (best[p] >= 1e30) {
+            printf("  %-22s  (not on this CPU)\n", names[p]);
+            continue;
+        }
+        printf("  %-22s %8.2f ms  %6.1f GFLOP/s  %.2fx blas  %s %.2e\n", names[p], best[p] * 1e3,
+               flop / best[p] * 1e-9, best[0] / best[p], what, diff[p]);
+    }
+}
+
 static void run_shape(const char *label, int cout, int n, int s, int in_nchw, int rounds) {
     sx_conv c = {.cin = 3, .cout = cout, .k = 7, .stride = 2, .pad = 3};
     int ho, wo;
@@ -75,15 +88,7 @@ static void run_shape(const char *label, int cout, int n, int s, int in_nchw, in
     }
     double flop = 2.0 * out_n * 147;
     printf("%s: cout %d, batch %d, %d px, %s\n", label, cout, n, s, in_nchw ? "NCHW" : "CNHW");
-    const char *names[] = {"blas (im2col + sgemm)", "direct avx2", "direct avx512"};
-    for (int p = 0; p < 3; p++) {
-        if (best[p] >= 1e30) {
-            printf("  %-22s  (not on this CPU)\n", names[p]);
-            continue;
-        }
-        printf("  %-22s %8.2f ms  %6.1f GFLOP/s  %.2fx blas  max |diff| %.2e\n", names[p],
-               best[p] * 1e3, flop / best[p] * 1e-9, best[0] / best[p], diff[p]);
-    }
+    print_ways(best, diff, flop, "max |diff|");
     free(in), free(w), free(ref), free(out), free(col), free(work), free(c.b);
 }
 
@@ -123,15 +128,7 @@ static void run_weight_grad(int rounds) {
     }
     double flop = 2.0 * c.cout * 147 * m;
     printf("weight gradient: cout %d, batch %d, %d px, CNHW\n", c.cout, n, s);
-    const char *names[] = {"blas (im2col + sgemm)", "direct avx2", "direct avx512"};
-    for (int p = 0; p < 3; p++) {
-        if (best[p] >= 1e30) {
-            printf("  %-22s  (not on this CPU)\n", names[p]);
-            continue;
-        }
-        printf("  %-22s %8.2f ms  %6.1f GFLOP/s  %.2fx blas  max rel diff %.2e\n", names[p],
-               best[p] * 1e3, flop / best[p] * 1e-9, best[0] / best[p], diff[p]);
-    }
+    print_ways(best, diff, flop, "max rel diff");
     free(in), free(dout), free(col), free(ref), free(dw), free(work);
 }
 

@@ -145,6 +145,29 @@ static void split_row(const float *src, int w, size_t len, float *e, float *o) {
     memset(o + 2 + no, 0, (len - 2 - no) * sizeof *o);
 }
 
+/* The split rows that output row oy of image img reads, into buf: pair
+ * ci * 7 + ky at buf + 2 (ci * 7 + ky) len (E, then O). */
+static void split_rows(int cin, const float *in, size_t cstride, size_t nstride, int h, int w,
+                       int img, int oy, size_t len, float *buf) {
+    for (int ci = 0; ci < cin; ci++)
+        for (int ky = 0; ky < STEM_K; ky++) {
+            int iy = 2 * oy - 3 + ky;
+            float *e = buf + (size_t)2 * (ci * STEM_K + ky) * len;
+            const float *src =
+                iy >= 0 && iy < h ? in + ci * cstride + img * nstride + (size_t)iy * w : NULL;
+            split_row(src, w, len, e, e + len);
+        }
+}
+
+/* rows[t] for tap t = (ci * 7 + ky) * 7 + kx: (kx even ? O : E) + kx / 2 of its pair. */
+static void tap_rows(int taps, const float *buf, size_t len, const float **rows) {
+    for (int t = 0; t < taps; t++) {
+        int kx = t % STEM_K, split = t / STEM_K;
+        const float *e = buf + (size_t)2 * split * len, *o = e + len;
+        rows[t] = (kx % 2 ? e : o) + kx / 2;
+    }
+}
+
 /* Channels [co0, co0 + cnt) of pixels [p, p + px) from the block's tmp:
  * + bias (+ out), ReLU'd; one branch-free loop per case. */
 static void store_block(const sx_conv *c, const float *tmp, int vb, int co0, int cnt, size_t p,
@@ -178,21 +201,11 @@ void sx_stem_run(const sx_conv *c, sx_cpu_path path, const float *in, int in_nch
     {
         float *buf = bufs + (size_t)omp_get_thread_num() * per_thread;
         const float *rows[STEM_MAX_CIN * STEM_K * STEM_K];
-        for (int t = 0; t < taps; t++) { /* t = (ci * 7 + ky) * 7 + kx */
-            int kx = t % STEM_K, split = t / STEM_K;
-            const float *e = buf + (size_t)2 * split * len, *o = e + len;
-            rows[t] = (kx % 2 ? e : o) + kx / 2;
-        }
+        tap_rows(taps, buf, len, rows);
         float tmp[MAX_CB * MAX_VB];
 #pragma omp for schedule(static)
         for (long r = 0; r < (long)n * ho; r++) {
-            int img = (int)(r / ho), oy = (int)(r % ho);
-            for (int ci = 0; ci < c->cin; ci++)
-                for (int ky = 0; ky < STEM_K; ky++) {
-                    int iy = 2 * oy - 3 + ky, split = ci * STEM_K + ky;
-                    const float *src = iy >= 0 && iy < h ? in + ci * cstride + img * nstride + (size_t)iy * w : NULL;
-                    split_row(src, w, len, buf + (size_t)2 * split * len, buf + (size_t)(2 * split + 1) * len);
-                }
+            split_rows(c->cin, in, cstride, nstride, h, w, (int)(r / ho), (int)(r % ho), len, buf);
             for (int x0 = 0; x0 < wo; x0 += isa->vb) {
                 int px = wo - x0 < isa->vb ? wo - x0 : isa->vb;
                 for (int b = 0; b < blocks; b++) {
@@ -308,20 +321,10 @@ void sx_stem_weight_grad(const sx_conv *c, sx_cpu_path path, const float *in, co
         float *acc = buf + thread_floats(c, wo), *d = acc + dw_acc_floats(c);
         memset(acc, 0, dw_acc_floats(c) * sizeof *acc);
         const float *rows[STEM_MAX_CIN * STEM_K * STEM_K];
-        for (int t = 0; t < taps; t++) {
-            int kx = t % STEM_K, split = t / STEM_K;
-            const float *e = buf + (size_t)2 * split * len, *o = e + len;
-            rows[t] = (kx % 2 ? e : o) + kx / 2;
-        }
+        tap_rows(taps, buf, len, rows);
 #pragma omp for schedule(static)
         for (long r = 0; r < (long)n * ho; r++) {
-            int img = (int)(r / ho), oy = (int)(r % ho);
-            for (int ci = 0; ci < c->cin; ci++)
-                for (int ky = 0; ky < STEM_K; ky++) {
-                    int iy = 2 * oy - 3 + ky, split = ci * STEM_K + ky;
-                    const float *src = iy >= 0 && iy < h ? in + ci * n * hw + img * hw + (size_t)iy * w : NULL;
-                    split_row(src, w, len, buf + (size_t)2 * split * len, buf + (size_t)(2 * split + 1) * len);
-                }
+            split_rows(c->cin, in, n * hw, hw, h, w, (int)(r / ho), (int)(r % ho), len, buf);
             for (int b = 0; b < blocks; b++) {
                 /* this row's dout for the block, zero past wo and past cout */
                 for (int i = 0; i < DW_CB; i++) {
