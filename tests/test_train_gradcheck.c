@@ -254,6 +254,13 @@ static void check_conv_chunks(sx_conv c, int n, int h, int w) {
     double rel = rel_err_d(din, want, in_n);
     printf("conv %dx%d/%d dX, %zu columns (%s)  rel.err=%.2e\n", c.k, c.k, c.stride, m, path, rel);
     CHECK_MSG(rel < 1e-5, "conv dX over chunks: relative error %.3g", rel);
+    /* the input gradient alone (no dW: Winograd then runs the mirrored conv) */
+    float *din_alone = zeros(in_n);
+    sx_conv_backward(&c, in, NULL, dout, n, h, w, scratch, NULL, din_alone);
+    rel = rel_err_d(din_alone, want, in_n);
+    printf("conv %dx%d/%d dX alone (%s)  rel.err=%.2e\n", c.k, c.k, c.stride, path, rel);
+    CHECK_MSG(rel < 1e-5, "conv dX alone: relative error %.3g", rel);
+    free(din_alone);
     /* dW[co][ci][ky][kx] = sum over the batch's outputs of dout x the input
        pixel that tap read; dw started from zero */
     double *want_dw = calloc(w_n, sizeof(double));

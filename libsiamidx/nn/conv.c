@@ -30,7 +30,6 @@
 
 #include "nn/conv.h"
 #include "nn/gemm.h"
-#include "nn/stem.h"
 #include "base/threads.h"
 
 /* Target size of the im2col buffer: large enough for efficient GEMM panels,
@@ -62,13 +61,7 @@ static size_t conv_chunk_cols(const sx_conv *c, int n, int h, int w) {
     return cols < m ? cols : m;
 }
 
-/* A packed stem runs as nn/stem.c's direct convolution. */
-static int conv_is_stem(const sx_conv *c) {
-    return c->packed && sx_stem_applies(c, sx_gemm_kernel_path(c->gemm));
-}
-
 size_t sx_conv_col_floats(const sx_conv *c, int n, int h, int w) {
-    if (conv_is_stem(c)) return sx_stem_work_floats(c, w);
     if (c->packed) return sx_gemm_work_floats(c->gemm);
     if (conv_is_pointwise(c)) return 0;
     return (size_t)c->cin * c->k * c->k * conv_chunk_cols(c, n, h, w);
@@ -234,11 +227,6 @@ void sx_conv_run(const sx_conv *c, const float *in, int in_nchw, int n, int h, i
     conv_input src = {in, in_nchw ? plane : (size_t)n * plane, in_nchw ? c->cin * plane : plane,
                       h, w};
     int pointwise = conv_is_pointwise(c) && !in_nchw;
-    if (conv_is_stem(c)) {
-        sx_stem_run(c, sx_gemm_kernel_path(c->gemm), in, in_nchw, n, h, w, col, out, relu,
-                    accumulate);
-        return;
-    }
     if (c->packed) {
         conv_run_packed(c, &src, pointwise, ho, wo, m, col, out, relu, accumulate);
         return;

@@ -280,6 +280,13 @@ static size_t packed_scratch_floats(const sx_conv *c, int n, int h, int w) {
 
 static void packed_forward(const sx_conv *c, const float *in, int n, int h, int w, float *scratch,
                            float *out) {
+    sx_cpu_path path = sx_gemm_kernel_path(c->gemm);
+    if (sx_stem_applies(c, path)) { /* direct, from c->w: nothing to pack */
+        sx_conv t = *c;
+        t.b = NULL;
+        sx_stem_run(&t, path, in, 0, n, h, w, scratch, out, 0, 0);
+        return;
+    }
     sx_conv t = *c;
     t.b = NULL;
     sx_conv_pack(&t, c->gemm, scratch);

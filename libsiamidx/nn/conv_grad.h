@@ -49,7 +49,8 @@ int sx_conv_forward_nobias(const sx_conv *c, const float *in, int n, int h, int 
  * and the batch has tiles enough, both gradients are Winograd's instead
  * (nn/winograd.h; col is not read): the weight gradient through dU =
  * (A dout A^T) x V^T, the input gradient as the convolution of dout with the
- * mirrored weights, and scratch holds transformed weights and workspace. The
+ * mirrored weights, and scratch holds transformed weights and workspace. A
+ * stem with c->gemm takes nn/stem.c's weight gradient. The
  * GEMMs split over the OpenMP threads when OpenBLAS runs single-threaded (as
  * training sets it).
  */

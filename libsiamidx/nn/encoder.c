@@ -29,6 +29,8 @@
 #include "nn/model.h"
 #include "nn/conv.h"
 #include "nn/winograd.h"
+#include "nn/stem.h"
+#include "nn/gemm.h"
 #include "base/error.h"
 #include "base/threads.h"
 
@@ -163,6 +165,12 @@ static void need(sx_encoder *e, int role, size_t floats) {
     if (floats > *cap) *cap = floats;
 }
 
+/* A stem with packed weights (the AVX2 and AVX-512 paths) runs as
+ * nn/stem.c's direct convolution, not as a GEMM. */
+static int conv_is_stem(const sx_conv *c) {
+    return c->packed && sx_stem_applies(c, sx_gemm_kernel_path(c->gemm));
+}
+
 /* One convolution from role `src` to role `dst`; h, w become the output's. */
 static void conv_step(sx_encoder *e, const sx_conv *c, const float *src_data, int in_nchw,
                       int src, int dst, int n, int *h, int *w, int relu, int accumulate) {
@@ -173,6 +181,7 @@ static void conv_step(sx_encoder *e, const sx_conv *c, const float *src_data, in
         size_t col = sx_conv_col_floats(c, n, *h, *w);
         size_t wino = sx_winograd_applies(c, n, *h, *w) ? sx_winograd_workspace_floats(c, n, *h, *w) : 0;
         if (wino > col) col = wino;
+        if (conv_is_stem(c) && sx_stem_work_floats(c, *w) > col) col = sx_stem_work_floats(c, *w);
         if (col > e->col_cap) e->col_cap = col;
         need(e, dst, (size_t)c->cout * n * ho * wo);
     } else {
@@ -183,6 +192,9 @@ static void conv_step(sx_encoder *e, const sx_conv *c, const float *src_data, in
         if (!in_nchw && openblas_get_num_threads() == 1 && sx_winograd_applies(c, n, *h, *w) &&
             sx_model_winograd_ready(e->model))
             sx_winograd_run(c, in, n, *h, *w, e->col, role_buf(e, dst), relu, accumulate);
+        else if (conv_is_stem(c))
+            sx_stem_run(c, sx_gemm_kernel_path(c->gemm), in, in_nchw, n, *h, *w, e->col,
+                        role_buf(e, dst), relu, accumulate);
         else
             sx_conv_run(c, in, in_nchw, n, *h, *w, e->col, role_buf(e, dst), relu, accumulate);
     }
