@@ -379,6 +379,39 @@ static double pool_loss(void *p) {
     return dot(k->out, k->r, (size_t)k->c * k->n * k->ho * k->wo);
 }
 
+/* Max pooling's forward against the plain definition (clipped windows, first
+ * maximum wins, as PyTorch), with ties, value for value and on every argmax:
+ * the gradient check cannot see which of two equal inputs was chosen. */
+static void check_maxpool_ties(void) {
+    const int c = 2, n = 3, h = 13, w = 10, k = 3, s = 2, p = 1;
+    int ho = (h + 2 * p - k) / s + 1, wo = (w + 2 * p - k) / s + 1;
+    size_t in_n = (size_t)c * n * h * w, out_n = (size_t)c * n * ho * wo;
+    float *in = randv(in_n), *out = zeros(out_n);
+    for (size_t i = 0; i < in_n; i++) in[i] = (float)((int)(in[i] * 3.0f)); /* many ties */
+    int32_t *arg = calloc(out_n, sizeof *arg);
+    sx_tr_maxpool_forward(c, n, h, w, k, s, p, in, out, arg);
+    int bad = 0;
+    for (int pl = 0; pl < c * n; pl++)
+        for (int oy = 0; oy < ho; oy++)
+            for (int ox = 0; ox < wo; ox++) {
+                float best = -INFINITY;
+                int at = -1;
+                for (int ky = 0; ky < k; ky++)
+                    for (int kx = 0; kx < k; kx++) {
+                        int iy = oy * s - p + ky, ix = ox * s - p + kx;
+                        if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                        float v = in[(size_t)pl * h * w + iy * w + ix];
+                        if (v > best) best = v, at = iy * w + ix;
+                    }
+                size_t o = (size_t)pl * ho * wo + oy * wo + ox;
+                bad += out[o] != best || arg[o] != at;
+            }
+    printf("maxpool 3x3/2 pad 1 forward with ties: %d of %zu outputs differ from the definition\n",
+           bad, out_n);
+    CHECK_MSG(bad == 0, "maxpool forward: %d outputs differ", bad);
+    free(in), free(out), free(arg);
+}
+
 static void check_pools(void) {
     pool_ctx k = {2, 2, 7, 6, 4, 3, 0, 0, 0, 0, 0};
     size_t in_n = (size_t)k.c * k.n * k.h * k.w, out_n = (size_t)k.c * k.n * k.ho * k.wo;
@@ -516,6 +549,7 @@ int main(void) {
     check_bn(1);
     check_relu_add();
     check_pools();
+    check_maxpool_ties();
     check_heads();
     check_cosface();
     CHECK_DONE();
