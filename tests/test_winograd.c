@@ -4,8 +4,12 @@
  * test_conv), for F(2x2,3x3) and F(4x4,3x3): sizes that are not multiples of
  * the tile, 1x1 and 1xW images, batches of 1 and 3, rows wider than one stack
  * chunk of tiles, layers big enough for several tile blocks, ReLU and the
- * residual accumulate, in every threading mode the kernels have; then when
- * it applies and the SIAMIDX_WINOGRAD switch.
+ * residual accumulate, in every threading mode the kernels have, with the
+ * GEMMs on cblas (row-major U) and on every project kernel this CPU runs
+ * (U packed for it: AVX2, and AVX-512 where present, including the 14-row
+ * panels whose last one has padding rows); the mirrored transform (training's
+ * input gradient) in both layouts; then when it applies and the
+ * SIAMIDX_WINOGRAD switch.
  */
 #include <math.h>
 #include <omp.h>
@@ -15,6 +19,8 @@
 #include "check.h"
 #include "test_rand.h"
 #include "nn/conv.h"
+#include "nn/cpu.h"
+#include "nn/gemm.h"
 #include "nn/winograd.h"
 
 void openblas_set_num_threads(int);
@@ -32,6 +38,13 @@ static double max_rel_err(const float *a, const float *b, size_t n) {
  * tile m against the direct path, plain, with ReLU, and accumulating onto a
  * residual. Returns the worst relative error seen.
  */
+static void *alloc_aligned_floats(size_t n) {
+    return aligned_alloc(64, ((n ? n : 1) * sizeof(float) + 63) & ~(size_t)63);
+}
+
+/* The GEMM path under test: SX_CPU_BLAS (cblas), or a kernel of nn/gemm.h. */
+static sx_cpu_path g_path = SX_CPU_BLAS;
+
 static double check_case(int m, int cin, int cout, int n, int h, int w, double tol) {
     sx_conv c = {.cin = cin, .cout = cout, .k = 3, .stride = 1, .pad = 1};
     c.w = rand_floats((size_t)cout * cin * 9, sqrtf(3.0f / (cin * 9)));
@@ -42,13 +55,14 @@ static double check_case(int m, int cin, int cout, int n, int h, int w, double t
     size_t col_n = sx_conv_col_floats(&c, n, h, w);
     float *col = malloc((col_n ? col_n : 1) * sizeof *col);
 
-    float *u = malloc(sx_winograd_weight_floats(&c, m) * sizeof *u);
     sx_conv wc = c;
+    wc.gemm = sx_gemm_kernel_for(g_path, cout);
+    float *u = malloc(sx_winograd_weight_floats(&wc, m) * sizeof *u);
     sx_winograd_prepare(&wc, m, u);
     CHECK(wc.wino == u && wc.wino_m == m);
     size_t ws_n = sx_winograd_workspace_floats(&wc, n, h, w);
     CHECK(ws_n > 0);
-    float *ws = malloc(ws_n * sizeof *ws);
+    float *ws = alloc_aligned_floats(ws_n);
 
     double worst = 0;
     for (int mode = 0; mode < 3; mode++) { /* plain, ReLU, ReLU(x + residual) */
@@ -59,8 +73,8 @@ static double check_case(int m, int cin, int cout, int n, int h, int w, double t
         sx_winograd_run(&wc, x, n, h, w, ws, got, relu, acc);
         double e = max_rel_err(got, ref, out_n);
         worst = fmax(worst, e);
-        CHECK_MSG(e < tol, "F(%dx%d) %d->%d n%d %dx%d relu %d acc %d: error %g (limit %g)", m, m,
-                  cin, cout, n, h, w, relu, acc, e, tol);
+        CHECK_MSG(e < tol, "%s F(%dx%d) %d->%d n%d %dx%d relu %d acc %d: error %g (limit %g)",
+                  sx_cpu_path_name(g_path), m, m, cin, cout, n, h, w, relu, acc, e, tol);
     }
     free(c.w), free(c.b), free(x), free(res), free(ref), free(got), free(col), free(u), free(ws);
     return worst;
@@ -79,6 +93,7 @@ static double check_cases(int m) {
         {3, 4, 1, 5, 301},     /* rows wider than one stack chunk of tiles */
         {64, 48, 1, 13, 11},   /* deeper sums */
         {128, 128, 3, 50, 50}, /* several tile blocks, the last one partial */
+        {72, 100, 2, 9, 9},    /* AVX-512's 14-row panels: 100 = 7 x 14 + 2 */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int *k = cases[i];
@@ -127,6 +142,35 @@ static void check_dispatch(void) {
     free(c.w), free(c.b), free(u), free(ws), free(col), free(x), free(ref), free(got);
 }
 
+/*
+ * The mirrored transform in a kernel's layout runs the convolution that
+ * gives the input gradient: the same as the row-major one run on cblas
+ * (cin != cout, so the two kernels' rows differ).
+ */
+static void check_mirrored(void) {
+    int cin = 100, cout = 24, n = 2, h = 10, w = 11, m = 4;
+    sx_conv c = {.cin = cin, .cout = cout, .k = 3, .stride = 1, .pad = 1, .wino_m = m};
+    c.w = rand_floats((size_t)cout * cin * 9, 0.1f);
+    sx_conv t = {.cin = cout, .cout = cin, .k = 3, .stride = 1, .pad = 1, .wino_m = m};
+    sx_conv tk = t;
+    tk.gemm = sx_gemm_kernel_for(g_path, cin);
+    float *u = malloc(sx_winograd_mirrored_weight_floats(&c, m, NULL) * sizeof *u);
+    float *uk = malloc(sx_winograd_mirrored_weight_floats(&c, m, tk.gemm) * sizeof *uk);
+    CHECK(sx_winograd_mirrored_weight_floats(&c, m, NULL) == (size_t)36 * cin * cout);
+    sx_winograd_prepare_mirrored(&c, m, NULL, u);
+    sx_winograd_prepare_mirrored(&c, m, tk.gemm, uk);
+    t.wino = u, tk.wino = uk;
+    size_t out_n = (size_t)cin * n * h * w;
+    float *dy = rand_floats((size_t)cout * n * h * w, 1.0f);
+    float *ref = malloc(out_n * sizeof *ref), *got = malloc(out_n * sizeof *got);
+    float *ws = alloc_aligned_floats(sx_winograd_workspace_floats(&tk, n, h, w));
+    sx_winograd_run(&t, dy, n, h, w, ws, ref, 0, 0);
+    sx_winograd_run(&tk, dy, n, h, w, ws, got, 0, 0);
+    double e = max_rel_err(got, ref, out_n);
+    CHECK_MSG(e < 1e-5, "%s mirrored: error %g", sx_cpu_path_name(g_path), e);
+    free(c.w), free(u), free(uk), free(dy), free(ref), free(got), free(ws);
+}
+
 static void check_env(void) {
     const char *cases[][2] = {{"0", "0"}, {"2", "2"}, {"4", "4"}, {"", "4"}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -141,15 +185,25 @@ static void check_env(void) {
 int main(void) {
     int modes[][2] = {{1, 1}, {2, 1}, {2, 2}, {3, 1}};
     double worst[2] = {0, 0};
-    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
-        omp_set_num_threads(modes[i][0]);
-        openblas_set_num_threads(modes[i][1]);
-        worst[0] = fmax(worst[0], check_cases(2));
-        worst[1] = fmax(worst[1], check_cases(4));
-        check_dispatch();
+    sx_cpu_path paths[] = {SX_CPU_BLAS, SX_CPU_AVX2, SX_CPU_AVX512};
+    for (size_t pi = 0; pi < sizeof paths / sizeof paths[0]; pi++) {
+        g_path = paths[pi];
+        worst[0] = worst[1] = 0;
+        if (!sx_cpu_supports(g_path)) {
+            printf("%s: not on this CPU, not tested\n", sx_cpu_path_name(g_path));
+            continue;
+        }
+        for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+            omp_set_num_threads(modes[i][0]);
+            openblas_set_num_threads(modes[i][1]);
+            worst[0] = fmax(worst[0], check_cases(2));
+            worst[1] = fmax(worst[1], check_cases(4));
+            if (g_path == SX_CPU_BLAS) check_dispatch();
+            else check_mirrored();
+        }
+        printf("%s: worst relative error against im2col: F(2x2,3x3) %.3g, F(4x4,3x3) %.3g\n",
+               sx_cpu_path_name(g_path), worst[0], worst[1]);
     }
     check_env();
-    printf("worst relative error against im2col: F(2x2,3x3) %.3g, F(4x4,3x3) %.3g\n", worst[0],
-           worst[1]);
     CHECK_DONE();
 }

@@ -205,8 +205,10 @@ static void input_gradient(const sx_conv *c, const float *dout, int n, int h, in
  * output gradient and input, then dW = G^T dU G), so they build no im2col.
  */
 static sx_conv mirrored_conv(const sx_conv *c) {
+    const sx_gemm_kernel *g = c->gemm ? sx_gemm_kernel_for(sx_gemm_kernel_path(c->gemm), c->cin)
+                                      : NULL;
     return (sx_conv){.cin = c->cout, .cout = c->cin, .k = 3, .stride = 1, .pad = 1,
-                     .wino_m = c->wino_m};
+                     .gemm = g, .wino_m = c->wino_m};
 }
 
 static size_t round16(size_t x) { return (x + 15) & ~(size_t)15; }
@@ -224,19 +226,31 @@ static int wino_applies(const sx_conv *c, int n, int h, int w) {
  * workspace (the same size for the conv and its mirror: it counts cin +
  * cout). 0 when Winograd does not apply to this shape.
  */
+static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
+
+/* Floats of the transformed weights' part: U (or dU) and U' (which may be
+ * laid out for another kernel, its rows being c's cin). */
+static size_t wino_weights_part(const sx_conv *c) {
+    sx_conv t = mirrored_conv(c);
+    return round16(max_size(sx_winograd_weight_floats(c, c->wino_m),
+                            sx_winograd_mirrored_weight_floats(c, c->wino_m, t.gemm)));
+}
+
 static size_t wino_scratch_floats(const sx_conv *c, int n, int h, int w) {
     if (!wino_applies(c, n, h, w)) return 0;
-    return round16(sx_winograd_weight_floats(c, c->wino_m)) + sx_winograd_workspace_floats(c, n, h, w);
+    sx_conv t = mirrored_conv(c);
+    return wino_weights_part(c) + max_size(sx_winograd_workspace_floats(c, n, h, w),
+                                           sx_winograd_workspace_floats(&t, n, h, w));
 }
 
 static float *wino_workspace(const sx_conv *c, float *scratch) {
-    return scratch + round16(sx_winograd_weight_floats(c, c->wino_m));
+    return scratch + wino_weights_part(c);
 }
 
 static void wino_input_gradient(const sx_conv *c, const float *dout, int n, int h, int w,
                                 float *scratch, float *din) {
     sx_conv t = mirrored_conv(c);
-    sx_winograd_prepare_mirrored(c, c->wino_m, scratch);
+    sx_winograd_prepare_mirrored(c, c->wino_m, t.gemm, scratch);
     t.wino = scratch;
     sx_winograd_run(&t, dout, n, h, w, wino_workspace(c, scratch), din, 0, 0);
 }

@@ -103,6 +103,8 @@ size_t sx_gemm_work_floats(const sx_gemm_kernel *g) {
     return SX_GEMM_MAX_THREADS * thread_work_floats(g);
 }
 
+size_t sx_gemm_thread_work_floats(const sx_gemm_kernel *g) { return thread_work_floats(g); }
+
 typedef struct gemm_job {
     const sx_gemm_kernel *g;
     const float *a; /* packed */
@@ -198,4 +200,12 @@ void sx_gemm_run(const sx_gemm_kernel *g, const float *packed_a, int m, int k, c
         int tid = omp_get_thread_num(), got = omp_get_num_threads();
         gemm_share(&j, tid, got, work + (size_t)tid * thread_work_floats(g));
     }
+}
+
+void sx_gemm_run_serial(const sx_gemm_kernel *g, const float *packed_a, int m, int k,
+                        const sx_gemm_b *b, size_t n, const float *bias, int relu, int accumulate,
+                        float *c, size_t ldc, float *work) {
+    if (m <= 0 || n == 0) return;
+    gemm_job j = {g, packed_a, m, k, b, n, bias, relu, accumulate, c, ldc};
+    gemm_share(&j, 0, 1, work);
 }

@@ -72,6 +72,8 @@ void sx_gemm_put_row(const float *row, int nc, int nr, int kc, int kk, float *ds
 
 /* Scratch floats sx_gemm_run needs (for up to SX_GEMM_MAX_THREADS threads). */
 size_t sx_gemm_work_floats(const sx_gemm_kernel *g);
+/* Scratch floats of one thread (sx_gemm_run_serial); a multiple of 16. */
+size_t sx_gemm_thread_work_floats(const sx_gemm_kernel *g);
 
 /*
  * C[m][n] (row stride ldc) = (accumulate ? C : 0) + A x B + bias, ReLU'd if
@@ -82,5 +84,14 @@ size_t sx_gemm_work_floats(const sx_gemm_kernel *g);
 void sx_gemm_run(const sx_gemm_kernel *g, const float *packed_a, int m, int k, const sx_gemm_b *b,
                  size_t n, const float *bias, int relu, int accumulate, float *c, size_t ldc,
                  float *work);
+/*
+ * The same on the calling thread alone, for callers that run many small
+ * GEMMs side by side on their own threads (nn/winograd.c: one per point of
+ * the transform). `work`: sx_gemm_thread_work_floats(g) floats, 64-byte
+ * aligned, the caller's thread's own.
+ */
+void sx_gemm_run_serial(const sx_gemm_kernel *g, const float *packed_a, int m, int k,
+                        const sx_gemm_b *b, size_t n, const float *bias, int relu, int accumulate,
+                        float *c, size_t ldc, float *work);
 
 #endif /* SX_NN_GEMM_H */

@@ -34,6 +34,7 @@
 #include <cblas.h>
 
 #include "nn/winograd.h"
+#include "nn/gemm.h"
 #include "base/threads.h"
 
 /* The two buffers of a block (V and M) together: 4 MB, so that they stay in
@@ -63,9 +64,19 @@ static int wino_shape_ok(const sx_conv *c) {
     return c->k == 3 && c->stride == 1 && c->pad == 1;
 }
 
+/* Floats of one point's U[t] (rows x cols): packed for g's panels, or row-major. */
+static size_t u_plane_floats(const sx_gemm_kernel *g, int rows, int cols) {
+    return g ? sx_gemm_packed_a_floats(g, rows, cols) : (size_t)rows * cols;
+}
+
 size_t sx_winograd_weight_floats(const sx_conv *c, int m) {
     if ((m != 2 && m != 4) || !wino_shape_ok(c)) return 0;
-    return (size_t)(m + 2) * (m + 2) * c->cout * c->cin;
+    return (size_t)(m + 2) * (m + 2) * u_plane_floats(c->gemm, c->cout, c->cin);
+}
+
+size_t sx_winograd_mirrored_weight_floats(const sx_conv *c, int m, const sx_gemm_kernel *g) {
+    if ((m != 2 && m != 4) || !wino_shape_ok(c)) return 0;
+    return (size_t)(m + 2) * (m + 2) * u_plane_floats(g, c->cin, c->cout);
 }
 
 /* ---- weight transform: U = G g G^T ------------------------------------------ */
@@ -88,9 +99,32 @@ static const double G4[6][3] = {{1.0 / 4, 0, 0},
  */
 enum { WT_BLOCK = 64 };
 
-/* U[t][oc0 + j] = (G g_j G^T)[t] for the cnt kernels in gt, in double. */
+/*
+ * The layout of U[t], a rows x cols matrix: with a kernel g (nn/gemm.h), g's
+ * packed panels, so that the per-point GEMMs read U as the encoder's other
+ * convolutions read their weights; else row-major, for cblas_sgemm.
+ */
+typedef struct u_layout {
+    const sx_gemm_kernel *g;
+    int rows, cols;
+    size_t plane; /* floats per point t */
+} u_layout;
+
+/* Which (row, col) the float at position q of a plane holds; 0 for the
+ * padding rows of g's last panel. */
+static int u_entry(const u_layout *L, size_t q, size_t *row, size_t *col) {
+    if (!L->g) {
+        *row = q / L->cols, *col = q % L->cols;
+        return 1;
+    }
+    size_t mr = (size_t)L->g->mr, panel = mr * L->cols, in = q % panel;
+    *row = q / panel * mr + in % mr, *col = in / mr;
+    return *row < (size_t)L->rows;
+}
+
+/* U[t][j] = (G g_j G^T)[t] for the cnt kernels in gt, in double. */
 static void transform_weight_block(int m, const float gt[9][WT_BLOCK], int cnt, size_t plane,
-                                   size_t oc0, float *dst) {
+                                   float *dst) {
     int a = m + 2;
     const double *G = m == 2 ? &G2[0][0] : &G4[0][0];
     double gg[MAX_ALPHA][3][WT_BLOCK]; /* G g */
@@ -101,7 +135,7 @@ static void transform_weight_block(int m, const float gt[9][WT_BLOCK], int cnt, 
                                 G[i * 3 + 2] * gt[6 + col][j];
     for (int i = 0; i < a; i++)
         for (int l = 0; l < a; l++) {
-            float *to = dst + (size_t)(i * a + l) * plane + oc0;
+            float *to = dst + (size_t)(i * a + l) * plane;
             double g0 = G[l * 3], g1 = G[l * 3 + 1], g2 = G[l * 3 + 2];
             for (int j = 0; j < cnt; j++)
                 to[j] = (float)(gg[i][0][j] * g0 + gg[i][1][j] * g1 + gg[i][2][j] * g2);
@@ -111,40 +145,46 @@ static void transform_weight_block(int m, const float gt[9][WT_BLOCK], int cnt, 
 /*
  * U for every kernel of c, or with `mirrored` for the convolution that
  * computes c's input gradient: cin and cout swapped and each kernel turned
- * by 180 degrees, U'[t][ci][co] from c->w[co][ci] (nn/conv_grad.c).
+ * by 180 degrees, U'[t][ci][co] from c->w[co][ci] (nn/conv_grad.c); laid
+ * out for kernel g (u_layout). Blocks run over the positions of a plane, so
+ * that every point's U is written in contiguous runs whichever the layout
+ * (kernel-ordered writes into packed panels, strided by mr, cost training
+ * twice the transform's time).
  */
-static void transform_weights(const sx_conv *c, int m, int mirrored, float *dst) {
-    size_t plane = (size_t)c->cout * c->cin, blocks = (plane + WT_BLOCK - 1) / WT_BLOCK;
-#pragma omp parallel for num_threads(sx_threads()) schedule(static) if (plane >= 4096)
+static void transform_weights(const sx_conv *c, int m, int mirrored, const sx_gemm_kernel *g,
+                              float *dst) {
+    u_layout L = {g, mirrored ? c->cin : c->cout, mirrored ? c->cout : c->cin, 0};
+    L.plane = u_plane_floats(g, L.rows, L.cols);
+    size_t blocks = (L.plane + WT_BLOCK - 1) / WT_BLOCK;
+#pragma omp parallel for num_threads(sx_threads()) schedule(static) if (L.plane >= 4096)
     for (size_t bi = 0; bi < blocks; bi++) {
-        size_t oc0 = bi * WT_BLOCK;
-        int cnt = plane - oc0 < WT_BLOCK ? (int)(plane - oc0) : WT_BLOCK;
+        size_t q0 = bi * WT_BLOCK;
+        int cnt = L.plane - q0 < WT_BLOCK ? (int)(L.plane - q0) : WT_BLOCK;
         float gt[9][WT_BLOCK];
         for (int j = 0; j < cnt; j++) {
-            size_t oc = oc0 + j; /* the index of the transformed conv's [cout][cin] */
-            if (mirrored) {
-                size_t ci = oc / c->cout, co = oc % c->cout;
-                const float *g = c->w + (co * c->cin + ci) * 9;
-                for (int q = 0; q < 9; q++) gt[q][j] = g[8 - q];
-            } else {
-                const float *g = c->w + oc * 9;
-                for (int q = 0; q < 9; q++) gt[q][j] = g[q];
+            size_t row, col;
+            if (!u_entry(&L, q0 + j, &row, &col)) { /* padding: U = 0 */
+                for (int q = 0; q < 9; q++) gt[q][j] = 0.0f;
+                continue;
             }
+            /* its weights: c->w[co][ci], (co, ci) = (row, col), or (col, row) mirrored */
+            const float *k = c->w + (mirrored ? col * c->cin + row : row * c->cin + col) * 9;
+            for (int q = 0; q < 9; q++) gt[q][j] = mirrored ? k[8 - q] : k[q];
         }
-        transform_weight_block(m, (const float(*)[WT_BLOCK])gt, cnt, plane, oc0, dst);
+        transform_weight_block(m, (const float(*)[WT_BLOCK])gt, cnt, L.plane, dst + q0);
     }
 }
 
 void sx_winograd_prepare(sx_conv *c, int m, float *dst) {
-    transform_weights(c, m, 0, dst);
+    transform_weights(c, m, 0, c->gemm, dst);
     c->wino = dst;
     /* A model marks its convs at load and transforms later, while other
        threads read wino_m: only a change is written. */
     if (c->wino_m != m) c->wino_m = m;
 }
 
-void sx_winograd_prepare_mirrored(const sx_conv *c, int m, float *dst) {
-    transform_weights(c, m, 1, dst);
+void sx_winograd_prepare_mirrored(const sx_conv *c, int m, const sx_gemm_kernel *g, float *dst) {
+    transform_weights(c, m, 1, g, dst);
 }
 
 /* ---- plan ------------------------------------------------------------------------ */
@@ -179,10 +219,18 @@ int sx_winograd_applies(const sx_conv *c, int n, int h, int w) {
     return p.tile_rows * p.tiles_x >= WINO_MIN_TILES;
 }
 
+static size_t round16(size_t x) { return (x + 15) & ~(size_t)15; }
+
+/* V and M of one block; with a kernel, its threads' scratch follows. */
+static size_t block_buffers_floats(const sx_conv *c, const wino_plan *p) {
+    return round16((size_t)p->a2 * (c->cin + c->cout) * p->nb);
+}
+
 size_t sx_winograd_workspace_floats(const sx_conv *c, int n, int h, int w) {
     if (c->wino_m != 2 && c->wino_m != 4) return 0;
     wino_plan p = make_plan(c, n, h, w);
-    return (size_t)p.a2 * (c->cin + c->cout) * p.nb;
+    size_t gemm = c->gemm ? SX_GEMM_MAX_THREADS * sx_gemm_thread_work_floats(c->gemm) : 0;
+    return block_buffers_floats(c, &p) + gemm;
 }
 
 /* ---- input transform: V = B^T d B ------------------------------------------------- */
@@ -484,36 +532,57 @@ static void block_output(const wino_plan *p, const sx_conv *c, const float *mm, 
                     relu, accumulate, out + co * n * plane, plane);
 }
 
-static void block_gemm(const wino_plan *p, const sx_conv *c, const wino_block *b, const float *v,
-                       float *mm, int t) {
-    (void)p;
+/* M[t] = U[t] x V[t] for one block: on c's kernel (U packed for it) with
+ * this thread's `work`, or as one cblas_sgemm (U row-major). */
+static void block_gemm(const sx_conv *c, const wino_block *b, const float *v, float *mm, int t,
+                       float *work) {
+    const float *vt = v + (size_t)t * c->cin * b->nb;
+    float *mt = mm + (size_t)t * c->cout * b->nb;
+    if (c->gemm) {
+        size_t plane = sx_gemm_packed_a_floats(c->gemm, c->cout, c->cin);
+        sx_gemm_b vb = {sx_gemm_pack_dense, vt, b->nb, NULL};
+        sx_gemm_run_serial(c->gemm, c->wino + (size_t)t * plane, c->cout, c->cin, &vb, b->nb,
+                           NULL, 0, 0, mt, b->nb, work);
+        return;
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->cout, (int)b->nb, c->cin, 1.0f,
-                c->wino + (size_t)t * c->cout * c->cin, c->cin, v + (size_t)t * c->cin * b->nb,
-                (int)b->nb, 0.0f, mm + (size_t)t * c->cout * b->nb, (int)b->nb);
+                c->wino + (size_t)t * c->cout * c->cin, c->cin, vt, (int)b->nb, 0.0f, mt,
+                (int)b->nb);
 }
 
+/*
+ * Threads: with a kernel (c->gemm) the OpenMP threads share everything, the
+ * GEMMs by point t, each on its own thread's scratch after V and M. Without
+ * one, as conv.c: a threaded OpenBLAS runs each sgemm on all cores while
+ * the transforms stay on this thread; a single-threaded one is shared by t
+ * like the kernel.
+ */
 void sx_winograd_run(const sx_conv *c, const float *in, int n, int h, int w, float *ws,
                      float *out, int relu, int accumulate) {
     wino_plan p = make_plan(c, n, h, w);
     float *v = ws, *mm = ws + (size_t)p.a2 * c->cin * p.nb;
-    int blas_threads = openblas_get_num_threads() > 1;
+    float *gemm_work = ws + block_buffers_floats(c, &p);
+    size_t thread_work = c->gemm ? sx_gemm_thread_work_floats(c->gemm) : 0;
+    int serial = !c->gemm && openblas_get_num_threads() > 1;
+    int nt = sx_threads() < SX_GEMM_MAX_THREADS ? sx_threads() : SX_GEMM_MAX_THREADS;
     for (size_t row0 = 0; row0 < p.tile_rows; row0 += p.block_rows) {
         wino_block b = {row0, p.tile_rows - row0 < p.block_rows ? p.tile_rows - row0 : p.block_rows, 0};
         b.nb = b.rows * p.tiles_x;
         size_t n_in = (size_t)c->cin * b.rows, n_out = (size_t)c->cout * b.rows;
-        if (blas_threads) {
+        if (serial) {
             for (size_t i = 0; i < n_in; i++) block_input(&p, c, in, n, h, w, &b, v, i);
-            for (int t = 0; t < p.a2; t++) block_gemm(&p, c, &b, v, mm, t);
+            for (int t = 0; t < p.a2; t++) block_gemm(c, &b, v, mm, t, NULL);
             for (size_t i = 0; i < n_out; i++)
                 block_output(&p, c, mm, n, h, w, &b, out, relu, accumulate, i);
             continue;
         }
-#pragma omp parallel num_threads(sx_threads())
+#pragma omp parallel num_threads(nt)
         {
+            float *work = gemm_work + (size_t)omp_get_thread_num() * thread_work;
 #pragma omp for schedule(static)
             for (long i = 0; i < (long)n_in; i++) block_input(&p, c, in, n, h, w, &b, v, (size_t)i);
 #pragma omp for schedule(dynamic, 1)
-            for (int t = 0; t < p.a2; t++) block_gemm(&p, c, &b, v, mm, t);
+            for (int t = 0; t < p.a2; t++) block_gemm(c, &b, v, mm, t, work);
 #pragma omp for schedule(static)
             for (long i = 0; i < (long)n_out; i++)
                 block_output(&p, c, mm, n, h, w, &b, out, relu, accumulate, (size_t)i);

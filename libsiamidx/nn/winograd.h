@@ -33,22 +33,31 @@ int sx_winograd_tile_from_env(void);
 size_t sx_winograd_weight_floats(const sx_conv *c, int m);
 
 /* Transforms c->w into dst (sx_winograd_weight_floats floats) and points
- * c->wino at it: U[(m+2)^2][cout][cin], computed in double. */
+ * c->wino at it: U[(m+2)^2][cout][cin], computed in double. With a kernel
+ * (c->gemm) each U[t] is packed for it (sx_gemm_pack_a's panels) and the
+ * run's GEMMs go to that kernel; without one U[t] is row-major, for
+ * cblas_sgemm. */
 void sx_winograd_prepare(sx_conv *c, int m, float *dst);
 
 /* The transformed weights of the convolution that computes c's input
  * gradient (cin and cout swapped, each kernel turned by 180 degrees), from
- * c->w, into dst (sx_winograd_weight_floats floats): U'[(m+2)^2][cin][cout].
- * c is not changed. */
-void sx_winograd_prepare_mirrored(const sx_conv *c, int m, float *dst);
+ * c->w, into dst (sx_winograd_mirrored_weight_floats floats):
+ * U'[(m+2)^2][cin][cout], packed for kernel g (the mirrored conv's gemm:
+ * its rows are c's cin) or row-major when g is NULL. c is not changed. */
+size_t sx_winograd_mirrored_weight_floats(const sx_conv *c, int m,
+                                          const struct sx_gemm_kernel *g);
+void sx_winograd_prepare_mirrored(const sx_conv *c, int m, const struct sx_gemm_kernel *g,
+                                  float *dst);
 
 /* Whether the Winograd path suits this input size (c is marked for a tile
  * size, c->wino_m, and the batch has enough tiles to pay for reading U); the
- * encoder's conv step takes it when OpenBLAS is also single-threaded and the
- * weights are there (c->wino: the model transforms them on first use). */
+ * encoder's conv step takes it when the weights are there (c->wino: the
+ * model transforms them on first use) and its GEMMs run on c's kernel or on
+ * a single-threaded OpenBLAS. */
 int sx_winograd_applies(const sx_conv *c, int n, int h, int w);
 
-/* Workspace floats sx_winograd_run needs (0 when c is not marked for it). */
+/* Workspace floats sx_winograd_run needs (0 when c is not marked for it),
+ * its kernel's per-thread scratch included; 64-byte aligned. */
 size_t sx_winograd_workspace_floats(const sx_conv *c, int n, int h, int w);
 
 /* out (+)= conv(in), + bias (none when c->b is NULL), ReLU: the contract of
