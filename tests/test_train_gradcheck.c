@@ -382,12 +382,13 @@ static double pool_loss(void *p) {
 /* Max pooling's forward against the plain definition (clipped windows, first
  * maximum wins, as PyTorch), with ties, value for value and on every argmax:
  * the gradient check cannot see which of two equal inputs was chosen. */
-static void check_maxpool_ties(void) {
-    const int c = 2, n = 3, h = 13, w = 10, k = 3, s = 2, p = 1;
+static void check_maxpool_ties_at(int h, int w, int k, int s, int p) {
+    const int c = 2, n = 3;
     int ho = (h + 2 * p - k) / s + 1, wo = (w + 2 * p - k) / s + 1;
     size_t in_n = (size_t)c * n * h * w, out_n = (size_t)c * n * ho * wo;
     float *in = randv(in_n), *out = zeros(out_n);
     for (size_t i = 0; i < in_n; i++) in[i] = (float)((int)(in[i] * 3.0f)); /* many ties */
+    for (size_t i = 0; i < in_n; i += 7) in[i] = -INFINITY; /* never a maximum over -inf */
     int32_t *arg = calloc(out_n, sizeof *arg);
     sx_tr_maxpool_forward(c, n, h, w, k, s, p, in, out, arg);
     int bad = 0;
@@ -406,10 +407,19 @@ static void check_maxpool_ties(void) {
                 size_t o = (size_t)pl * ho * wo + oy * wo + ox;
                 bad += out[o] != best || arg[o] != at;
             }
-    printf("maxpool 3x3/2 pad 1 forward with ties: %d of %zu outputs differ from the definition\n",
-           bad, out_n);
-    CHECK_MSG(bad == 0, "maxpool forward: %d outputs differ", bad);
+    printf("maxpool %dx%d/%d pad %d forward on %dx%d with ties: %d of %zu outputs differ from "
+           "the definition\n", k, k, s, p, h, w, bad, out_n);
+    CHECK_MSG(bad == 0, "maxpool forward %dx%d: %d outputs differ", h, w, bad);
     free(in), free(out), free(arg);
+}
+
+/* ResNet's window (its own path) on odd and even sides, a row longer than
+ * one chunk of outputs and a 1-pixel image; and a window of the general loop. */
+static void check_maxpool_ties(void) {
+    int sides[][2] = {{13, 10}, {12, 11}, {5, 301}, {1, 1}, {2, 3}};
+    for (size_t i = 0; i < sizeof sides / sizeof sides[0]; i++)
+        check_maxpool_ties_at(sides[i][0], sides[i][1], 3, 2, 1);
+    check_maxpool_ties_at(9, 8, 2, 2, 0);
 }
 
 static void check_pools(void) {

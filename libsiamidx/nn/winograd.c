@@ -110,16 +110,26 @@ typedef struct u_layout {
     size_t plane; /* floats per point t */
 } u_layout;
 
-/* Which (row, col) the float at position q of a plane holds; 0 for the
- * padding rows of g's last panel. */
-static int u_entry(const u_layout *L, size_t q, size_t *row, size_t *col) {
-    if (!L->g) {
-        *row = q / L->cols, *col = q % L->cols;
-        return 1;
-    }
+/* A walk over the positions of a plane, naming the (row, col) each holds:
+ * row-major, or g's panels (mr rows of one column, then the next column). */
+typedef struct u_cursor {
+    size_t row0, r, col; /* row = row0 + r; row0 steps by mr (0 and 1 row-major) */
+} u_cursor;
+
+static u_cursor u_cursor_at(const u_layout *L, size_t q) {
+    if (!L->g) return (u_cursor){q / L->cols, 0, q % L->cols};
     size_t mr = (size_t)L->g->mr, panel = mr * L->cols, in = q % panel;
-    *row = q / panel * mr + in % mr, *col = in / mr;
-    return *row < (size_t)L->rows;
+    return (u_cursor){q / panel * mr, in % mr, in / mr};
+}
+
+static void u_cursor_next(const u_layout *L, u_cursor *k) {
+    if (!L->g) {
+        if (++k->col == (size_t)L->cols) k->col = 0, k->row0++;
+        return;
+    }
+    if (++k->r < (size_t)L->g->mr) return;
+    k->r = 0;
+    if (++k->col == (size_t)L->cols) k->col = 0, k->row0 += (size_t)L->g->mr;
 }
 
 /* U[t][j] = (G g_j G^T)[t] for the cnt kernels in gt, in double. */
@@ -161,9 +171,10 @@ static void transform_weights(const sx_conv *c, int m, int mirrored, const sx_ge
         size_t q0 = bi * WT_BLOCK;
         int cnt = L.plane - q0 < WT_BLOCK ? (int)(L.plane - q0) : WT_BLOCK;
         float gt[9][WT_BLOCK];
-        for (int j = 0; j < cnt; j++) {
-            size_t row, col;
-            if (!u_entry(&L, q0 + j, &row, &col)) { /* padding: U = 0 */
+        u_cursor at = u_cursor_at(&L, q0);
+        for (int j = 0; j < cnt; j++, u_cursor_next(&L, &at)) {
+            size_t row = at.row0 + at.r, col = at.col;
+            if (row >= (size_t)L.rows) { /* g's padding rows: U = 0 */
                 for (int q = 0; q < 9; q++) gt[q][j] = 0.0f;
                 continue;
             }
