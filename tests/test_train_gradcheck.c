@@ -315,6 +315,15 @@ static void check_bn(int relu) {
               1e-3f, 5e-3);
     gradcheck(relu ? "batchnorm+relu dbeta" : "batchnorm dbeta", k.beta, k.c, db, bn_loss, &k,
               1e-3f, 5e-3);
+    if (relu) { /* the fused form (training's) gives the same floats as the two steps */
+        float *dy2 = zeros(n), *dx2 = zeros(n), *dg2 = zeros(k.c), *db2 = zeros(k.c);
+        memcpy(dy2, k.r, n * sizeof(float));
+        sx_tr_relu_bn_backward(k.c, k.m, k.y, dy2, k.x, k.gamma, k.mean, k.invstd, dg2, db2, dx2);
+        CHECK_MSG(!memcmp(dx2, dx, n * sizeof(float)) && !memcmp(dy2, dy, n * sizeof(float)) &&
+                      !memcmp(dg2, dg, k.c * sizeof(float)) && !memcmp(db2, db, k.c * sizeof(float)),
+                  "relu + batchnorm backward fused differs from the two steps");
+        free(dy2), free(dx2), free(dg2), free(db2);
+    }
     free(k.x), free(k.gamma), free(k.beta), free(k.r), free(k.mean), free(k.invstd), free(k.y);
     free(dy), free(dx), free(dg), free(db);
 }

@@ -116,25 +116,46 @@ void sx_tr_bn_forward(int c, size_t m, const float *x, const float *gamma, const
     }
 }
 
-/* dx = gamma*invstd/m * (m*dy - sum(dy) - xhat*sum(dy*xhat)); xhat is
- * recomputed from x. dx may alias dy. */
+/* dx = gamma*invstd/m * (m*dy - sum(dy) - xhat*sum(dy*xhat)) for channel ch;
+ * xhat is recomputed from x. dx may alias dy. */
+static void bn_backward_row(int ch, size_t m, const float *x, const float *dy, const float *gamma,
+                            const float *mean, const float *invstd, float *dgamma, float *dbeta,
+                            float *dx) {
+    const float *xr = x + (size_t)ch * m, *dr = dy + (size_t)ch * m;
+    const float mu = mean[ch], is = invstd[ch];
+    double sdy, sdyx;
+    row_sums_dy(dr, xr, m, mu, &sdy, &sdyx);
+    sdyx *= is;
+    dgamma[ch] += (float)sdyx;
+    dbeta[ch] += (float)sdy;
+    float k = gamma[ch] * is / (float)m;
+    float a = (float)sdy, b = (float)sdyx;
+    float *o = dx + (size_t)ch * m;
+    for (size_t i = 0; i < m; i++) o[i] = k * ((float)m * dr[i] - a - (xr[i] - mu) * is * b);
+}
+
 void sx_tr_bn_backward(int c, size_t m, const float *x, const float *dy, const float *gamma,
                        const float *mean, const float *invstd, float *dgamma, float *dbeta,
                        float *dx) {
 #pragma omp parallel for num_threads(sx_threads()) schedule(static)
+    for (int ch = 0; ch < c; ch++)
+        bn_backward_row(ch, m, x, dy, gamma, mean, invstd, dgamma, dbeta, dx);
+}
+
+/* The ReLU's backward fused in: each channel's row of dy is masked in place
+ * by relu_y (as sx_tr_relu_backward would) while it is in this thread's
+ * cache, then goes through BatchNorm's backward: one pass over the tensor
+ * fewer, the same values bit for bit. */
+void sx_tr_relu_bn_backward(int c, size_t m, const float *relu_y, float *dy, const float *x,
+                            const float *gamma, const float *mean, const float *invstd,
+                            float *dgamma, float *dbeta, float *dx) {
+#pragma omp parallel for num_threads(sx_threads()) schedule(static)
     for (int ch = 0; ch < c; ch++) {
-        const float *xr = x + (size_t)ch * m, *dr = dy + (size_t)ch * m;
-        const float mu = mean[ch], is = invstd[ch];
-        double sdy, sdyx;
-        row_sums_dy(dr, xr, m, mu, &sdy, &sdyx);
-        sdyx *= is;
-        dgamma[ch] += (float)sdyx;
-        dbeta[ch] += (float)sdy;
-        float k = gamma[ch] * is / (float)m;
-        float a = (float)sdy, b = (float)sdyx;
-        float *o = dx + (size_t)ch * m;
+        float *d = dy + (size_t)ch * m;
+        const float *y = relu_y + (size_t)ch * m;
         for (size_t i = 0; i < m; i++)
-            o[i] = k * ((float)m * dr[i] - a - (xr[i] - mu) * is * b);
+            if (!(y[i] > 0.0f)) d[i] = 0.0f;
+        bn_backward_row(ch, m, x, dy, gamma, mean, invstd, dgamma, dbeta, dx);
     }
 }
 

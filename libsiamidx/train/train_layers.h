@@ -17,6 +17,10 @@ void sx_tr_bn_forward(int c, size_t m, const float *x, const float *gamma, const
 void sx_tr_bn_backward(int c, size_t m, const float *x, const float *dy, const float *gamma,
                        const float *mean, const float *invstd, float *dgamma, float *dbeta,
                        float *dx);
+/* dy *= (relu_y > 0) in place (a ReLU's backward), then sx_tr_bn_backward. */
+void sx_tr_relu_bn_backward(int c, size_t m, const float *relu_y, float *dy, const float *x,
+                            const float *gamma, const float *mean, const float *invstd,
+                            float *dgamma, float *dbeta, float *dx);
 void sx_tr_relu_forward(float *x, size_t n);
 void sx_tr_relu_backward(float *dy, const float *y, size_t n);
 void sx_tr_add_forward(const float *a, const float *b, float *out, size_t n, int relu);
