@@ -459,16 +459,16 @@ siamidx_status sx_tr_net_eval(sx_tr_net *net, const float *x, int n, float *logi
 
 /* ---- backward -------------------------------------------------------------- */
 
-/* dy: gradient at u->y, already masked by u's ReLU, or not yet when relu_dy
- * is given: then dy is that ReLU's input gradient buffer, masked here in
- * place by u->y (fused with BatchNorm's backward). Writes the input gradient
- * into din (may be NULL). */
+/* dy: gradient at u's BatchNorm output, or NULL when relu_dy is given: the
+ * gradient at the output of the ReLU that follows it, masked here in place
+ * by that ReLU's output relu_y (fused with BatchNorm's backward). Writes the
+ * input gradient into din (may be NULL). */
 static void unit_backward(sx_tr_net *net, sx_tr_unit *u, const float *in, const float *dy,
-                          float *relu_dy, int n, float *din) {
+                          float *relu_dy, const float *relu_y, int n, float *din) {
     size_t m = (size_t)n * u->h_out * u->w_out;
     float *p = net->params, *g = net->grads;
     if (relu_dy)
-        sx_tr_relu_bn_backward(u->conv.cout, m, u->y, relu_dy, u->x, p + u->gamma, u->mean,
+        sx_tr_relu_bn_backward(u->conv.cout, m, relu_y, relu_dy, u->x, p + u->gamma, u->mean,
                                u->invstd, g + u->gamma, g + u->beta, net->s1);
     else
         sx_tr_bn_backward(u->conv.cout, m, u->x, dy, p + u->gamma, u->mean, u->invstd,
@@ -482,18 +482,19 @@ static void unit_backward(sx_tr_net *net, sx_tr_unit *u, const float *in, const 
 static void block_backward(sx_tr_net *net, sx_tr_block *b, const float *in, float *g, int n,
                            float *gin) {
     size_t out_sz = unit_out_floats(&b->u[b->n_units - 1], n);
-    sx_tr_relu_backward(g, b->out, out_sz);
-    /* the last unit's gradient is the block's (masked above); each earlier
-       unit's is s2, masked by its ReLU inside its BatchNorm backward */
+    /* Every unit's gradient is masked by a ReLU inside its BatchNorm
+       backward: the last unit's is g, masked in place by the block's final
+       ReLU (so the shortcut below reads it masked too), each earlier one's
+       s2, by that unit's own ReLU. */
     for (int k = b->n_units - 1; k >= 0; k--) {
         sx_tr_unit *u = &b->u[k];
         const float *uin = k > 0 ? b->u[k - 1].y : in;
         float *din = k > 0 ? net->s2 : gin;
         int last = k == b->n_units - 1;
-        unit_backward(net, u, uin, last ? g : NULL, last ? NULL : net->s2, n, din);
+        unit_backward(net, u, uin, NULL, last ? g : net->s2, last ? b->out : u->y, n, din);
     }
     if (b->has_down) {
-        unit_backward(net, &b->down, in, g, NULL, n, gin ? net->s3 : NULL);
+        unit_backward(net, &b->down, in, g, NULL, NULL, n, gin ? net->s3 : NULL);
         if (gin) sx_tr_add_into(gin, net->s3, (size_t)b->down.conv.cin * n * b->down.h_in * b->down.w_in);
     } else if (gin) {
         sx_tr_add_into(gin, g, out_sz);
@@ -533,7 +534,7 @@ void sx_tr_net_backward(sx_tr_net *net) {
     sx_tr_unit *st = &net->stem;
     sx_tr_maxpool_backward(net->stem_ch, n, st->h_out, st->w_out, net->pool_h, net->pool_w,
                            net->argmax, g, gnext);
-    unit_backward(net, st, net->xin, NULL, gnext, n, NULL); /* its ReLU fused in */
+    unit_backward(net, st, net->xin, NULL, gnext, st->y, n, NULL); /* its ReLU fused in */
 }
 
 /* ---- --init: weights from a converted torchvision file -------------------- */
