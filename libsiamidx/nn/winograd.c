@@ -497,24 +497,31 @@ static void store_row(const float *y, int cols, float bias, int relu, int accumu
         }
 }
 
-/* Output channel co's tile row `row` from M (tile offset 0 of the row). */
-static void output_tile_row(const wino_plan *p, const float *mm, size_t mstride, size_t row,
-                            int h, int w, float bias, int relu, int accumulate, float *out,
-                            size_t plane_stride) {
+/*
+ * Output channel co's tiles [j0, j0 + count) of a block whose first tile row
+ * is row0 (M at tile j0), count <= TILE_CHUNK. The chunk runs across tile
+ * rows (and images): at training's sizes a tile row holds 1-8 tiles (a
+ * 32 x 32 map at F(4x4)), and transforms a row at a time spent their time
+ * on loop overhead. The stores then go out one tile row's run at a time.
+ */
+static void output_tiles(const wino_plan *p, const float *mm, size_t mstride, size_t row0,
+                         size_t j0, int count, int h, int w, float bias, int relu, int accumulate,
+                         float *out, size_t plane_stride) {
     enum { LD = TILE_CHUNK, YLD = TILE_CHUNK * 4 };
     float rows[4 * MAX_ALPHA * LD], y[4 * YLD];
-    size_t img = row / p->tiles_y;
-    int ty = (int)(row % p->tiles_y);
-    float *plane = out + img * plane_stride;
-    int y0 = ty * p->m, nrows = h - y0 < p->m ? h - y0 : p->m;
-    for (int tx0 = 0; tx0 < p->tiles_x; tx0 += TILE_CHUNK) {
-        int count = p->tiles_x - tx0 < TILE_CHUNK ? p->tiles_x - tx0 : TILE_CHUNK;
-        output_vertical(p->m, mm + tx0, mstride, count, rows, LD);
-        output_horizontal(p->m, rows, LD, count, y, YLD);
-        int x0 = tx0 * p->m, cols = w - x0 < count * p->m ? w - x0 : count * p->m;
+    output_vertical(p->m, mm, mstride, count, rows, LD);
+    output_horizontal(p->m, rows, LD, count, y, YLD);
+    for (int k = 0; k < count;) {
+        size_t j = j0 + (size_t)k, row = row0 + j / p->tiles_x;
+        int tx = (int)(j % p->tiles_x), run = p->tiles_x - tx < count - k ? p->tiles_x - tx : count - k;
+        size_t img = row / p->tiles_y;
+        int y0 = (int)(row % p->tiles_y) * p->m, nrows = h - y0 < p->m ? h - y0 : p->m;
+        int x0 = tx * p->m, cols = w - x0 < run * p->m ? w - x0 : run * p->m;
+        float *plane = out + img * plane_stride;
         for (int r = 0; r < nrows; r++)
-            store_row(y + (size_t)r * YLD, cols, bias, relu, accumulate,
+            store_row(y + (size_t)r * YLD + (size_t)k * p->m, cols, bias, relu, accumulate,
                       plane + (size_t)(y0 + r) * w + x0);
+        k += run;
     }
 }
 
@@ -533,14 +540,18 @@ static void block_input(const wino_plan *p, const sx_conv *c, const float *in, i
                    v + ci * b->nb + r * p->tiles_x, vstride);
 }
 
+/* Chunks of TILE_CHUNK tiles per output channel in block b. */
+static size_t output_chunks(const wino_block *b) { return (b->nb + TILE_CHUNK - 1) / TILE_CHUNK; }
+
 static void block_output(const wino_plan *p, const sx_conv *c, const float *mm, int n, int h,
                          int w, const wino_block *b, float *out, int relu, int accumulate,
                          size_t i) {
-    size_t co = i / b->rows, r = i % b->rows, mstride = (size_t)c->cout * b->nb;
-    size_t plane = (size_t)h * w;
-    output_tile_row(p, mm + co * b->nb + r * p->tiles_x, mstride, b->row0 + r, h, w,
-                    c->b ? c->b[co] : 0.0f,
-                    relu, accumulate, out + co * n * plane, plane);
+    /* i = co * chunks + chunk */
+    size_t chunks = output_chunks(b), co = i / chunks, j0 = i % chunks * TILE_CHUNK;
+    size_t mstride = (size_t)c->cout * b->nb, plane = (size_t)h * w;
+    int count = b->nb - j0 < TILE_CHUNK ? (int)(b->nb - j0) : TILE_CHUNK;
+    output_tiles(p, mm + co * b->nb + j0, mstride, b->row0, j0, count, h, w,
+                 c->b ? c->b[co] : 0.0f, relu, accumulate, out + co * n * plane, plane);
 }
 
 /* M[t] = U[t] x V[t] for one block: on c's kernel (U packed for it) with
@@ -579,7 +590,7 @@ void sx_winograd_run(const sx_conv *c, const float *in, int n, int h, int w, flo
     for (size_t row0 = 0; row0 < p.tile_rows; row0 += p.block_rows) {
         wino_block b = {row0, p.tile_rows - row0 < p.block_rows ? p.tile_rows - row0 : p.block_rows, 0};
         b.nb = b.rows * p.tiles_x;
-        size_t n_in = (size_t)c->cin * b.rows, n_out = (size_t)c->cout * b.rows;
+        size_t n_in = (size_t)c->cin * b.rows, n_out = (size_t)c->cout * output_chunks(&b);
         if (serial) {
             for (size_t i = 0; i < n_in; i++) block_input(&p, c, in, n, h, w, &b, v, i);
             for (int t = 0; t < p.a2; t++) block_gemm(c, &b, v, mm, t, NULL);
@@ -635,64 +646,69 @@ void sx_winograd_run(const sx_conv *c, const float *in, int n, int h, int w, flo
     } while (0)
 
 /*
- * dM of output channel co's tile row `row`, written at dm[t * mstride + j]
- * for the tiles j of the row. dY outside the image is zero: the forward
- * discards those outputs.
+ * dM of output channel co's tiles [j0, j0 + count) of a block whose first
+ * tile row is row0 (count <= TILE_CHUNK), written at dm[t * mstride + k] for
+ * tile j0 + k. The chunk runs across tile rows, as output_tiles does: the
+ * vertical pass reads each tile row's run of dY (output tiles do not
+ * overlap, so the runs lie side by side in col, m columns per tile), then
+ * one horizontal pass covers the whole chunk. dY outside the image is
+ * zero: the forward discards those outputs.
  */
-static void grad_tile_row(const wino_plan *p, const float *dout, size_t plane_stride, int h,
-                          int w, size_t row, float *dm, size_t mstride) {
+static void grad_tiles(const wino_plan *p, const float *dout, size_t plane_stride, int h, int w,
+                       size_t row0, size_t j0, int count, float *dm, size_t mstride) {
     enum { LD = TILE_CHUNK * 4 };
     float col[MAX_ALPHA * LD]; /* col[k][x] = (A dY[., x])[k] */
-    size_t img = row / p->tiles_y;
-    int ty = (int)(row % p->tiles_y), m = p->m, a = p->a;
-    const float *plane = dout + img * plane_stride, *rows[4];
-    int y0 = ty * m;
-    for (int r = 0; r < m; r++) rows[r] = y0 + r < h ? plane + (size_t)(y0 + r) * w : zero_row;
-    for (int tx0 = 0; tx0 < p->tiles_x; tx0 += TILE_CHUNK) {
-        int count = p->tiles_x - tx0 < TILE_CHUNK ? p->tiles_x - tx0 : TILE_CHUNK;
-        int x0 = tx0 * m, cols = count * m, inside = w - x0 < cols ? w - x0 : cols;
+    int m = p->m, a = p->a;
+    for (int k0 = 0; k0 < count;) {
+        size_t j = j0 + (size_t)k0, row = row0 + j / p->tiles_x;
+        int tx = (int)(j % p->tiles_x), run = p->tiles_x - tx < count - k0 ? p->tiles_x - tx : count - k0;
+        const float *plane = dout + row / p->tiles_y * plane_stride, *rows[4];
+        int y0 = (int)(row % p->tiles_y) * m, x0 = tx * m, cols = run * m;
+        int inside = w - x0 < cols ? w - x0 : cols;
+        for (int r = 0; r < m; r++)
+            rows[r] = y0 + r < h ? plane + (size_t)(y0 + r) * w + x0 : zero_row;
+        float *cc = col + (size_t)k0 * m;
         if (m == 4) {
-            const float *d0 = rows[0] == zero_row ? zero_row : rows[0] + x0;
-            const float *d1 = rows[1] == zero_row ? zero_row : rows[1] + x0;
-            const float *d2 = rows[2] == zero_row ? zero_row : rows[2] + x0;
-            const float *d3 = rows[3] == zero_row ? zero_row : rows[3] + x0;
+            const float *d0 = rows[0], *d1 = rows[1], *d2 = rows[2], *d3 = rows[3];
             for (int x = 0; x < inside; x++) {
                 float v[6];
                 A4(d0[x], d1[x], d2[x], d3[x], v);
-                for (int k = 0; k < 6; k++) col[k * LD + x] = v[k];
+                for (int k = 0; k < 6; k++) cc[k * LD + x] = v[k];
             }
         } else {
-            const float *d0 = rows[0] == zero_row ? zero_row : rows[0] + x0;
-            const float *d1 = rows[1] == zero_row ? zero_row : rows[1] + x0;
+            const float *d0 = rows[0], *d1 = rows[1];
             for (int x = 0; x < inside; x++) {
                 float v[4];
                 A2(d0[x], d1[x], v);
-                for (int k = 0; k < 4; k++) col[k * LD + x] = v[k];
+                for (int k = 0; k < 4; k++) cc[k * LD + x] = v[k];
             }
         }
         for (int k = 0; k < a; k++)
-            memset(col + (size_t)k * LD + inside, 0, (size_t)(cols - inside) * sizeof *col);
-        for (int k = 0; k < a; k++) {
-            const float *c = col + (size_t)k * LD;
-            float *o = dm + (size_t)k * a * mstride + tx0;
-            for (int j = 0; j < count; j++) {
-                float v[MAX_ALPHA];
-                if (m == 4)
-                    A4(c[4 * j], c[4 * j + 1], c[4 * j + 2], c[4 * j + 3], v);
-                else
-                    A2(c[2 * j], c[2 * j + 1], v);
-                for (int l = 0; l < a; l++) o[l * mstride + j] = v[l];
-            }
+            memset(cc + (size_t)k * LD + inside, 0, (size_t)(cols - inside) * sizeof *col);
+        k0 += run;
+    }
+    for (int k = 0; k < a; k++) {
+        const float *c = col + (size_t)k * LD;
+        float *o = dm + (size_t)k * a * mstride;
+        for (int j = 0; j < count; j++) {
+            float v[MAX_ALPHA];
+            if (m == 4)
+                A4(c[4 * j], c[4 * j + 1], c[4 * j + 2], c[4 * j + 3], v);
+            else
+                A2(c[2 * j], c[2 * j + 1], v);
+            for (int l = 0; l < a; l++) o[l * mstride + j] = v[l];
         }
     }
 }
 
 static void block_grad(const wino_plan *p, const sx_conv *c, const float *dout, int n, int h,
                        int w, const wino_block *b, float *dm, size_t i) {
-    size_t co = i / b->rows, r = i % b->rows, mstride = (size_t)c->cout * b->nb;
-    size_t plane = (size_t)h * w;
-    grad_tile_row(p, dout + co * n * plane, plane, h, w, b->row0 + r,
-                  dm + co * b->nb + r * p->tiles_x, mstride);
+    /* i = co * chunks + chunk, as block_output */
+    size_t chunks = output_chunks(b), co = i / chunks, j0 = i % chunks * TILE_CHUNK;
+    size_t mstride = (size_t)c->cout * b->nb, plane = (size_t)h * w;
+    int count = b->nb - j0 < TILE_CHUNK ? (int)(b->nb - j0) : TILE_CHUNK;
+    grad_tiles(p, dout + co * n * plane, plane, h, w, b->row0, j0, count,
+               dm + co * b->nb + j0, mstride);
 }
 
 /* dU[t] (+)= dM[t] x V[t]^T for one block. */
@@ -742,7 +758,7 @@ void sx_winograd_weight_grad(const sx_conv *c, const float *in, const float *dou
     for (size_t row0 = 0; row0 < p.tile_rows; row0 += p.block_rows) {
         wino_block b = {row0, p.tile_rows - row0 < p.block_rows ? p.tile_rows - row0 : p.block_rows, 0};
         b.nb = b.rows * p.tiles_x;
-        size_t n_in = (size_t)c->cin * b.rows, n_out = (size_t)c->cout * b.rows;
+        size_t n_in = (size_t)c->cin * b.rows, n_out = (size_t)c->cout * output_chunks(&b);
         float beta = row0 ? 1.0f : 0.0f;
         if (blas_threads) {
             for (size_t i = 0; i < n_in; i++) block_input(&p, c, in, n, h, w, &b, v, i);
