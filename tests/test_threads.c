@@ -107,7 +107,7 @@ static void check_shared_model(void) {
     float *x = fx_input(IMAGES, SIDE, SIDE, 7), *want = calloc(IMAGES * dim, sizeof *want);
     CHECK(siamidx_forward_tensor(direct, x, IMAGES, SIDE, SIDE, SIAMIDX_OUTPUT_POOLED, want,
                                  &err) == SIAMIDX_OK);
-    CHECK_MSG(shared->wino_tile && atomic_load(&shared->wino_state) == 0,
+    CHECK_MSG(shared->n_wino > 0 && sx_model_winograd_made(shared) == 0,
               "the model marks convs for Winograd and transforms nothing at load");
     reader r[READERS];
     pthread_t t[READERS];
@@ -124,13 +124,14 @@ static void check_shared_model(void) {
             worst = fmax(worst, fabs(r[i].out[j] - want[j]) / scale);
         free(r[i].out);
     }
-    printf("%d threads on one model: Winograd state %d, worst relative difference from the "
-           "direct path %.2e\n", READERS, atomic_load(&shared->wino_state), worst);
+    printf("%d threads on one model: Winograd weights of %d of %d convs made, worst relative "
+           "difference from the direct path %.2e\n", READERS, sx_model_winograd_made(shared),
+           shared->n_wino, worst);
     /* with packed weights the path runs at any thread count; on the BLAS
        path only with one OpenBLAS thread (not the case here) */
-    CHECK_MSG(atomic_load(&shared->wino_state) == (shared->cpu != SX_CPU_BLAS),
-              "the Winograd weights were made (%d) when the kernels take them",
-              atomic_load(&shared->wino_state));
+    CHECK_MSG((sx_model_winograd_made(shared) > 0) == (shared->cpu != SX_CPU_BLAS),
+              "the Winograd weights were made (%d convs) when the kernels take them",
+              sx_model_winograd_made(shared));
     CHECK_MSG(worst < 1e-4, "Winograd from %d threads against direct: %.3g", READERS, worst);
     free(x), free(want);
     siamidx_model_free(direct);

@@ -513,61 +513,84 @@ static siamidx_status pack_weights(siamidx_model *m, const char *path, siamidx_e
     return SIAMIDX_OK;
 }
 
-typedef struct wino_packer {
-    int tile;
-    float *next; /* NULL: sizing (and marking the convs that will take it) */
-    size_t floats;
-} wino_packer;
+/* Marks the 3x3 stride-1 convs for Winograd (c->wino_m sizes the encoders'
+ * workspace; c->wino comes on first use) and lists them. */
+typedef struct wino_marker {
+    siamidx_model *m;
+    int count; /* with m->wino_convs NULL: counting */
+} wino_marker;
 
-static void wino_one(sx_conv *c, void *ctx) {
-    wino_packer *p = ctx;
-    size_t n = sx_winograd_weight_floats(c, p->tile); /* 0 unless 3x3 stride 1 */
-    if (!n) return;
-    if (p->next) {
-        sx_winograd_prepare(c, p->tile, p->next);
-        p->next += n;
-    } else {
-        c->wino_m = p->tile; /* sizes the encoder's workspace; c->wino comes later */
+static void wino_mark(sx_conv *c, void *ctx) {
+    wino_marker *k = ctx;
+    if (!sx_winograd_weight_floats(c, k->m->wino_tile)) return; /* 0 unless 3x3 stride 1 */
+    if (k->m->wino_convs) {
+        c->wino_m = k->m->wino_tile;
+        k->m->wino_convs[k->count] = c;
     }
-    p->floats += n;
+    k->count++;
 }
 
 /* At load: which convs will take Winograd (SIAMIDX_WINOGRAD, nn/winograd.h),
  * so that encoders size their workspace for it; no weights are transformed. */
-static void plan_winograd(siamidx_model *m) {
+static siamidx_status plan_winograd(siamidx_model *m, siamidx_error *err) {
     m->wino_tile = sx_winograd_tile_from_env();
+    wino_marker k = {m, 0};
+    each_conv(m, wino_mark, &k);
+    if (!k.count) {
+        m->wino_tile = 0;
+        return SIAMIDX_OK;
+    }
+    m->wino_convs = calloc((size_t)k.count, sizeof *m->wino_convs);
+    m->wino_weights = calloc((size_t)k.count, sizeof *m->wino_weights);
+    m->wino_state = calloc((size_t)k.count, sizeof *m->wino_state);
+    if (!m->wino_convs || !m->wino_weights || !m->wino_state) {
+        m->wino_tile = 0; /* sx_model_free frees what was allocated */
+        return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "out of memory");
+    }
+    for (int i = 0; i < k.count; i++) atomic_init(&m->wino_state[i], 0);
     pthread_mutex_init(&m->wino_lock, NULL);
-    atomic_init(&m->wino_state, 0);
-    wino_packer p = {m->wino_tile, NULL, 0};
-    each_conv(m, wino_one, &p);
-    m->wino_floats = p.floats;
-    if (p.floats == 0) m->wino_tile = 0;
+    m->n_wino = k.count;
+    k.count = 0;
+    each_conv(m, wino_mark, &k);
+    return SIAMIDX_OK;
 }
 
 /*
- * The Winograd-domain weights of every 3x3 stride-1 convolution, transformed
- * from the folded weights into one allocation of their own (n_params counts
- * the folded encoder only), by the first caller; the others wait on the lock.
- * The release store publishes c->wino to the threads that then read state 1.
+ * Whether conv c's Winograd-domain weights (c->wino) are there to use,
+ * transformed from its folded weights into an allocation of their own by the
+ * first caller that needs them (n_params counts the folded encoder only);
+ * the others wait on the lock. Conv by conv, so that a batch-1 query, whose
+ * layer4 maps are too small for Winograd, never makes layer4's (the larger
+ * part: resnet18's layer4 holds two thirds of its 3x3 weights). The release
+ * store publishes c->wino to the threads that then read state 1.
  */
-int sx_model_winograd_ready(const siamidx_model *cm) {
+int sx_model_winograd_ready(const siamidx_model *cm, const sx_conv *c) {
     siamidx_model *m = (siamidx_model *)cm; /* lazily filled; never const at allocation */
-    if (!m->wino_tile) return 0;
-    int state = atomic_load_explicit(&m->wino_state, memory_order_acquire);
+    int i = 0;
+    while (i < m->n_wino && m->wino_convs[i] != c) i++;
+    if (i == m->n_wino) return 0;
+    int state = atomic_load_explicit(&m->wino_state[i], memory_order_acquire);
     if (state) return state > 0;
     pthread_mutex_lock(&m->wino_lock);
-    state = atomic_load_explicit(&m->wino_state, memory_order_relaxed);
-    if (!state) { /* sized and marked at load (plan_winograd): only the filling pass */
-        m->wino_weights = malloc(m->wino_floats * sizeof(float));
-        state = m->wino_weights ? 1 : -1;
-        if (m->wino_weights) {
-            wino_packer p = {m->wino_tile, m->wino_weights, 0};
-            each_conv(m, wino_one, &p);
-        }
-        atomic_store_explicit(&m->wino_state, state, memory_order_release);
+    state = atomic_load_explicit(&m->wino_state[i], memory_order_relaxed);
+    if (!state) {
+        sx_conv *wc = m->wino_convs[i];
+        size_t bytes = sx_winograd_weight_floats(wc, m->wino_tile) * sizeof(float);
+        float *u = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+        if (u) sx_winograd_prepare(wc, m->wino_tile, u);
+        m->wino_weights[i] = u;
+        state = u ? 1 : -1;
+        atomic_store_explicit(&m->wino_state[i], state, memory_order_release);
     }
     pthread_mutex_unlock(&m->wino_lock);
     return state > 0;
+}
+
+int sx_model_winograd_made(const siamidx_model *m) {
+    int made = 0;
+    for (int i = 0; i < m->n_wino; i++)
+        made += atomic_load_explicit(&m->wino_state[i], memory_order_acquire) > 0;
+    return made;
 }
 
 static siamidx_status build(siamidx_model *m, const sx_safetensors *st, const char *path,
@@ -593,7 +616,7 @@ static siamidx_status build(siamidx_model *m, const sx_safetensors *st, const ch
     }
     free(L.used_tensor);
     if (!s) s = pack_weights(m, path, err);
-    if (!s) plan_winograd(m);
+    if (!s) s = plan_winograd(m, err);
     if (!s) s = copy_meta(m, st, err);
     if (!s) fingerprint(m, st);
     return s;
@@ -626,8 +649,11 @@ void sx_model_free(siamidx_model *model) {
     free(model->blocks);
     free(model->weights);
     free(model->packed);
+    for (int i = 0; i < model->n_wino; i++) free(model->wino_weights[i]);
     free(model->wino_weights);
-    if (model->wino_tile) pthread_mutex_destroy(&model->wino_lock);
+    free(model->wino_convs);
+    free(model->wino_state);
+    if (model->n_wino) pthread_mutex_destroy(&model->wino_lock);
     free(model->arch);
     free(model->path);
     free(model);

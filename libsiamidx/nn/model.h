@@ -47,14 +47,16 @@ struct siamidx_model {
     struct siamidx_head *head;
     char fingerprint[65];
     void *weights;     /* one allocation holding every folded tensor */
-    /* The 3x3 stride-1 convs' Winograd-domain weights: transformed on first
-       use (sx_model_winograd_ready), since only a single-threaded OpenBLAS
-       takes that path and they are 4x the size of the weights they replace. */
-    float *wino_weights;
+    /* The 3x3 stride-1 convs' Winograd-domain weights, each transformed by
+       the first forward pass that takes that conv's Winograd path
+       (sx_model_winograd_ready): they are 4x the size of the weights they
+       replace, and small maps (layer4 at batch 1) never take it. */
     int wino_tile;           /* 2 or 4 (SIAMIDX_WINOGRAD at load); 0: never */
-    size_t wino_floats;      /* what wino_weights will hold, counted at load */
+    int n_wino;              /* convs marked for it at load */
+    sx_conv **wino_convs;    /* [n_wino] */
+    float **wino_weights;    /* [n_wino]: NULL until made */
+    atomic_int *wino_state;  /* [n_wino]: 0 not transformed yet, 1 ready, -1 out of memory */
     pthread_mutex_t wino_lock;
-    atomic_int wino_state;   /* 0: not transformed yet, 1: ready, -1: out of memory */
     size_t n_params;   /* parameters of the folded encoder (+ fc) */
     int stage_blocks[4]; /* blocks in layer1..4 (first block of stage s: sum of earlier) */
     sx_cpu_path cpu;   /* the convolutions' kernel, chosen at load (nn/cpu.h) */
@@ -69,10 +71,12 @@ struct siamidx_model {
  */
 siamidx_status sx_model_load(const sx_safetensors *st, const char *path, siamidx_model **out,
                              siamidx_error *err);
-/* Whether the convs' Winograd weights (c->wino) are there to use, transforming
- * them on the first call; safe to call from several threads at once. 0 when the
- * model has none (SIAMIDX_WINOGRAD=0, no 3x3 stride-1 conv, out of memory). */
-int sx_model_winograd_ready(const siamidx_model *m);
+/* Whether conv c's Winograd weights (c->wino) are there to use, transforming
+ * them on the first call; safe to call from several threads at once. 0 when c
+ * has none (SIAMIDX_WINOGRAD=0, not 3x3 stride 1, out of memory). */
+int sx_model_winograd_ready(const siamidx_model *m, const sx_conv *c);
+/* How many convs' Winograd weights have been made so far. */
+int sx_model_winograd_made(const siamidx_model *m);
 /* Frees the encoder; model->head must have been released (or be NULL). */
 void sx_model_free(siamidx_model *model);
 
