@@ -152,8 +152,14 @@ static int parse_remove(int argc, char **argv, index_args *a, int *first) {
         CLI_OPT_INDEX(&a->index),
         CLI_OPT("artist", 0, CLI_STRING, &a->artist, "NAME",
                 "remove every image of this artist instead of PATHs"),
-        CLI_OPT_WAIT(&a->wait), CLI_END};
+        CLI_OPT_WAIT(&a->wait), CLI_OPT_JSON(&a->json), CLI_END};
     return parse(argc, argv, opts, &remove_help, a, first);
+}
+
+static int parse_verify(int argc, char **argv, index_args *a, int *first) {
+    defaults(a);
+    const cli_option opts[] = {CLI_OPT_INDEX(&a->index), CLI_OPT_JSON(&a->json), CLI_END};
+    return parse(argc, argv, opts, &verify_help, a, first);
 }
 
 static int parse_index_only(int argc, char **argv, const cli_help *help, index_args *a,
@@ -478,9 +484,24 @@ int cmd_info(int argc, char **argv) {
 
 /* ---- remove / verify -------------------------------------------------------------------------- */
 
+/* The remove report: "removed N", or with --json the document; -1 when it could not be made. */
+static int print_removed(const index_args *a, siamidx_index *idx, char **paths,
+                         const size_t *matches, size_t n, size_t removed) {
+    if (!a->json) {
+        printf("removed %zu\n", removed);
+        return 0;
+    }
+    char *json = NULL;
+    siamidx_error err;
+    siamidx_status js = siamidx_remove_report_json(idx, n ? NULL : a->artist,
+                                                   (const char *const *)paths, matches, n,
+                                                   removed, &json, &err);
+    return print_document(js, &json, &err);
+}
+
 /* remove PATH...: each path as query prints it or as a path to the file;
    exit 3 when some named nothing and the others were removed. */
-static int remove_paths(siamidx_index *idx, char **paths, size_t n) {
+static int remove_paths(const index_args *a, siamidx_index *idx, char **paths, size_t n) {
     size_t *matches = calloc(n + 1, sizeof *matches), removed = 0;
     if (!matches) return cli_error("out of memory"), CLI_EXIT_FAILURE;
     siamidx_error err;
@@ -494,10 +515,10 @@ static int remove_paths(siamidx_index *idx, char **paths, size_t n) {
                       paths[i], matches[i]);
         unmatched += matches[i] != 1;
     }
+    int printed = s ? -1 : print_removed(a, idx, paths, matches, n, removed);
     free(matches);
     if (s) cli_error("%s", err.message);
-    else printf("removed %zu\n", removed);
-    if (s) return CLI_EXIT_FAILURE;
+    if (s || printed) return CLI_EXIT_FAILURE;
     return unmatched ? CLI_EXIT_PARTIAL : CLI_EXIT_OK;
 }
 
@@ -510,7 +531,7 @@ int cmd_remove(int argc, char **argv) {
     siamidx_index *idx = open_index(&a, NULL, 0, 0);
     if (!idx) return CLI_EXIT_FAILURE;
     if (!a.artist) {
-        rc = remove_paths(idx, argv + first, (size_t)(argc - first));
+        rc = remove_paths(&a, idx, argv + first, (size_t)(argc - first));
         siamidx_index_close(idx);
         return rc;
     }
@@ -518,37 +539,73 @@ int cmd_remove(int argc, char **argv) {
     siamidx_error err;
     siamidx_status s = siamidx_index_remove_artist(idx, a.artist, &removed, &err);
     if (s) cli_error("%s", err.message);
-    else printf("removed %zu\n", removed);
+    else if (print_removed(&a, idx, NULL, NULL, 0, removed)) s = SIAMIDX_ERR_NO_MEMORY;
     siamidx_index_close(idx);
     return exit_for(s);
 }
 
-static void print_problem(void *ctx, const char *problem) {
-    (void)ctx;
-    printf("problem: %s\n", problem);
+/* verify's problems: printed as they come, or kept for the --json document. */
+typedef struct problems {
+    int keep;
+    char **list;
+    size_t n, cap;
+    int lost; /* out of memory while keeping one */
+} problems;
+
+static void on_problem(void *ctx, const char *problem) {
+    problems *p = ctx;
+    if (!p->keep) {
+        printf("problem: %s\n", problem);
+        return;
+    }
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? 2 * p->cap : 16;
+        char **list = realloc(p->list, cap * sizeof *list);
+        if (!list) {
+            p->lost = 1;
+            return;
+        }
+        p->list = list, p->cap = cap;
+    }
+    if (!(p->list[p->n] = strdup(problem))) p->lost = 1;
+    else p->n++;
 }
 
 int cmd_verify(int argc, char **argv) {
     index_args a;
-    int first, rc = parse_index_only(argc, argv, &verify_help, &a, &first);
+    int first, rc = parse_verify(argc, argv, &a, &first);
     if (rc >= 0) return rc;
     if (argc != first) return cli_error("verify takes no operands (see --help)"), CLI_EXIT_USAGE;
     siamidx_index *idx = open_index(&a, NULL, 1, 0);
     if (!idx) return CLI_EXIT_FAILURE;
-    size_t problems = 0;
+    size_t n_problems = 0;
     siamidx_error err;
-    siamidx_status s = siamidx_index_verify(idx, print_problem, NULL, &problems, &err);
-    siamidx_index_close(idx);
+    problems p = {a.json, NULL, 0, 0, 0};
+    siamidx_status s = siamidx_index_verify(idx, on_problem, &p, &n_problems, &err);
+    rc = CLI_EXIT_OK;
     if (s) {
         cli_error("%s", err.message);
-        return CLI_EXIT_FAILURE;
+        rc = CLI_EXIT_FAILURE;
+    } else if (a.json) {
+        char *json = NULL;
+        if (p.lost) {
+            cli_error("verify: out of memory for the problems' list");
+            rc = CLI_EXIT_FAILURE;
+        } else {
+            siamidx_status js =
+                siamidx_verify_report_json(idx, (const char *const *)p.list, p.n, &json, &err);
+            if (print_document(js, &json, &err) || n_problems) rc = CLI_EXIT_FAILURE;
+        }
+    } else if (n_problems) {
+        printf("%zu problem(s)\n", n_problems);
+        rc = CLI_EXIT_FAILURE;
+    } else {
+        printf("ok\n");
     }
-    if (problems) {
-        printf("%zu problem(s)\n", problems);
-        return CLI_EXIT_FAILURE;
-    }
-    printf("ok\n");
-    return CLI_EXIT_OK;
+    for (size_t i = 0; i < p.n; i++) free(p.list[i]);
+    free(p.list);
+    siamidx_index_close(idx);
+    return rc;
 }
 
 /* ---- dump (hidden): one line per record, for comparing indexes ------------------------------------ */

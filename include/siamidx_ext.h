@@ -220,6 +220,17 @@ siamidx_status siamidx_index_info_json(siamidx_index *idx, const siamidx_index_i
 siamidx_status siamidx_build_report_json(siamidx_index *idx, const char *kind,
                                          const siamidx_build_report *report, char **json,
                                          siamidx_error *err);
+/* kind "remove": index, artist (the --artist name, or null), n_removed, paths
+   [{path, n_matched}] for the n named paths (matches as siamidx_index_remove_paths
+   fills it; empty when an artist was named). Exactly one of artist and paths. */
+siamidx_status siamidx_remove_report_json(siamidx_index *idx, const char *artist,
+                                          const char *const *paths, const size_t *matches,
+                                          size_t n, size_t removed, char **json,
+                                          siamidx_error *err);
+/* kind "verify": index, ok, n_problems, problems (each as siamidx_index_verify
+   passed it). */
+siamidx_status siamidx_verify_report_json(siamidx_index *idx, const char *const *problems,
+                                          size_t n, char **json, siamidx_error *err);
 /* kind "model_info". */
 siamidx_status siamidx_model_info_json(const siamidx_model *model, char **json,
                                        siamidx_error *err);

@@ -64,6 +64,19 @@ run model-info "$BAD.safetensors" --json
 run train -i idx --val-fraction 0.5 --seed 3 --holdout-artists 1 --json
 run eval -i idx --pairs 50 --json
 run eval -i idx --legacy --json
+# remove: a path added for it and one that names nothing (exit 3); then verify
+"$BIN" add "$IMG/grad_300x180.png" --artist gone -i idx -m "$M0" --quiet >/dev/null 2>&1 ||
+    fail "add for remove: exit $?"
+run remove "$IMG/grad_300x180.png" nothere.jpg -i idx --json
+[ "$(tail -1 "$DOCS" | json '(d["n_removed"], [p["n_matched"] for p in d["paths"]], d["artist"])')" = \
+    "(1, [1, 0], None)" ] || fail "remove: $(tail -1 "$DOCS")"
+"$BIN" add "$IMG/grad_300x180.png" --artist gone -i idx -m "$M0" --quiet >/dev/null 2>&1 ||
+    fail "add for remove --artist: exit $?"
+run remove --artist gone -i idx --json
+[ "$(tail -1 "$DOCS" | json '(d["n_removed"], d["paths"], d["artist"])')" = "(1, [], 'gone')" ] ||
+    fail "remove --artist: $(tail -1 "$DOCS")"
+run verify -i idx --json
+[ "$(tail -1 "$DOCS" | json '(d["ok"], d["n_problems"])')" = "(True, 0)" ] || fail "verify: $(tail -1 "$DOCS")"
 
 # every document matches its kind's definition exactly
 $CHECK "$SCHEMA" "$DOCS" >"$T/check.out" || fail "documents do not follow the schema: $(cat "$T/check.out")"

@@ -261,6 +261,44 @@ siamidx_status siamidx_build_report_json(siamidx_index *idx, const char *kind,
     return finish(&j, json, err);
 }
 
+siamidx_status siamidx_remove_report_json(siamidx_index *idx, const char *artist,
+                                          const char *const *paths, const size_t *matches,
+                                          size_t n, size_t removed, char **json,
+                                          siamidx_error *err) {
+    if (!json || (n && (!paths || !matches)) || (!artist) == (n == 0)) return bad_args(json, err);
+    sx_json j = {0};
+    sx_json_document(&j, "remove");
+    index_ref(&j, idx);
+    str(&j, "artist", artist); /* null when paths were named */
+    count(&j, "n_removed", removed);
+    sx_json_key(&j, "paths"); /* each named path and the images it matched (1: removed) */
+    sx_json_array(&j);
+    for (size_t i = 0; i < n; i++) {
+        sx_json_object(&j);
+        sx_json_path(&j, paths[i]);
+        count(&j, "n_matched", matches[i]);
+        sx_json_end(&j);
+    }
+    sx_json_end(&j);
+    return finish(&j, json, err);
+}
+
+siamidx_status siamidx_verify_report_json(siamidx_index *idx, const char *const *problems,
+                                          size_t n, char **json, siamidx_error *err) {
+    if (!json || (n && !problems)) return bad_args(json, err);
+    sx_json j = {0};
+    sx_json_document(&j, "verify");
+    index_ref(&j, idx);
+    sx_json_key(&j, "ok");
+    sx_json_bool(&j, n == 0);
+    count(&j, "n_problems", n);
+    sx_json_key(&j, "problems");
+    sx_json_array(&j);
+    for (size_t i = 0; i < n; i++) sx_json_string(&j, problems[i]);
+    sx_json_end(&j);
+    return finish(&j, json, err);
+}
+
 /* ---- the model -------------------------------------------------------------------- */
 
 siamidx_status siamidx_model_info_json(const siamidx_model *m, char **json, siamidx_error *err) {
