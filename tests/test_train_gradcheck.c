@@ -554,17 +554,6 @@ int main(void) {
     check_stem_weight_grad();
     check_conv_chunks((sx_conv){.cin = 64, .cout = 4, .k = 3, .stride = 1, .pad = 1}, 2, 48, 47);
     check_conv_chunks((sx_conv){.cin = 64, .cout = 4, .k = 3, .stride = 2, .pad = 1}, 2, 95, 96);
-    /* the same with a kernel: W^T x dout of every chunk on it (576 rows: 14-row panels
-       with padding on AVX-512), and a 1x1 conv's whole input gradient */
-    for (int p = SX_CPU_AVX2; p <= SX_CPU_AVX512; p++)
-        if (sx_cpu_supports((sx_cpu_path)p)) {
-            check_conv_chunks((sx_conv){.cin = 64, .cout = 4, .k = 3, .stride = 2, .pad = 1,
-                                        .gemm = sx_gemm_kernel_for((sx_cpu_path)p, 4)},
-                              2, 95, 96);
-            check_conv_chunks((sx_conv){.cin = 70, .cout = 24, .k = 1, .stride = 1, .pad = 0,
-                                        .gemm = sx_gemm_kernel_for((sx_cpu_path)p, 24)},
-                              3, 30, 31);
-        }
     /* training marks its 3x3 stride-1 convs for Winograd: the input gradient
        is then the mirrored convolution of dout (edge tiles: 47 and 9 are not
        multiples of the tile) */

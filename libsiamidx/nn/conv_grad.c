@@ -170,53 +170,16 @@ static size_t dcol_chunk_cols(size_t kk, size_t m) {
     return cols < m ? cols : m;
 }
 
-static size_t round16(size_t x) { return (x + 15) & ~(size_t)15; }
-
-/*
- * W^T x dout on the project's kernel, for a conv with one (c->gemm): the
- * kernel for kk = cin*k*k rows, W^T packed from W each call (this step's
- * weights; kk x cout floats, little next to dout), dout's columns packed
- * by the kernel as it goes. OpenBLAS took a fifth of a resnet50 training
- * step in these and the weight gradients. NULL when there is no kernel.
- */
-static const sx_gemm_kernel *wt_kernel(const sx_conv *c) {
-    return c->gemm ? sx_gemm_kernel_for(sx_gemm_kernel_path(c->gemm), c->cin * c->k * c->k)
-                   : NULL;
-}
-
-static size_t wt_scratch_floats(const sx_conv *c) {
-    const sx_gemm_kernel *g = wt_kernel(c);
-    if (!g) return 0;
-    return round16(sx_gemm_packed_a_floats(g, c->cin * c->k * c->k, c->cout)) +
-           sx_gemm_work_floats(g);
-}
-
-/* out[kk][cols] (row stride ldo) = W^T x dout[.][j0 .. j0 + cols) (dout's row stride m). */
-static void wt_times(const sx_conv *c, const float *dout, size_t m, size_t j0, size_t cols,
-                     float *out, size_t ldo, float *scratch) {
-    const int kk = c->cin * c->k * c->k;
-    const sx_gemm_kernel *g = wt_kernel(c);
-    if (!g) {
-        gemm(1, 0, kk, (int)cols, c->cout, c->w, kk, dout + j0, (int)m, 0.0f, out, (int)ldo);
-        return;
-    }
-    float *packed = scratch, *work = scratch + round16(sx_gemm_packed_a_floats(g, kk, c->cout));
-    sx_gemm_pack_a_transposed(g, c->w, kk, c->cout, packed);
-    sx_gemm_b b = {sx_gemm_pack_dense, dout + j0, m, NULL};
-    sx_gemm_run(g, packed, kk, c->cout, &b, cols, NULL, 0, 0, out, ldo, work);
-}
-
-/* din = col2im(W^T x dout), chunk by chunk through `scratch` (the chunk, then
- * wt_times's packed weights and work). */
+/* din = col2im(W^T x dout), chunk by chunk through `scratch`. */
 static void input_gradient(const sx_conv *c, const float *dout, int n, int h, int w, int ho,
                            int wo, float *scratch, float *din) {
     const size_t m = (size_t)n * ho * wo, kk = (size_t)c->cin * c->k * c->k;
     const size_t plane = (size_t)n * h * w, chunk = dcol_chunk_cols(kk, m);
-    float *wt_scratch = scratch + round16(kk * chunk);
     memset(din, 0, sizeof(float) * plane * c->cin);
     for (size_t j0 = 0; j0 < m; j0 += chunk) {
         size_t cols = m - j0 < chunk ? m - j0 : chunk;
-        wt_times(c, dout, m, j0, cols, scratch, cols, wt_scratch);
+        gemm(1, 0, (int)kk, (int)cols, c->cout, c->w, (int)kk, dout + j0, (int)m, 0.0f, scratch,
+             (int)cols);
         /* rows of one input channel write only its plane: no two threads collide */
 #pragma omp parallel for num_threads(sx_threads()) schedule(static)
         for (int ci = 0; ci < c->cin; ci++)
@@ -247,6 +210,8 @@ static sx_conv mirrored_conv(const sx_conv *c) {
     return (sx_conv){.cin = c->cout, .cout = c->cin, .k = 3, .stride = 1, .pad = 1,
                      .gemm = g, .wino_m = c->wino_m};
 }
+
+static size_t round16(size_t x) { return (x + 15) & ~(size_t)15; }
 
 /* Whether the forward and the input gradient take Winograd: c is marked for
  * it and the batch has tiles enough (the mirrored conv has the same tiles). */
@@ -363,12 +328,10 @@ static size_t dcol_floats(const sx_conv *c, int n, int h, int w) {
 
 size_t sx_conv_grad_scratch_floats(const sx_conv *c, int n, int h, int w) {
     size_t col = sx_conv_grad_col_floats(c, n, h, w), wino = wino_scratch_floats(c, n, h, w);
-    if (stem_direct(c)) /* the weight gradient's work */
+    if (stem_direct(c)) { /* the weight gradient's work, or the input gradient's chunk */
         col = sx_stem_weight_grad_floats(c, w);
-    /* the input gradient: its chunk (none for 1x1 stride 1), then wt_times's scratch */
-    size_t din = (conv_pointwise(c) ? 0 : round16(dcol_floats(c, n, h, w))) + wt_scratch_floats(c);
-    if (wino_applies(c, n, h, w)) din = 0;
-    if (din > col) col = din;
+        if (dcol_floats(c, n, h, w) > col) col = dcol_floats(c, n, h, w);
+    }
     size_t packed = packed_scratch_floats(c, n, h, w), most = col > wino ? col : wino;
     return most > packed ? most : packed;
 }
@@ -417,7 +380,7 @@ void sx_conv_backward(const sx_conv *c, const float *in, const float *col, const
     }
     if (!din) return;
     if (pw) /* the input gradient is W^T x dout itself */
-        wt_times(c, dout, (size_t)m, 0, (size_t)m, din, (size_t)m, scratch);
+        gemm(1, 0, kk, m, c->cout, c->w, kk, dout, m, 0.0f, din, m);
     else if (wino)
         wino_input_gradient(c, dout, n, h, w, scratch, din);
     else

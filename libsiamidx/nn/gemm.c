@@ -46,21 +46,6 @@ void sx_gemm_pack_a(const sx_gemm_kernel *g, const float *a, int m, int k, float
     }
 }
 
-void sx_gemm_pack_a_transposed(const sx_gemm_kernel *g, const float *a, int m, int k,
-                               float *dst) {
-    int mr = g->mr;
-    for (int p = 0; p * mr < m; p++) {
-        float *panel = dst + (size_t)p * mr * k;
-        int rows = m - p * mr < mr ? m - p * mr : mr;
-        for (int kk = 0; kk < k; kk++) { /* A[row][kk] = a[kk][row]: mr contiguous reads */
-            const float *src = a + (size_t)kk * m + (size_t)p * mr;
-            float *d = panel + (size_t)kk * mr;
-            for (int i = 0; i < rows; i++) d[i] = src[i];
-            for (int i = rows; i < mr; i++) d[i] = 0.0f;
-        }
-    }
-}
-
 /* One panel's row: constant lengths, so the compiler inlines the copy as a few
  * vector moves (a memcpy call per 16 floats cost a quarter of the GEMM). */
 static inline void copy_floats(float *d, const float *s, int n) {

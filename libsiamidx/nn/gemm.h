@@ -43,8 +43,6 @@ sx_cpu_path sx_gemm_kernel_path(const sx_gemm_kernel *g);
 /* Packing A (row-major, m x k) into g's panels. */
 size_t sx_gemm_packed_a_floats(const sx_gemm_kernel *g, int m, int k);
 void sx_gemm_pack_a(const sx_gemm_kernel *g, const float *a, int m, int k, float *dst);
-/* The same for A = a^T, a being row-major k x m (a weight matrix read transposed). */
-void sx_gemm_pack_a_transposed(const sx_gemm_kernel *g, const float *a, int m, int k, float *dst);
 
 /*
  * Where B comes from: pack() writes rows [k0, k0 + kc) x columns [j0, j0 + nc)
