@@ -83,6 +83,12 @@ def man_page(main_help, cmds, helps, version):
     w += [".SH ENVIRONMENT",
           ".TP", ".B SIAMIDX_INDEX", "the index when no \\fB\\-i\\fR is given (else ./siamidx.idx)",
           ".TP", ".B SIAMIDX_MODEL", "the model when no \\fB\\-m\\fR is given (else the installed default model)",
+          ".TP", ".B SIAMIDX_CPU",
+          "the convolution kernels, read when a model loads: auto (the default: avx512 where the CPU has it, "
+          "else avx2), avx512, avx2, or blas (im2col and OpenBLAS); a kernel the CPU lacks is refused",
+          ".TP", ".B SIAMIDX_WINOGRAD",
+          "Winograd for the 3x3 stride\\-1 convolutions, read when a model loads: 4 (the default, F(4x4,3x3)), "
+          "2 (F(2x2,3x3)) or 0 (off)",
           ".SH EXIT STATUS",
           "0 success, 1 failure, 2 usage error, 3 some inputs failed and the rest were processed,",
           "130 interrupted after keeping the work done.",
