@@ -97,7 +97,8 @@ static char *join_command(int argc, char **argv) {
 }
 
 /* In the order of siamidx_encoder_objective. */
-static const char *const objectives[] = {"classify", "siamese", "both", "cosface", NULL};
+static const char *const objectives[] = {"classify", "siamese", "both", "cosface", "supcon",
+                                              NULL};
 static const char *const augments[] = {"none", "processing", NULL};
 
 /* "A + B": how the model's metadata names the training collections. */
@@ -145,6 +146,10 @@ int cmd_train_encoder(int argc, char **argv) {
                 "cosface additive cosine margin"),
         CLI_NUM("scale", 0, CLI_FLOAT, &t.cos_scale, 0, 1000, CLI_OPEN_MIN, "S",
                 "cosface logit scale"),
+        CLI_NUM("contrast-weight", 0, CLI_FLOAT, &t.contrast_weight, 0, 100, 0, "W",
+                "supcon: weight of the supervised contrastive term"),
+        CLI_NUM("temperature", 0, CLI_FLOAT, &t.temperature, 0.01, 10, 0, "T",
+                "supcon: temperature of the contrastive term"),
         CLI_OPT("exclude-artists", 0, CLI_STRING, &t.exclude_artists, "FILE",
                 "leave these artists (one name a line, # comments) out of training and of "
                 "the default head"),

@@ -64,7 +64,10 @@ typedef enum siamidx_encoder_objective {
     SIAMIDX_OBJECTIVE_CLASSIFY = 0, /* artist classification (cross-entropy) */
     SIAMIDX_OBJECTIVE_SIAMESE,      /* same-artist pairs (binary cross-entropy) */
     SIAMIDX_OBJECTIVE_BOTH,
-    SIAMIDX_OBJECTIVE_COSFACE       /* normalised softmax with an additive cosine margin */
+    SIAMIDX_OBJECTIVE_COSFACE,      /* normalised softmax with an additive cosine margin */
+    SIAMIDX_OBJECTIVE_SUPCON        /* classification plus a supervised contrastive term
+                                       over the batch (every image paired with another
+                                       of its artist) */
 } siamidx_encoder_objective;
 
 typedef struct siamidx_encoder_training {
@@ -78,6 +81,7 @@ typedef struct siamidx_encoder_training {
     /* Processing augmentation: the probability of each transform per sample (0: off). */
     float aug_squash, aug_downup, aug_posterize, aug_jpeg;
     float cos_margin, cos_scale; /* SIAMIDX_OBJECTIVE_COSFACE: m and s */
+    float contrast_weight, temperature; /* SIAMIDX_OBJECTIVE_SUPCON: weight and tau */
     float ema_decay;        /* EMA of the weights (0: off); validation and the model use it */
     const char *init;       /* torchvision-named safetensors to start from, or NULL */
     const char *resume;     /* checkpoint to continue, or NULL */

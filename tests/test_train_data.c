@@ -313,6 +313,39 @@ static void test_determinism(void) {
     sx_tr_data_close(&d);
 }
 
+/* ---- an epoch's order: same-artist pairs ------------------------------------ */
+
+/* p_same 1 (the contrastive objective): every odd entry is by the artist of
+ * the entry before it, so every image of a batch has a positive; 0.5 (the
+ * pair losses): some are, some are not; 0: draws are independent, and 0.5
+ * leaves the even entries as they are at 0. */
+static void test_epoch_pairs(void) {
+    const char *colls[] = {csv_a, csv_b};
+    sx_tr_data d;
+    siamidx_error err;
+    sx_tr_data_cfg c = cfg_for(colls, 2, 0, 96);
+    CHECK(sx_tr_data_open(&c, &d, &err) == SIAMIDX_OK);
+    const int n = d.n_train;
+    int *o0 = malloc(sizeof(int) * n), *oh = malloc(sizeof(int) * n), *o1 = malloc(sizeof(int) * n);
+    int same_h = 0, same_1 = 0, pairs = n / 2;
+    for (int epoch = 0; epoch < 40; epoch++) {
+        sx_tr_data_epoch(&d, 3, epoch, 0.0, o0);
+        sx_tr_data_epoch(&d, 3, epoch, 0.5, oh);
+        sx_tr_data_epoch(&d, 3, epoch, 1.0, o1);
+        for (int i = 0; i + 1 < n; i += 2) {
+            CHECK(oh[i] == o0[i] && o1[i] == o0[i]);
+            same_h += d.label[oh[i]] == d.label[oh[i + 1]];
+            same_1 += d.label[o1[i]] == d.label[o1[i + 1]];
+        }
+    }
+    printf("same-artist pairs over 40 epochs: %d (p 0.5), %d (p 1) of %d\n", same_h, same_1,
+           40 * pairs);
+    CHECK(same_1 == 40 * pairs);
+    CHECK(same_h > 40 * pairs / 2 && same_h < 40 * pairs); /* 0.5 + chance of 3 artists */
+    free(o0), free(oh), free(o1);
+    sx_tr_data_close(&d);
+}
+
 int main(void) {
     data_dir = check_env_dir("SIAMIDX_TEST_DATA");
     const char *tmp = fixture_tmp();
@@ -325,5 +358,6 @@ int main(void) {
     test_collections(tmp);
     test_transforms();
     test_determinism();
+    test_epoch_pairs();
     CHECK_DONE();
 }

@@ -3,7 +3,8 @@
 # from the command line: two folders joined (an artist in both is one),
 # --exclude-artists (kept out of training and of the default head), a cache
 # bound of 0 (every image decoded on demand), --augment processing,
-# --objective cosface and --ema; what the model records; bad values refused.
+# --objective cosface and --ema, --objective supcon; what the model records;
+# bad values refused.
 set -u
 BIN=${SIAMIDX_BIN:?SIAMIDX_BIN not set}
 SRC=${SIAMIDX_SOURCE:-$(dirname "$0")/..}
@@ -25,7 +26,8 @@ printf '# unseen in evaluation\nartist_3\n' >"$T/exclude.txt"
 
 help=$("$BIN" train-encoder --help) || fail "--help exit $?"
 for want in --exclude-artists --cache-mb --augment --aug-posterize --aug-downup --aug-jpeg \
-    --aug-squash cosface --margin --scale --ema "COLLECTION..."; do
+    --aug-squash cosface --margin --scale --ema supcon --contrast-weight --temperature \
+    "COLLECTION..."; do
     [[ $help == *"$want"* ]] || fail "--help lacks $want"
 done
 
@@ -47,15 +49,20 @@ r=$(meta "$M" training_recipe)
     fail "head.trained_on: $(meta "$M" head.trained_on)"
 ls "$T"/*.head-images.csv >/dev/null 2>&1 && fail "the head's image listing was left behind"
 
-# the same data in the other order is the same data
+# the same data in the other order is the same data (trained with the
+# contrastive term, which logs its share and is recorded with its settings)
 "$BIN" train-encoder "$T/b" "$T/a" -o "$T/m2.safetensors" --exclude-artists "$T/exclude.txt" \
     --width 0.0625 --input-size 32 --resize 32 --epochs 1 --batch 8 --threads 1 --no-head \
-    >/dev/null 2>&1 || fail "B A exit $?"
+    --objective supcon --contrast-weight 0.5 --temperature 0.2 --log-seconds 0 \
+    >/dev/null 2>"$T/err2" || fail "B A exit $?: $(cat "$T/err2")"
+grep -q " contrast [0-9]" "$T/err2" || fail "supcon log: $(cat "$T/err2")"
+r=$(meta "$T/m2.safetensors" training_recipe)
+[[ $r == "objective supcon (weight 0.5, temperature 0.2); input 32;"* ]] || fail "supcon recipe: $r"
 [ "$(meta "$T/m2.safetensors" training_data_fingerprint)" = "$(meta "$M" training_data_fingerprint)" ] ||
     fail "fingerprint depends on the order of the collections"
 
 for bad in "--aug-jpeg 2" "--augment colour" "--margin 1.5" "--ema 1" "--cache-mb -1" \
-    "--objective arcface"; do
+    "--objective arcface" "--temperature 0" "--contrast-weight -1"; do
     # shellcheck disable=SC2086
     err=$("$BIN" train-encoder "$T/a" -o "$T/bad.safetensors" $bad 2>&1); rc=$?
     [ $rc -eq 2 ] || fail "$bad: exit $rc"

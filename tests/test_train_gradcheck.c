@@ -541,6 +541,52 @@ static void check_cosface(void) {
     free(dx), free(dw), free(scratch);
 }
 
+/* ---- supervised contrastive term ------------------------------------------ */
+
+typedef struct supcon_ctx {
+    int n, dim;
+    float *x, *ws, *scratch;
+    int32_t labels[8];
+    float tau;
+} supcon_ctx;
+
+static double supcon_loss(void *p) {
+    supcon_ctx *c = p;
+    memset(c->scratch, 0, sizeof(float) * c->n * c->dim);
+    return sx_tr_supcon(c->n, c->dim, c->x, c->labels, c->tau, 1.0f, c->ws, c->scratch, NULL);
+}
+
+static void check_supcon(void) {
+    /* by hand: rows (1,0), (0,2), (3,0), labels 0 0 1, tau 1. Anchors 0 and 1
+       (row 2 has no positive); cosines s01 = 0, s02 = 1, s12 = 0:
+       L0 = log(e^0 + e^1) - 0, L1 = log(e^0 + e^0) - 0. */
+    float hx[6] = {1, 0, 0, 2, 3, 0}, hws[64], hd[6] = {0};
+    int32_t hl[3] = {0, 0, 1};
+    int anchors = 0;
+    double l = sx_tr_supcon(3, 2, hx, hl, 1.0f, 1.0f, hws, hd, &anchors);
+    double want = (log(1.0 + exp(1.0)) + log(2.0)) / 2;
+    CHECK_MSG(anchors == 2, "%d anchors, want 2", anchors);
+    CHECK_MSG(fabs(l - want) < 1e-6, "loss %.9g, want %.9g", l, want);
+    CHECK_MSG(hd[4] != 0.0f || hd[5] != 0.0f, "a non-anchor's row gets no gradient as a negative");
+
+    /* central differences: 8 rows of 5, two rows without a positive */
+    supcon_ctx c = {8, 5, randv(40), NULL, zeros(40), {0, 0, 1, 1, 1, 2, 3, 2}, 0.2f};
+    c.ws = zeros(sx_tr_supcon_ws_floats(c.n, c.dim));
+    float *df = zeros(40);
+    sx_tr_supcon(c.n, c.dim, c.x, c.labels, c.tau, 0.6f, c.ws, df, &anchors);
+    CHECK_MSG(anchors == 7, "%d anchors, want 7", anchors);
+    for (int i = 0; i < 40; i++) df[i] /= 0.6f; /* the weight scales the gradient only */
+    gradcheck("supcon dfeat", c.x, 40, df, supcon_loss, &c, 1e-2f, 1e-3);
+    double before = supcon_loss(&c); /* scale invariance of each row */
+    for (int j = 0; j < c.dim; j++) c.x[j] *= 4.0f, c.x[3 * c.dim + j] *= 0.3f;
+    CHECK_MSG(fabs(supcon_loss(&c) - before) < 1e-5, "loss changed with the norms");
+    int32_t none[3] = {0, 1, 2}; /* no anchors: no loss, no gradient */
+    memset(hd, 0, sizeof hd);
+    CHECK(sx_tr_supcon(3, 2, hx, none, 1.0f, 1.0f, hws, hd, &anchors) == 0.0 && anchors == 0);
+    CHECK(hd[0] == 0.0f && hd[3] == 0.0f);
+    free(c.x), free(c.ws), free(c.scratch), free(df);
+}
+
 int main(void) {
     check_conv("3x3/2 pad 1", (sx_conv){.cin = 3, .cout = 4, .k = 3, .stride = 2, .pad = 1}, 2, 7, 6);
     check_conv("3x3/1 pad 1", (sx_conv){.cin = 4, .cout = 3, .k = 3, .stride = 1, .pad = 1}, 2, 5, 5);
@@ -571,5 +617,6 @@ int main(void) {
     check_maxpool_ties();
     check_heads();
     check_cosface();
+    check_supcon();
     CHECK_DONE();
 }

@@ -40,12 +40,15 @@ void siamidx_encoder_training_init(siamidx_encoder_training *t) {
     t->cache_mb = 2048;
     t->cos_margin = 0.35f;
     t->cos_scale = 30.0f;
+    t->contrast_weight = 1.0f;
+    t->temperature = 0.1f;
 }
 
 static sx_tr_objective objective(siamidx_encoder_objective o) {
     return o == SIAMIDX_OBJECTIVE_SIAMESE ? SX_TR_SIAMESE
            : o == SIAMIDX_OBJECTIVE_BOTH    ? SX_TR_BOTH
            : o == SIAMIDX_OBJECTIVE_COSFACE ? SX_TR_COSFACE
+           : o == SIAMIDX_OBJECTIVE_SUPCON  ? SX_TR_SUPCON
                                             : SX_TR_CLASSIFY;
 }
 
@@ -74,6 +77,8 @@ siamidx_status siamidx_train_encoder(const siamidx_encoder_training *t, siamidx_
     o.ema_decay = t->ema_decay;
     o.net.cos_margin = t->cos_margin;
     o.net.cos_scale = t->cos_scale;
+    o.net.contrast_weight = t->contrast_weight;
+    o.net.temperature = t->temperature;
     o.output = t->output;
     o.init = t->init;
     o.resume = t->resume;

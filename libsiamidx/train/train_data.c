@@ -274,7 +274,7 @@ static double unit_rand(uint64_t seed, uint64_t a, uint64_t b, uint64_t c) {
  * it with probability 1/2 (a random other image of the same artist), so the
  * Siamese loss sees both kinds.
  */
-void sx_tr_data_epoch(const sx_tr_data *d, uint64_t seed, int epoch, int pairs, int *order) {
+void sx_tr_data_epoch(const sx_tr_data *d, uint64_t seed, int epoch, double p_same, int *order) {
     double total = d->cum[d->n_train - 1];
     for (int i = 0; i < d->n_train; i++) {
         double r = unit_rand(seed, 0xE90C, (uint64_t)epoch, (uint64_t)i) * total;
@@ -285,7 +285,7 @@ void sx_tr_data_epoch(const sx_tr_data *d, uint64_t seed, int epoch, int pairs, 
             else lo = mid + 1;
         }
         order[i] = d->train[lo];
-        if (pairs && (i & 1) && unit_rand(seed, 0x9A1E, (uint64_t)epoch, (uint64_t)i) < 0.5) {
+        if (p_same > 0 && (i & 1) && unit_rand(seed, 0x9A1E, (uint64_t)epoch, (uint64_t)i) < p_same) {
             int a = d->label[order[i - 1]];
             int c = d->artist_first[a + 1] - d->artist_first[a];
             uint64_t pick = sx_tr_hash(seed, 0x905, (uint64_t)epoch, (uint64_t)i) % (uint64_t)c;

@@ -52,8 +52,10 @@ size_t sx_tr_cached_size(int w, int h, int scale, int *cw, int *ch);
 siamidx_status sx_tr_data_image(sx_tr_data *d, int e, sx_image *tmp, const sx_image **out,
                                 sx_image **owned, siamidx_error *err);
 void sx_tr_data_close(sx_tr_data *d);
-/* n_train entries for one epoch (deterministic in seed, epoch). */
-void sx_tr_data_epoch(const sx_tr_data *d, uint64_t seed, int epoch, int pairs, int *order);
+/* n_train entries for one epoch (deterministic in seed, epoch), drawn with
+ * the balance weights; with p_same > 0 each odd entry is, with that
+ * probability, another draw of the artist before it (same-artist pairs). */
+void sx_tr_data_epoch(const sx_tr_data *d, uint64_t seed, int epoch, double p_same, int *order);
 
 /* One batch prepared by a producer thread (started, then waited for). */
 typedef struct sx_tr_job {

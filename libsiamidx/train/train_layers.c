@@ -490,3 +490,69 @@ void sx_tr_cosface_backward(int n, int in, int k, const float *ws, const float *
     l2_rows_backward(n, in, xh, inv_x, dx, NULL);
     l2_rows_backward(k, in, wh, inv_w, scratch, dw);
 }
+
+/*
+ * Supervised contrastive loss (Khosla et al., NeurIPS 2020, the L_out form)
+ * on the L2-normalised rows zh of feat [n][dim]: for each anchor i that has
+ * at least one other image of its artist in the batch (P(i)),
+ *     L_i = log sum_{a != i} e^{s_ia} - 1/|P(i)| sum_{p in P(i)} s_ip,
+ *     s_ia = zh_i . zh_a / tau,
+ * averaged over those anchors. The classifier compares each image with 214
+ * class centres; this compares the images with each other, as verification
+ * does, and so shapes the cosine geometry of the embedding itself.
+ *
+ * With G[i][a] = dL/ds_ia (softmax minus the positives' share, over the
+ * anchors), dL/dzh = (G + G^T) zh / tau, then the normalisation's Jacobian.
+ * Adds weight * dL/dfeat into dfeat; returns the mean loss (unweighted).
+ */
+size_t sx_tr_supcon_ws_floats(int n, int dim) {
+    return (size_t)2 * n * dim + (size_t)n + (size_t)n * n;
+}
+
+double sx_tr_supcon(int n, int dim, const float *feat, const int32_t *labels, float tau,
+                    float weight, float *ws, float *dfeat, int *anchors_out) {
+    float *zh = ws, *gz = zh + (size_t)n * dim, *inv = gz + (size_t)n * dim, *g = inv + n;
+    int anchors = 0;
+    for (int i = 0; i < n; i++)
+        for (int a = 0; a < n; a++)
+            if (a != i && labels[a] == labels[i]) {
+                anchors++;
+                break;
+            }
+    if (anchors_out) *anchors_out = anchors;
+    if (!anchors) return 0.0;
+    l2_rows(n, dim, feat, zh, inv);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, dim, 1.0f / tau, zh, dim, zh, dim,
+                0.0f, g, n); /* g = s, overwritten row by row with dL/ds */
+    double loss = 0.0;
+    for (int i = 0; i < n; i++) {
+        float *row = g + (size_t)i * n;
+        int npos = 0;
+        double top = -INFINITY, pos_sum = 0.0;
+        for (int a = 0; a < n; a++) {
+            if (a == i) continue;
+            if (row[a] > top) top = row[a];
+            if (labels[a] == labels[i]) npos++, pos_sum += row[a];
+        }
+        if (!npos) {
+            memset(row, 0, sizeof(float) * n);
+            continue;
+        }
+        double sum = 0.0;
+        for (int a = 0; a < n; a++)
+            if (a != i) sum += exp(row[a] - top);
+        double lse = top + log(sum);
+        loss += lse - pos_sum / npos;
+        for (int a = 0; a < n; a++) {
+            double d = a == i ? 0.0 : exp(row[a] - lse) - (labels[a] == labels[i] ? 1.0 / npos : 0.0);
+            row[a] = (float)(d / anchors);
+        }
+    }
+    const float k = weight / tau; /* gz = weight * (G + G^T) zh / tau */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, dim, n, k, g, n, zh, dim, 0.0f, gz,
+                dim);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, dim, n, k, g, n, zh, dim, 1.0f, gz,
+                dim);
+    l2_rows_backward(n, dim, zh, inv, gz, dfeat);
+    return loss / anchors;
+}

@@ -48,5 +48,12 @@ void sx_tr_cosface_backward(int n, int in, int k, const float *ws, const float *
 double sx_tr_siamese_bce(int n, int dim, const float *feat, const int32_t *labels,
                          const float *w, float b, float scale, float *dfeat, float *dw,
                          float *db, int *correct);
+/* Supervised contrastive loss over the batch's L2-normalised features at
+ * temperature tau (anchors: rows with another row of their label); adds
+ * weight * dL/dfeat into dfeat, returns the mean loss. ws:
+ * sx_tr_supcon_ws_floats(n, dim). */
+size_t sx_tr_supcon_ws_floats(int n, int dim);
+double sx_tr_supcon(int n, int dim, const float *feat, const int32_t *labels, float tau,
+                    float weight, float *ws, float *dfeat, int *anchors);
 
 #endif /* SX_TRAIN_TRAIN_LAYERS_H */

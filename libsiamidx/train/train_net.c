@@ -220,6 +220,10 @@ siamidx_status sx_tr_net_new(const sx_tr_config *cfg, sx_tr_net **out, siamidx_e
         net->cos_scratch = malloc((size_t)cfg->n_classes * net->feat_dim * sizeof(float));
         ok = ok && net->cos_ws && net->cos_scratch;
     }
+    if (cfg->objective == SX_TR_SUPCON) {
+        net->supcon_ws = malloc(sx_tr_supcon_ws_floats(n, net->feat_dim) * sizeof(float));
+        ok = ok && net->supcon_ws;
+    }
     ok = ok && net->params && net->grads && net->bufs && net->pooled_map && net->argmax &&
          net->xin && net->feat && net->dfeat && net->logits && net->dlogits && net->col &&
          net->g_a && net->g_b && net->s1 && net->s2 && net->s3;
@@ -262,6 +266,7 @@ void sx_tr_net_free(sx_tr_net *net) {
     free(net->dlogits);
     free(net->cos_ws);
     free(net->cos_scratch);
+    free(net->supcon_ws);
     free(net->col);
     free(net->g_a);
     free(net->g_b);
@@ -426,6 +431,11 @@ void sx_tr_net_forward(sx_tr_net *net, const float *x, int n, const int32_t *lab
         st->bce = weighted / scale;
         st->loss += weighted;
         st->pairs = n / 2;
+    }
+    if (cfg->objective == SX_TR_SUPCON) {
+        st->con = sx_tr_supcon(n, net->feat_dim, net->feat, labels, cfg->temperature,
+                               cfg->contrast_weight, net->supcon_ws, net->dfeat, NULL);
+        st->loss += cfg->contrast_weight * st->con;
     }
 }
 

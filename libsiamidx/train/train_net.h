@@ -46,7 +46,8 @@ typedef enum sx_tr_objective {
     SX_TR_CLASSIFY = 0, /* softmax cross-entropy over fc logits */
     SX_TR_SIAMESE,      /* pair BCE only */
     SX_TR_BOTH,         /* both */
-    SX_TR_COSFACE       /* cross-entropy over CosFace logits (fc.weight as class centres) */
+    SX_TR_COSFACE,      /* cross-entropy over CosFace logits (fc.weight as class centres) */
+    SX_TR_SUPCON        /* softmax cross-entropy plus a supervised contrastive term */
 } sx_tr_objective;
 
 typedef struct sx_tr_config {
@@ -59,6 +60,7 @@ typedef struct sx_tr_config {
     float label_smoothing;
     int freeze_through; /* -1 none, 0 stem, s: stem..layer s fixed */
     float cos_margin, cos_scale; /* SX_TR_COSFACE: m and s */
+    float contrast_weight, temperature; /* SX_TR_SUPCON: the term's weight and tau */
 } sx_tr_config;
 
 typedef struct sx_tr_net {
@@ -81,6 +83,7 @@ typedef struct sx_tr_net {
     float *xin, *feat, *dfeat, *logits, *dlogits;
     float *col, *g_a, *g_b, *s1, *s2, *s3;
     float *cos_ws, *cos_scratch; /* SX_TR_COSFACE only */
+    float *supcon_ws;            /* SX_TR_SUPCON only */
     /* The inference network: the same units with each BatchNorm folded into
        its conv (sx_bn_fold) from the current parameters, run by nn's
        encoder for sx_tr_net_eval; frozen stages run their folded convs in
@@ -94,7 +97,7 @@ typedef struct sx_tr_net {
 } sx_tr_net;
 
 typedef struct sx_tr_stats {
-    double loss, ce, bce;
+    double loss, ce, bce, con; /* con: the supervised contrastive term, unweighted */
     int correct, pair_correct, n, pairs;
 } sx_tr_stats;
 

@@ -44,7 +44,8 @@ void sx_tr_adamw_step(sx_tr_adamw *opt, sx_tr_net *net, float lr) {
         const sx_tr_tensor *t = &net->tensors[ti];
         if (t->kind == SX_TR_BUFFER || t->stage <= net->cfg.freeze_through) continue;
         sx_tr_objective obj = net->cfg.objective;
-        if ((obj == SX_TR_CLASSIFY || obj == SX_TR_COSFACE) && !strncmp(t->name, "siamese.", 8))
+        if ((obj == SX_TR_CLASSIFY || obj == SX_TR_COSFACE || obj == SX_TR_SUPCON) &&
+            !strncmp(t->name, "siamese.", 8))
             continue;
         if (obj == SX_TR_COSFACE && !strcmp(t->name, "fc.bias")) continue; /* unused */
         if (net->cfg.objective == SX_TR_SIAMESE && !strncmp(t->name, "fc.", 3)) continue;

@@ -116,6 +116,7 @@ static const char *objective_name(sx_tr_objective o) {
     case SX_TR_SIAMESE: return "siamese";
     case SX_TR_BOTH: return "both";
     case SX_TR_COSFACE: return "cosface";
+    case SX_TR_SUPCON: return "supcon";
     }
     return "?";
 }
@@ -132,6 +133,9 @@ static void training_recipe(const trainer *t, char *out, size_t cap) {
     int n = snprintf(out, cap, "objective %s", objective_name(c->objective));
     if (c->objective == SX_TR_COSFACE && n > 0 && (size_t)n < cap)
         n += snprintf(out + n, cap - n, " (margin %g, scale %g)", c->cos_margin, c->cos_scale);
+    if (c->objective == SX_TR_SUPCON && n > 0 && (size_t)n < cap)
+        n += snprintf(out + n, cap - n, " (weight %g, temperature %g)", c->contrast_weight,
+                      c->temperature);
     if (n > 0 && (size_t)n < cap)
         snprintf(out + n, cap - n, "; input %d; training scale %d; augment %s; ema %g", c->input,
                  t->data.scale, aug, t->o->ema_decay);
@@ -511,6 +515,9 @@ static siamidx_status run_epochs(trainer *t, siamidx_error *err) {
     sx_tr_net *net = t->net;
     const int B = net->cfg.max_batch, S = net->cfg.input;
     const int pairs = net->cfg.objective == SX_TR_SIAMESE || net->cfg.objective == SX_TR_BOTH;
+    /* The pair losses want as many different-artist pairs as same-artist
+       ones; the contrastive term wants every image to have a positive. */
+    const double p_same = pairs ? 0.5 : net->cfg.objective == SX_TR_SUPCON ? 1.0 : 0.0;
     const int64_t total = (int64_t)o->epochs * t->steps_per_epoch;
     const int64_t warmup = (int64_t)(o->warmup_epochs * t->steps_per_epoch + 0.5);
     size_t per = (size_t)B * 3 * S * S;
@@ -525,10 +532,10 @@ static siamidx_status run_epochs(trainer *t, siamidx_error *err) {
     int run_steps = 0, warned = 0;
     double t_start = now_s(), t_seg = t_start, secs_before = t->train_seconds;
     for (; t->epoch < o->epochs && !s; t->epoch++, t->step = 0) {
-        sx_tr_data_epoch(&t->data, o->seed, t->epoch, pairs, order);
+        sx_tr_data_epoch(&t->data, o->seed, t->epoch, p_same, order);
         sx_tr_job jobs[2];
         int cur = 0;
-        double sum_loss = 0, seg_imgs = 0, seg_wait = 0;
+        double sum_loss = 0, sum_con = 0, seg_imgs = 0, seg_wait = 0;
         int sum_correct = 0, sum_n = 0, sum_pc = 0, sum_pairs = 0;
         if (t->step < t->steps_per_epoch) {
             job_setup(t, &jobs[cur], order, t->step, xs[cur], ls[cur]);
@@ -557,7 +564,7 @@ static siamidx_status run_epochs(trainer *t, siamidx_error *err) {
             ema_update(t);
             t->global_step++;
             run_steps++;
-            sum_loss += st.loss * B, sum_n += B, sum_correct += st.correct;
+            sum_loss += st.loss * B, sum_con += st.con * B, sum_n += B, sum_correct += st.correct;
             sum_pc += st.pair_correct, sum_pairs += st.pairs;
             seg_imgs += B;
             cur = nxt;
@@ -570,6 +577,8 @@ static siamidx_status run_epochs(trainer *t, siamidx_error *err) {
                 fmt_duration(left, eta, sizeof eta);
                 if (pairs && sum_pairs)
                     snprintf(pair, sizeof pair, " pair-acc %.3f", (double)sum_pc / sum_pairs);
+                else if (net->cfg.objective == SX_TR_SUPCON)
+                    snprintf(pair, sizeof pair, " contrast %.4f", sum_con / sum_n);
                 fprintf(stderr, "epoch %d/%d step %d/%d loss %.4f acc %.3f%s lr %.2e %.1f img/s "
                         "(data wait %.0f%%) ETA %s\n",
                         t->epoch + 1, o->epochs, t->step + 1, t->steps_per_epoch,
