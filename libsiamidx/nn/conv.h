@@ -19,6 +19,7 @@ typedef struct sx_conv {
     const float *wino;             /* [(wino_m + 2)^2][cout][cin] */
     int wino_m;                    /* output tile side 2 or 4 when it takes Winograd (c->wino
                                       may come later: nn/model.h); 0: never */
+    int wino_slot;                 /* 1 + its place in the model's Winograd list; 0: none */
 } sx_conv;
 
 /*

@@ -192,7 +192,7 @@ void sx_gemm_run(const sx_gemm_kernel *g, const float *packed_a, int m, int k, c
     if (nt > SX_GEMM_MAX_THREADS) nt = SX_GEMM_MAX_THREADS;
     if (nt > 1 && flops < (double)nt * MIN_FLOPS_PER_THREAD) nt = 1;
     if (nt == 1) {
-        gemm_share(&j, 0, 1, work);
+        sx_gemm_run_serial(g, packed_a, m, k, b, n, bias, relu, accumulate, c, ldc, work);
         return;
     }
 #pragma omp parallel num_threads(nt)

@@ -525,6 +525,7 @@ static void wino_mark(sx_conv *c, void *ctx) {
     if (!sx_winograd_weight_floats(c, k->m->wino_tile)) return; /* 0 unless 3x3 stride 1 */
     if (k->m->wino_convs) {
         c->wino_m = k->m->wino_tile;
+        c->wino_slot = k->count + 1;
         k->m->wino_convs[k->count] = c;
     }
     k->count++;
@@ -566,9 +567,8 @@ static siamidx_status plan_winograd(siamidx_model *m, siamidx_error *err) {
  */
 int sx_model_winograd_ready(const siamidx_model *cm, const sx_conv *c) {
     siamidx_model *m = (siamidx_model *)cm; /* lazily filled; never const at allocation */
-    int i = 0;
-    while (i < m->n_wino && m->wino_convs[i] != c) i++;
-    if (i == m->n_wino) return 0;
+    int i = c->wino_slot - 1;
+    if (i < 0 || i >= m->n_wino || m->wino_convs[i] != c) return 0; /* not this model's */
     int state = atomic_load_explicit(&m->wino_state[i], memory_order_acquire);
     if (state) return state > 0;
     pthread_mutex_lock(&m->wino_lock);
