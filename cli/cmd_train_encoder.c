@@ -100,6 +100,19 @@ static char *join_command(int argc, char **argv) {
 static const char *const objectives[] = {"classify", "siamese", "both", "cosface", "supcon",
                                               NULL};
 static const char *const augments[] = {"none", "processing", NULL};
+static const char *const poolings[] = {"avg", "style", NULL};
+
+/* "3,4" -> bits 2 and 3; 0 for anything but distinct stages 1-4 */
+static unsigned parse_stages(const char *s) {
+    unsigned bits = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p < '1' || *p > '4' || (bits & (1u << (*p - '1')))) return 0;
+        bits |= 1u << (*p - '1');
+        if (p[1] == ',' && p[2]) p++;
+        else if (p[1]) return 0;
+    }
+    return bits;
+}
 
 /* "A + B": how the model's metadata names the training collections. */
 static char *join_collections(char *const *c, int n) {
@@ -126,6 +139,8 @@ int cmd_train_encoder(int argc, char **argv) {
     siamidx_encoder_training_init(&t);
     const char *arch = NULL;
     int no_head = 0, objective = (int)t.objective, first, augment = 0, cache_mb = (int)t.cache_mb;
+    int pooling = 0;
+    const char *style_stages = "3,4";
     float p_post = -1, p_downup = -1, p_jpeg = -1, p_squash = -1; /* -1: not given */
     double head_val = 0.2, log_seconds = t.log_seconds;
     const double inf = 1e300;
@@ -166,6 +181,11 @@ int cmd_train_encoder(int argc, char **argv) {
         CLI_NUM("aug-squash", 0, CLI_FLOAT, &p_squash, 0, 1, 0, "P",
                 "probability of an aspect change by 0.75-1.33, area kept (default: 0, 0.3 "
                 "with --augment processing)"),
+        CLI_CHOOSE("pooling", 0, &pooling, poolings,
+                   "the features: layer4's average, or the per-channel mean and std of the "
+                   "--style-stages (trained and embedded alike; the model keeps no fc)"),
+        CLI_OPT("style-stages", 0, CLI_STRING, &style_stages, "LIST",
+                "with --pooling style: the stages, e.g. 3,4 or 4 (default: 3,4)"),
         CLI_NUM("ema", 0, CLI_FLOAT, &t.ema_decay, 0, 1, CLI_OPEN_MIN | CLI_OPEN_MAX, "DECAY",
                 "keep an exponential moving average of the weights (e.g. 0.999); validation "
                 "and the model use it (default: off)"),
@@ -213,6 +233,11 @@ int cmd_train_encoder(int argc, char **argv) {
         return CLI_EXIT_USAGE;
     }
     if (arch) snprintf(t.arch, sizeof t.arch, "%s", arch);
+    if (pooling == 1 && !(t.style_stages = parse_stages(style_stages))) {
+        cli_error("train-encoder: --style-stages wants distinct stages 1-4 like 3,4, not '%s'",
+                  style_stages);
+        return CLI_EXIT_USAGE;
+    }
     t.objective = (siamidx_encoder_objective)objective;
     t.log_seconds = log_seconds;
     char *command = join_command(argc, argv);

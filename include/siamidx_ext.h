@@ -82,6 +82,10 @@ typedef struct siamidx_encoder_training {
     float aug_squash, aug_downup, aug_posterize, aug_jpeg;
     float cos_margin, cos_scale; /* SIAMIDX_OBJECTIVE_COSFACE: m and s */
     float contrast_weight, temperature; /* SIAMIDX_OBJECTIVE_SUPCON: weight and tau */
+    /* 0: the features are layer4's average; else bit s-1 for each stage s whose
+       per-channel mean and std are the features, trained and embedded alike
+       (the model's pooling is then "style"; it keeps no fc) */
+    unsigned style_stages;
     float ema_decay;        /* EMA of the weights (0: off); validation and the model use it */
     const char *init;       /* torchvision-named safetensors to start from, or NULL */
     const char *resume;     /* checkpoint to continue, or NULL */

@@ -27,6 +27,7 @@ printf '# unseen in evaluation\nartist_3\n' >"$T/exclude.txt"
 help=$("$BIN" train-encoder --help) || fail "--help exit $?"
 for want in --exclude-artists --cache-mb --augment --aug-posterize --aug-downup --aug-jpeg \
     --aug-squash cosface --margin --scale --ema supcon --contrast-weight --temperature \
+    --pooling --style-stages \
     "COLLECTION..."; do
     [[ $help == *"$want"* ]] || fail "--help lacks $want"
 done
@@ -60,6 +61,27 @@ r=$(meta "$T/m2.safetensors" training_recipe)
 [[ $r == "objective supcon (weight 0.5, temperature 0.2); input 32;"* ]] || fail "supcon recipe: $r"
 [ "$(meta "$T/m2.safetensors" training_data_fingerprint)" = "$(meta "$M" training_data_fingerprint)" ] ||
     fail "fingerprint depends on the order of the collections"
+
+# --pooling style: trained on, and embedded by, the mean and std of layer3 and
+# layer4 (width 1/16: 2 * (16 + 32) values); the model keeps no fc, loads, and
+# gets its default head on those features
+MS=$T/style.safetensors
+"$BIN" train-encoder "$T/a" -o "$MS" --pooling style --width 0.0625 --input-size 32 \
+    --resize 32 --epochs 1 --batch 8 --threads 1 --head-val-fraction 0.5 \
+    >"$T/out3" 2>"$T/err3" || fail "--pooling style exit $?: $(cat "$T/err3")"
+[ "$(meta "$MS" pooling)" = style ] && [ "$(meta "$MS" style_stages)" = 3,4 ] &&
+    [ "$(meta "$MS" embedding_dim)" = 96 ] ||
+    fail "style metadata: $(meta "$MS" pooling) $(meta "$MS" style_stages) $(meta "$MS" embedding_dim)"
+[[ $(meta "$MS" training_recipe) == *"; pooling style 3,4" ]] ||
+    fail "style recipe: $(meta "$MS" training_recipe)"
+grep -q "default head validation: AUC " "$T/out3" || fail "style default head: $(cat "$T/out3")"
+"$BIN" model-info "$MS" | grep -q "fc.weight" && fail "a style model kept fc"
+emb=$("$BIN" embed -m "$MS" "$T/a/artist_0/img_0.bmp" 2>&1) || fail "embed with the style model: $emb"
+for bad in "1,1" "5" "3,"; do
+    err=$("$BIN" train-encoder "$T/a" -o "$T/bad.safetensors" --pooling style --style-stages "$bad" 2>&1)
+    rc=$?
+    [ $rc -eq 2 ] && [[ $err == *"--style-stages wants"*"'$bad'"* ]] || fail "--style-stages $bad: exit $rc: $err"
+done
 
 for bad in "--aug-jpeg 2" "--augment colour" "--margin 1.5" "--ema 1" "--cache-mb -1" \
     "--objective arcface" "--temperature 0" "--contrast-weight -1"; do

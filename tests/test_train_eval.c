@@ -94,6 +94,20 @@ static act maxpool(const act *x) {
 }
 
 /* torchvision's resnet18 in eval mode: pooled features [N][feat]. */
+/* nn's style pooling: each plane's mean, then its population std */
+static void style_stats(const act *a, double *feat, int ld, size_t off) {
+    for (int i = 0; i < N; i++)
+        for (int c = 0; c < a->c; c++) {
+            const double *v = a->v + ((size_t)i * a->c + c) * a->h * a->w;
+            double m = 0, ss = 0;
+            for (int p = 0; p < a->h * a->w; p++) m += v[p];
+            m /= a->h * a->w;
+            for (int p = 0; p < a->h * a->w; p++) ss += (v[p] - m) * (v[p] - m);
+            feat[(size_t)i * ld + off + c] = m;
+            feat[(size_t)i * ld + off + a->c + c] = sqrt(ss / (a->h * a->w));
+        }
+}
+
 static void reference(sx_tr_net *net, const float *x, double *feat) {
     act a = act_new(3, S, S);
     for (size_t i = 0; i < (size_t)N * 3 * S * S; i++) a.v[i] = x[i];
@@ -121,7 +135,13 @@ static void reference(sx_tr_net *net, const float *x, double *feat) {
             free(h.v);
             free(a.v);
             a = o;
+            if (j == 1 && (net->cfg.style_stages & (1u << (s - 1))))
+                style_stats(&a, feat, net->embed_dim, net->style_off[s - 1]);
         }
+    if (net->cfg.style_stages) {
+        free(a.v);
+        return;
+    }
     for (int i = 0; i < N; i++)
         for (int c = 0; c < a.c; c++) {
             double s = 0;
@@ -153,9 +173,10 @@ static double rel_err(const float *got, const double *want, size_t n) {
     return sqrt(d) / (sqrt(r) + 1e-30);
 }
 
-static void check_net(int freeze_through) {
+static void check_net(int freeze_through, unsigned style_stages) {
     sx_tr_config cfg = {.width = 0.0625f, .n_classes = 5, .max_batch = 4, .input = S,
-                        .objective = SX_TR_CLASSIFY, .freeze_through = freeze_through};
+                        .objective = SX_TR_CLASSIFY, .freeze_through = freeze_through,
+                        .style_stages = style_stages};
     snprintf(cfg.arch, sizeof cfg.arch, "resnet18");
     siamidx_error err;
     sx_tr_net *net = NULL;
@@ -165,15 +186,16 @@ static void check_net(int freeze_through) {
     randomise_bn(net);
     float *x = malloc(sizeof(float) * 4 * 3 * S * S);
     for (int i = 0; i < 4 * 3 * S * S; i++) x[i] = (float)(2 * urand() - 1);
-    size_t d = (size_t)net->feat_dim;
+    size_t d = (size_t)net->embed_dim;
+    if (style_stages) CHECK(d == 2 * (size_t)(net->stage_ch[2] + net->stage_ch[3]));
     double *want = malloc(sizeof(double) * N * d);
     float *feat = malloc(sizeof(float) * N * d), *logits = malloc(sizeof(float) * N * 5);
     reference(net, x, want);
 
     CHECK_MSG(sx_tr_net_eval(net, x, N, logits, feat, &err) == SIAMIDX_OK, "%s", err.message);
     double e = rel_err(feat, want, N * d);
-    printf("freeze %d: sx_tr_net_eval vs eval-mode reference: relative error %.2e\n",
-           freeze_through, e);
+    printf("freeze %d, style stages 0x%x: sx_tr_net_eval vs eval-mode reference: relative "
+           "error %.2e\n", freeze_through, style_stages, e);
     CHECK_MSG(e < 1e-4, "sx_tr_net_eval: relative error %.3g", e);
     CHECK(sx_tr_net_eval(net, x, 5, logits, feat, &err) == SIAMIDX_ERR_INVALID_ARGUMENT);
 
@@ -191,7 +213,9 @@ static void check_net(int freeze_through) {
 
 int main(void) {
     openblas_set_num_threads(1); /* as train-encoder runs */
-    check_net(-1);
-    check_net(4);
+    check_net(-1, 0);
+    check_net(4, 0);
+    check_net(-1, 0xc); /* style statistics of layer3 and layer4 */
+    check_net(4, 0xc);
     CHECK_DONE();
 }

@@ -541,6 +541,39 @@ static void check_cosface(void) {
     free(dx), free(dw), free(scratch);
 }
 
+/* ---- style statistics ---------------------------------------------------------- */
+
+typedef struct style_ctx {
+    float *x, *out, *r; /* x: [3][2*5]; out, r: 2 rows of ld 9 (offset 2, 3 means + 3 stds) */
+} style_ctx;
+
+static double style_loss(void *p) {
+    style_ctx *c = p;
+    sx_tr_style_forward(3, 2, 5, c->x, c->out, 9, 2);
+    double l = 0;
+    for (int i = 0; i < 2; i++)
+        for (int j = 2; j < 8; j++) l += (double)c->out[i * 9 + j] * c->r[i * 9 + j];
+    return l;
+}
+
+static void check_style(void) {
+    style_ctx c = {randv(30), zeros(18), randv(18)};
+    float *dx = randv(30), *keep = zeros(30);
+    style_loss(&c);
+    memcpy(keep, dx, sizeof(float) * 30);
+    sx_tr_style_backward(3, 2, 5, c.x, c.out, c.r, 9, 2, dx, 1); /* accumulates */
+    for (int i = 0; i < 30; i++) dx[i] -= keep[i];
+    gradcheck("style mean/std dX", c.x, 30, dx, style_loss, &c, 1e-2f, 1e-3);
+    /* a flat plane (std 0) gets the mean's share only, and nothing undefined */
+    for (int t = 0; t < 5; t++) c.x[t] = 0.25f;
+    style_loss(&c);
+    CHECK(c.out[2] == 0.25f && c.out[5] == 0.0f);
+    sx_tr_style_backward(3, 2, 5, c.x, c.out, c.r, 9, 2, dx, 0);
+    for (int t = 0; t < 5; t++)
+        CHECK_MSG(fabsf(dx[t] - c.r[2] / 5) < 1e-7f, "flat plane: %g, want %g", dx[t], c.r[2] / 5);
+    free(c.x), free(c.out), free(c.r), free(dx), free(keep);
+}
+
 /* ---- supervised contrastive term ------------------------------------------ */
 
 typedef struct supcon_ctx {
@@ -618,5 +651,6 @@ int main(void) {
     check_heads();
     check_cosface();
     check_supcon();
+    check_style();
     CHECK_DONE();
 }

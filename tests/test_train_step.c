@@ -1,9 +1,11 @@
 /*
  * test_train_step.c - one full training step of a small ResNet-18 (width
- * 1/16, batch 4, 64x64, cross-entropy + 0.5 * Siamese BCE) against PyTorch
- * from the same weights and batch (tools/make_train_fixture.py): the loss,
- * every parameter gradient and the updated BN running statistics within
- * 1e-3 relative (per tensor, in the L2 norm).
+ * 1/16, batch 4, 64x64) against PyTorch from the same weights and batch
+ * (tools/make_train_fixture.py): the loss, every parameter gradient and the
+ * updated BN running statistics within 1e-3 relative (per tensor, in the L2
+ * norm). Two fixtures: cross-entropy + 0.5 * Siamese BCE on layer4's
+ * average, and cross-entropy + 0.7 * the supervised contrastive term on the
+ * style statistics of layer3 and layer4 (--objective supcon --pooling style).
  */
 #include <math.h>
 #include <stdint.h>
@@ -50,24 +52,28 @@ static double compare(const sx_safetensors *st, const char *name, const float *g
     return e;
 }
 
-int main(void) {
-    /* as train-encoder runs: OpenBLAS single-threaded, GEMMs split over OpenMP */
-    openblas_set_num_threads(1);
-    const char *dir = check_env_dir("SIAMIDX_TEST_DATA");
+static void check_step(const char *dir, const char *fixture, int supcon_style) {
     char path[4096];
-    snprintf(path, sizeof path, "%s/train/step.safetensors", dir);
+    snprintf(path, sizeof path, "%s/train/%s", dir, fixture);
     siamidx_error err;
     sx_safetensors st;
     if (sx_safetensors_open(path, &st, &err) != SIAMIDX_OK) {
-        fprintf(stderr, "%s\n", err.message);
-        return 1;
+        CHECK_MSG(0, "%s", err.message);
+        return;
     }
     sx_tr_config cfg = {.width = 0.0625f, .n_classes = 5, .max_batch = N, .input = S,
                         .objective = SX_TR_BOTH, .siamese_weight = 0.5f, .freeze_through = -1};
+    if (supcon_style) {
+        cfg.objective = SX_TR_SUPCON;
+        cfg.contrast_weight = (float)atof(sx_safetensors_meta(&st, "contrast_weight"));
+        cfg.temperature = (float)atof(sx_safetensors_meta(&st, "temperature"));
+        cfg.style_stages = 0xc; /* 3,4 */
+        CHECK(!strcmp(sx_safetensors_meta(&st, "style_stages"), "3,4"));
+    }
     snprintf(cfg.arch, sizeof cfg.arch, "resnet18");
     sx_tr_net *net = NULL;
     CHECK(sx_tr_net_new(&cfg, &net, &err) == SIAMIDX_OK);
-    if (!net) return 1;
+    if (!net) return;
     int loaded = 0, skipped = 0;
     CHECK(sx_tr_net_load_init(net, path, &loaded, &skipped, &err) == SIAMIDX_OK);
     CHECK_MSG(loaded == net->n_tensors && skipped == 0, "loaded %d of %d tensors (%d skipped)",
@@ -75,7 +81,9 @@ int main(void) {
 
     float *x = malloc(sizeof(float) * N * 3 * S * S);
     input_batch(x);
-    int32_t labels[N] = {1, 1, 0, 3};
+    int32_t labels[N];
+    const char *lp = sx_safetensors_meta(&st, "labels");
+    for (int i = 0; i < N; i++, lp = strchr(lp, ',') + 1) labels[i] = atoi(lp);
     sx_tr_stats stats;
     memset(net->grads, 0, net->n_params * sizeof(float));
     sx_tr_net_forward(net, x, N, labels, &stats);
@@ -83,8 +91,13 @@ int main(void) {
 
     double want = atof(sx_safetensors_meta(&st, "loss"));
     double want_ce = atof(sx_safetensors_meta(&st, "ce"));
-    printf("loss %.7f (PyTorch %.7f), ce %.7f (PyTorch %.7f)\n", stats.loss, want, stats.ce,
-           want_ce);
+    printf("%s: loss %.7f (PyTorch %.7f), ce %.7f (PyTorch %.7f)\n", fixture, stats.loss, want,
+           stats.ce, want_ce);
+    if (supcon_style) {
+        double want_con = atof(sx_safetensors_meta(&st, "con"));
+        CHECK_MSG(fabs(stats.con - want_con) <= 1e-3 * fabs(want_con), "contrastive %.7f vs %.7f",
+                  stats.con, want_con);
+    }
     CHECK_MSG(fabs(stats.loss - want) <= 1e-3 * fabs(want), "loss %.7f vs %.7f", stats.loss,
               want);
 
@@ -105,5 +118,13 @@ int main(void) {
     free(x);
     sx_tr_net_free(net);
     sx_safetensors_close(&st);
+}
+
+int main(void) {
+    /* as train-encoder runs: OpenBLAS single-threaded, GEMMs split over OpenMP */
+    openblas_set_num_threads(1);
+    const char *dir = check_env_dir("SIAMIDX_TEST_DATA");
+    check_step(dir, "step.safetensors", 0);
+    check_step(dir, "step_supcon_style.safetensors", 1);
     CHECK_DONE();
 }

@@ -6,6 +6,14 @@ One full training step (forward, loss, backward) of a ResNet-18 at width 1/16
 softmax cross-entropy over 5 classes + 0.5 * Siamese BCE on the pairs
 (0,1), (2,3) with the head z = w . |fa - fb| + b.
 
+With --supcon-style (tests/data/train/step_supcon_style.safetensors): the
+features are the per-channel mean and population std of layer3's and
+layer4's outputs (siamidx's style pooling, 96 values), and the loss is
+softmax cross-entropy + CONTRAST_WEIGHT * the supervised contrastive loss
+(Khosla et al. 2020, L_out) of the L2-normalised features at TEMPERATURE,
+labels 1,1,0,0 (every row an anchor); the Siamese head is unused (its
+gradient is zero).
+
 Writes tests/data/train/step.safetensors:
   <name>           initial parameters and BN running stats (F16; the values are
                    rounded to fp16 before the step, so storing them is exact)
@@ -16,7 +24,7 @@ Writes tests/data/train/step.safetensors:
 The input is not stored: both sides compute it from the formula in
 input_batch() (exact in float32).
 
-Run: /usr/bin/python3 tools/make_train_fixture.py [OUT]
+Run: /usr/bin/python3 tools/make_train_fixture.py [--supcon-style] [OUT]
 """
 import json
 import struct
@@ -29,6 +37,8 @@ import torch.nn.functional as F
 
 N, S, CLASSES, WIDTH, SIAMESE_WEIGHT = 4, 64, 5, 1.0 / 16, 0.5
 LABELS = [1, 1, 0, 3]
+CONTRAST_WEIGHT, TEMPERATURE, SUPCON_LABELS = 0.7, 0.2, [1, 1, 0, 0]
+STYLE = False  # --supcon-style
 
 
 def scaled(c):
@@ -68,14 +78,34 @@ class ResNet18(nn.Module):
             blocks = [BasicBlock(cin, cout, 2 if s > 0 else 1), BasicBlock(cout, cout, 1)]
             setattr(self, "layer%d" % (s + 1), nn.Sequential(*blocks))
             cin = cout
-        self.fc = nn.Linear(cin, CLASSES)
-        self.siamese = nn.Linear(cin, 1)
+        dim = 2 * (scaled(256) + scaled(512)) if STYLE else cin
+        self.fc = nn.Linear(dim, CLASSES)
+        self.siamese = nn.Linear(dim, 1)
 
     def features(self, x):
         x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1)
+        stats = []
         for s in range(4):
             x = getattr(self, "layer%d" % (s + 1))(x)
-        return x.mean(dim=(2, 3))
+            if STYLE and s >= 2:
+                # a flat plane (all zero after the ReLU) has std 0, where sqrt has
+                # no gradient: siamidx gives it the mean's share only, as here
+                var = x.var(dim=(2, 3), unbiased=False)
+                sd = torch.where(var > 0, var.clamp_min(1e-30).sqrt(), torch.zeros_like(var))
+                stats += [x.mean(dim=(2, 3)), sd]
+        return torch.cat(stats, dim=1) if STYLE else x.mean(dim=(2, 3))
+
+
+def supcon(feat, labels):
+    """Mean over anchors of log sum_{a != i} e^{s_ia} - mean_{p in P(i)} s_ip."""
+    z = F.normalize(feat, dim=1)
+    s = z @ z.t() / TEMPERATURE
+    eye = torch.eye(len(labels), dtype=torch.bool)
+    s = s.masked_fill(eye, float("-inf"))
+    logprob = s - torch.logsumexp(s, dim=1, keepdim=True)
+    pos = (labels[:, None] == labels[None, :]) & ~eye
+    per = -(logprob.masked_fill(~pos, 0).sum(1)) / pos.sum(1)
+    return per[pos.sum(1) > 0].mean()
 
 
 def input_batch():
@@ -88,7 +118,12 @@ def input_batch():
 
 
 def main():
-    out = sys.argv[1] if len(sys.argv) > 1 else "tests/data/train/step.safetensors"
+    global STYLE, LABELS
+    args = sys.argv[1:]
+    if args and args[0] == "--supcon-style":
+        STYLE, LABELS, args = True, SUPCON_LABELS, args[1:]
+    default = "step_supcon_style" if STYLE else "step"
+    out = args[0] if args else "tests/data/train/%s.safetensors" % default
     torch.manual_seed(0)
     model = ResNet18()
     with torch.no_grad():  # non-trivial BN affine and statistics, fp16-exact
@@ -110,18 +145,23 @@ def main():
     labels = torch.tensor(LABELS)
     feat = model.features(x)
     ce = F.cross_entropy(model.fc(feat), labels)
-    fa, fb = feat[0::2], feat[1::2]
-    z = model.siamese((fa - fb).abs()).squeeze(1)
-    target = (labels[0::2] == labels[1::2]).float()
-    bce = F.binary_cross_entropy_with_logits(z, target)
-    loss = ce + SIAMESE_WEIGHT * bce
+    if STYLE:
+        bce = supcon(feat, labels)  # stored as "con"
+        loss = ce + CONTRAST_WEIGHT * bce
+    else:
+        fa, fb = feat[0::2], feat[1::2]
+        z = model.siamese((fa - fb).abs()).squeeze(1)
+        target = (labels[0::2] == labels[1::2]).float()
+        bce = F.binary_cross_entropy_with_logits(z, target)
+        loss = ce + SIAMESE_WEIGHT * bce
     loss.backward()
 
     tensors = []  # (name, dtype, array)
     for name, t in initial.items():
         tensors.append((name, "F16", t.numpy().astype(np.float16)))
     for name, p in model.named_parameters():
-        tensors.append(("grad." + name, "F32", p.grad.numpy().astype(np.float32)))
+        g = p.grad if p.grad is not None else torch.zeros_like(p)
+        tensors.append(("grad." + name, "F32", g.numpy().astype(np.float32)))
     for name, t in model.state_dict().items():
         if "running" in name:
             tensors.append(("after." + name, "F32", t.numpy().astype(np.float32)))
@@ -130,6 +170,10 @@ def main():
             "siamese_weight": str(SIAMESE_WEIGHT), "batch": str(N), "input": str(S),
             "arch": "resnet18", "width": "0.0625", "torch": torch.__version__,
             "input_formula": input_batch.__doc__}
+    if STYLE:
+        del meta["bce"], meta["siamese_weight"]
+        meta.update({"con": repr(bce.item()), "objective": "supcon", "style_stages": "3,4",
+                     "contrast_weight": str(CONTRAST_WEIGHT), "temperature": str(TEMPERATURE)})
     write_safetensors(out, meta, tensors)
     print("%s: loss %.6f (ce %.6f, bce %.6f), %d tensors" % (out, loss.item(), ce.item(),
                                                              bce.item(), len(tensors)))

@@ -69,7 +69,8 @@ size_t sx_output_dim(const siamidx_model *model, sx_encoder_output what, siamidx
     switch (what) {
     case SX_OUT_POOLED: return (size_t)model->feat_dim;
     case SX_OUT_LOGITS: return model->fc_w ? (size_t)model->n_classes : 0;
-    case SX_OUT_EMBEDDING: break;
+    case SX_OUT_EMBEDDING:
+    case SX_OUT_FEATURES: break;
     }
     switch (resolve_pool(model, pool)) {
     case SIAMIDX_POOL_STYLE: return style_dim(model);
@@ -356,6 +357,10 @@ siamidx_status sx_encoder_run(sx_encoder *enc, const float *x, int n, sx_encoder
         return sx_fail(err, SIAMIDX_ERR_UNSUPPORTED,
                        "pooling %d gives no features for model %s (style stages 0x%x)", (int)pool,
                        m->path ? m->path : m->arch, m->style_stages);
+    if (what == SX_OUT_FEATURES) {
+        embed_unnormalised(enc, x, n, pool, dim, out);
+        return SIAMIDX_OK;
+    }
     if (what == SX_OUT_EMBEDDING) {
         embed_unnormalised(enc, x, n, pool, dim, out);
         if (m->flip_view) {

@@ -10,7 +10,9 @@
 typedef enum sx_encoder_output {
     SX_OUT_EMBEDDING = 0, /* pooled per `pool`, L2-normalised */
     SX_OUT_POOLED,        /* raw global average pool [n, feat_dim] */
-    SX_OUT_LOGITS         /* fc output [n, n_classes] */
+    SX_OUT_LOGITS,        /* fc output [n, n_classes] */
+    SX_OUT_FEATURES       /* pooled per `pool`, one view, not normalised (training's
+                             validation: what its classifier sees) */
 } sx_encoder_output;
 
 /*

@@ -79,6 +79,7 @@ siamidx_status siamidx_train_encoder(const siamidx_encoder_training *t, siamidx_
     o.net.cos_scale = t->cos_scale;
     o.net.contrast_weight = t->contrast_weight;
     o.net.temperature = t->temperature;
+    o.net.style_stages = t->style_stages;
     o.output = t->output;
     o.init = t->init;
     o.resume = t->resume;

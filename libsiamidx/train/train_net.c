@@ -102,7 +102,17 @@ static void plan_network(sx_tr_net *net) {
     while (sx_arch_walk_next(&wk, &u)) plan_unit(net, train_unit(net, &u), &u);
     net->pool_h = sx_arch_pool_out(net->stem.h_out);
     net->pool_w = sx_arch_pool_out(net->stem.w_out);
-    int cin = net->feat_dim = net->widths.out[3];
+    net->feat_dim = net->widths.out[3];
+    int cin = net->embed_dim = net->feat_dim;
+    if (cfg->style_stages) {
+        cin = 0;
+        for (int s = 0; s < 4; s++)
+            if (cfg->style_stages & (1u << s)) {
+                net->style_off[s] = (size_t)cin;
+                cin += 2 * net->widths.out[s];
+            }
+        net->embed_dim = cin;
+    }
     int64_t fw[2] = {cfg->n_classes, cin}, fb[1] = {cfg->n_classes};
     net->fc_w = add_tensor(net, "fc.weight", 2, fw, SX_TR_DECAY, 5);
     net->fc_b = add_tensor(net, "fc.bias", 1, fb, SX_TR_NO_DECAY, 5);
@@ -162,7 +172,8 @@ siamidx_status sx_tr_net_new(const sx_tr_config *cfg, sx_tr_net **out, siamidx_e
     if (!sx_arch_find(cfg->arch))
         return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT, "train: unknown architecture '%s' (%s)",
                        cfg->arch, SX_ARCH_NAMES);
-    if (cfg->width <= 0 || cfg->input < 32 || cfg->max_batch < 2 || cfg->n_classes < 2)
+    if (cfg->width <= 0 || cfg->input < 32 || cfg->max_batch < 2 || cfg->n_classes < 2 ||
+        cfg->style_stages > 15)
         return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT,
                        "train: bad configuration (width %g, input %d, batch %d, classes %d)",
                        cfg->width, cfg->input, cfg->max_batch, cfg->n_classes);
@@ -184,6 +195,10 @@ siamidx_status sx_tr_net_new(const sx_tr_config *cfg, sx_tr_net **out, siamidx_e
         return s;
     }
     plan_network(net);
+    if (cfg->style_stages) { /* validation embeds with the same statistics */
+        net->infer->style_stages = cfg->style_stages;
+        net->infer->pool = SIAMIDX_POOL_STYLE;
+    }
     const int n = cfg->max_batch;
     size_t max_act = 0, max_col = 0;
     int ok = alloc_unit(net, &net->stem, n, &max_act, &max_col);
@@ -197,14 +212,15 @@ siamidx_status sx_tr_net_new(const sx_tr_config *cfg, sx_tr_net **out, siamidx_e
     }
     size_t pooled = (size_t)net->stem_ch * n * net->pool_h * net->pool_w;
     grow_max(&max_act, pooled);
+    grow_max(&max_act, (size_t)n * net->embed_dim); /* s1 holds the classifier's dL/dfeat */
     net->params = calloc(net->n_params, sizeof(float));
     net->grads = calloc(net->n_params, sizeof(float));
     net->bufs = calloc(net->n_bufs ? net->n_bufs : 1, sizeof(float));
     net->pooled_map = malloc(pooled * sizeof(float));
     net->argmax = malloc(pooled * sizeof(int32_t));
     net->xin = malloc((size_t)3 * n * cfg->input * cfg->input * sizeof(float));
-    net->feat = malloc((size_t)n * net->feat_dim * sizeof(float));
-    net->dfeat = malloc((size_t)n * net->feat_dim * sizeof(float));
+    net->feat = malloc((size_t)n * net->embed_dim * sizeof(float));
+    net->dfeat = malloc((size_t)n * net->embed_dim * sizeof(float));
     net->logits = malloc((size_t)n * cfg->n_classes * sizeof(float));
     net->dlogits = malloc((size_t)n * cfg->n_classes * sizeof(float));
     /* 64-byte aligned: the GEMM kernel's work and packed weights live in it */
@@ -215,13 +231,13 @@ siamidx_status sx_tr_net_new(const sx_tr_config *cfg, sx_tr_net **out, siamidx_e
     net->s2 = malloc(max_act * sizeof(float));
     net->s3 = malloc(max_act * sizeof(float));
     if (cfg->objective == SX_TR_COSFACE) {
-        net->cos_ws = malloc(sx_tr_cosface_ws_floats(n, net->feat_dim, cfg->n_classes) *
+        net->cos_ws = malloc(sx_tr_cosface_ws_floats(n, net->embed_dim, cfg->n_classes) *
                              sizeof(float));
-        net->cos_scratch = malloc((size_t)cfg->n_classes * net->feat_dim * sizeof(float));
+        net->cos_scratch = malloc((size_t)cfg->n_classes * net->embed_dim * sizeof(float));
         ok = ok && net->cos_ws && net->cos_scratch;
     }
     if (cfg->objective == SX_TR_SUPCON) {
-        net->supcon_ws = malloc(sx_tr_supcon_ws_floats(n, net->feat_dim) * sizeof(float));
+        net->supcon_ws = malloc(sx_tr_supcon_ws_floats(n, net->embed_dim) * sizeof(float));
         ok = ok && net->supcon_ws;
     }
     ok = ok && net->params && net->grads && net->bufs && net->pooled_map && net->argmax &&
@@ -320,7 +336,7 @@ void sx_tr_net_init(sx_tr_net *net, uint64_t seed, int zero_residual) {
             double std = sqrt(2.0 / (double)(t->shape[0] * t->shape[2] * t->shape[3]));
             for (size_t i = 0; i < t->numel; i++) d[i] = (float)(std * normal01(seed, ti, i));
         } else if (!strncmp(name, "fc.", 3) || !strncmp(name, "siamese.", 8)) {
-            double bound = 1.0 / sqrt((double)net->feat_dim);
+            double bound = 1.0 / sqrt((double)net->embed_dim);
             for (size_t i = 0; i < t->numel; i++)
                 d[i] = (float)(bound * (2.0 * uniform01(seed, ti, i) - 1.0));
         } else if (strstr(name, "running_var") || is_weight) {
@@ -379,7 +395,14 @@ static void block_forward(sx_tr_net *net, sx_tr_block *b, const float *in, int n
     sx_tr_add_forward(cur, shortcut, b->out, unit_out_floats(&b->u[b->n_units - 1], n), 1);
 }
 
-/* Everything up to the pooled features [n][feat_dim], BN in training mode. */
+/* Whether block i ends a stage whose style statistics are features. */
+static int style_end(const sx_tr_net *net, int i) {
+    const sx_tr_block *b = &net->blocks[i];
+    return (net->cfg.style_stages & (1u << (b->stage - 1))) &&
+           (i + 1 == net->n_blocks || net->blocks[i + 1].stage != b->stage);
+}
+
+/* Everything up to the pooled features [n][embed_dim], BN in training mode. */
 static void features_forward(sx_tr_net *net, const float *x, int n) {
     const int s = net->cfg.input, plane = s * s;
     for (int img = 0; img < n; img++) /* NCHW -> CNHW */
@@ -393,7 +416,13 @@ static void features_forward(sx_tr_net *net, const float *x, int n) {
     for (int i = 0; i < net->n_blocks; i++) {
         block_forward(net, &net->blocks[i], cur, n);
         cur = net->blocks[i].out;
+        if (style_end(net, i)) {
+            const sx_tr_unit *u = &net->blocks[i].u[net->blocks[i].n_units - 1];
+            sx_tr_style_forward(u->conv.cout, n, u->h_out * u->w_out, cur, net->feat,
+                                (size_t)net->embed_dim, net->style_off[net->blocks[i].stage - 1]);
+        }
     }
+    if (net->cfg.style_stages) return;
     const sx_tr_unit *last = &net->blocks[net->n_blocks - 1].u[net->blocks[net->n_blocks - 1].n_units - 1];
     sx_tr_avgpool_forward(net->feat_dim, n, last->h_out * last->w_out, cur, net->feat);
 }
@@ -405,18 +434,18 @@ void sx_tr_net_forward(sx_tr_net *net, const float *x, int n, const int32_t *lab
     features_forward(net, x, n);
     net->last_n = n;
     net->last_labels = labels;
-    memset(net->dfeat, 0, sizeof(float) * n * net->feat_dim);
+    memset(net->dfeat, 0, sizeof(float) * n * net->embed_dim);
     memset(net->dlogits, 0, sizeof(float) * n * cfg->n_classes);
     st->n = n;
     if (cfg->objective == SX_TR_COSFACE) {
-        sx_tr_cosface_forward(n, net->feat_dim, cfg->n_classes, net->feat,
+        sx_tr_cosface_forward(n, net->embed_dim, cfg->n_classes, net->feat,
                               net->params + net->fc_w, labels, cfg->cos_scale, cfg->cos_margin,
                               net->cos_ws, net->logits);
         st->ce = sx_tr_softmax_ce(n, cfg->n_classes, net->logits, labels, cfg->label_smoothing,
                                   net->dlogits, &st->correct);
         st->loss += st->ce;
     } else if (cfg->objective != SX_TR_SIAMESE) {
-        sx_tr_linear_forward(n, net->feat_dim, cfg->n_classes, net->feat, net->params + net->fc_w,
+        sx_tr_linear_forward(n, net->embed_dim, cfg->n_classes, net->feat, net->params + net->fc_w,
                              net->params + net->fc_b, net->logits);
         st->ce = sx_tr_softmax_ce(n, cfg->n_classes, net->logits, labels, cfg->label_smoothing,
                                   net->dlogits, &st->correct);
@@ -424,7 +453,7 @@ void sx_tr_net_forward(sx_tr_net *net, const float *x, int n, const int32_t *lab
     }
     if (cfg->objective == SX_TR_SIAMESE || cfg->objective == SX_TR_BOTH) {
         float scale = cfg->objective == SX_TR_BOTH ? cfg->siamese_weight : 1.0f;
-        double weighted = sx_tr_siamese_bce(n, net->feat_dim, net->feat, labels,
+        double weighted = sx_tr_siamese_bce(n, net->embed_dim, net->feat, labels,
                                             net->params + net->siam_w, net->params[net->siam_b],
                                             scale, net->dfeat, net->grads + net->siam_w,
                                             net->grads + net->siam_b, &st->pair_correct);
@@ -433,7 +462,7 @@ void sx_tr_net_forward(sx_tr_net *net, const float *x, int n, const int32_t *lab
         st->pairs = n / 2;
     }
     if (cfg->objective == SX_TR_SUPCON) {
-        st->con = sx_tr_supcon(n, net->feat_dim, net->feat, labels, cfg->temperature,
+        st->con = sx_tr_supcon(n, net->embed_dim, net->feat, labels, cfg->temperature,
                                cfg->contrast_weight, net->supcon_ws, net->dfeat, NULL);
         st->loss += cfg->contrast_weight * st->con;
     }
@@ -454,15 +483,17 @@ siamidx_status sx_tr_net_eval(sx_tr_net *net, const float *x, int n, float *logi
                               siamidx_error *err) {
     fold_network(net);
     siamidx_status s =
-        sx_encoder_run(net->infer_enc, x, n, SX_OUT_POOLED, SIAMIDX_POOL_AVG, net->feat, err);
+        net->cfg.style_stages
+            ? sx_encoder_run(net->infer_enc, x, n, SX_OUT_FEATURES, SIAMIDX_POOL_STYLE, net->feat, err)
+            : sx_encoder_run(net->infer_enc, x, n, SX_OUT_POOLED, SIAMIDX_POOL_AVG, net->feat, err);
     if (s) return s;
-    if (feat) memcpy(feat, net->feat, sizeof(float) * n * net->feat_dim);
+    if (feat) memcpy(feat, net->feat, sizeof(float) * n * net->embed_dim);
     if (logits && net->cfg.objective == SX_TR_COSFACE) /* cosines (times s), no margin */
-        sx_tr_cosface_forward(n, net->feat_dim, net->cfg.n_classes, net->feat,
+        sx_tr_cosface_forward(n, net->embed_dim, net->cfg.n_classes, net->feat,
                               net->params + net->fc_w, NULL, net->cfg.cos_scale, 0.0f,
                               net->cos_ws, logits);
     else if (logits)
-        sx_tr_linear_forward(n, net->feat_dim, net->cfg.n_classes, net->feat,
+        sx_tr_linear_forward(n, net->embed_dim, net->cfg.n_classes, net->feat,
                              net->params + net->fc_w, net->params + net->fc_b, logits);
     return SIAMIDX_OK;
 }
@@ -515,23 +546,32 @@ void sx_tr_net_backward(sx_tr_net *net) {
     const int n = net->last_n;
     const sx_tr_config *cfg = &net->cfg;
     if (cfg->objective == SX_TR_COSFACE)
-        sx_tr_cosface_backward(n, net->feat_dim, cfg->n_classes, net->cos_ws, net->dlogits,
+        sx_tr_cosface_backward(n, net->embed_dim, cfg->n_classes, net->cos_ws, net->dlogits,
                                cfg->cos_scale, net->grads + net->fc_w, net->s1,
                                net->cos_scratch);
     else if (cfg->objective != SX_TR_SIAMESE) /* adds the classifier's share into dfeat */
-        sx_tr_linear_backward(n, net->feat_dim, cfg->n_classes, net->feat,
+        sx_tr_linear_backward(n, net->embed_dim, cfg->n_classes, net->feat,
                               net->params + net->fc_w, net->dlogits, net->grads + net->fc_w,
                               net->grads + net->fc_b, net->s1);
     else
-        memset(net->s1, 0, sizeof(float) * n * net->feat_dim);
-    for (size_t i = 0; i < (size_t)n * net->feat_dim; i++) net->s1[i] += net->dfeat[i];
+        memset(net->s1, 0, sizeof(float) * n * net->embed_dim);
+    /* dfeat: the whole dL/dfeat, kept there (s1 is the units' scratch from here) */
+    for (size_t i = 0; i < (size_t)n * net->embed_dim; i++) net->dfeat[i] += net->s1[i];
     sx_tr_block *lastb = &net->blocks[net->n_blocks - 1];
     const sx_tr_unit *last = &lastb->u[lastb->n_units - 1];
     float *g = net->g_a, *gnext = net->g_b;
-    sx_tr_avgpool_backward(net->feat_dim, n, last->h_out * last->w_out, net->s1, g);
+    if (cfg->style_stages) /* each style stage's share is added as the walk reaches it */
+        memset(g, 0, sizeof(float) * unit_out_floats(last, n));
+    else
+        sx_tr_avgpool_backward(net->feat_dim, n, last->h_out * last->w_out, net->dfeat, g);
     for (int i = net->n_blocks - 1; i >= 0; i--) {
         sx_tr_block *b = &net->blocks[i];
         if (b->stage <= cfg->freeze_through) return;
+        if (style_end(net, i)) {
+            const sx_tr_unit *u = &b->u[b->n_units - 1];
+            sx_tr_style_backward(u->conv.cout, n, u->h_out * u->w_out, b->out, net->feat, net->dfeat,
+                                 (size_t)net->embed_dim, net->style_off[b->stage - 1], g, 1);
+        }
         int below_frozen = (i == 0) ? (0 <= cfg->freeze_through)
                                     : (net->blocks[i - 1].stage <= cfg->freeze_through);
         const float *in = i > 0 ? net->blocks[i - 1].out : net->pooled_map;

@@ -61,13 +61,19 @@ typedef struct sx_tr_config {
     int freeze_through; /* -1 none, 0 stem, s: stem..layer s fixed */
     float cos_margin, cos_scale; /* SX_TR_COSFACE: m and s */
     float contrast_weight, temperature; /* SX_TR_SUPCON: the term's weight and tau */
+    /* The pooled features: 0, the average of layer4; else bit s-1 for each
+       stage s whose output's per-channel mean and std are the features (nn's
+       style pooling, SIAMIDX_POOL_STYLE), stages in order. */
+    unsigned style_stages;
 } sx_tr_config;
 
 typedef struct sx_tr_net {
     sx_tr_config cfg;
     const sx_arch *arch;
     sx_arch_widths widths; /* torchvision's times cfg.width */
-    int bottleneck, stem_ch, feat_dim;
+    int bottleneck, stem_ch, feat_dim; /* feat_dim: layer4's channels */
+    int embed_dim;   /* the pooled features' width: feat_dim, or the style statistics' */
+    size_t style_off[4]; /* where each style stage's statistics start in a row */
     int stage_blocks[4], stage_ch[4];
     sx_tr_tensor *tensors;
     int n_tensors, cap_tensors;

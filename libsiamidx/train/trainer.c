@@ -101,6 +101,9 @@ static size_t collect_tensors(trainer *t, sx_tensor_out *out, const float *param
     for (int i = 0; i < net->n_tensors; i++) {
         const sx_tr_tensor *x = &net->tensors[i];
         if (!with_heads && !strncmp(x->name, "siamese.", 8)) continue;
+        /* a classifier over style statistics is no torchvision fc: the model
+           file (nn/model.c) keeps fc for layer4's average only */
+        if (!with_heads && net->cfg.style_stages && !strncmp(x->name, "fc.", 3)) continue;
         out[n].name = x->name;
         out[n].data = (x->kind == SX_TR_BUFFER ? bufs : params) + x->off;
         out[n].ndim = x->ndim;
@@ -108,6 +111,14 @@ static size_t collect_tensors(trainer *t, sx_tensor_out *out, const float *param
         n++;
     }
     return n;
+}
+
+/* "3,4" for stages 3 and 4 */
+static void style_list(unsigned stages, char *out, size_t cap) {
+    size_t n = 0;
+    out[0] = 0;
+    for (int s = 0; s < 4 && n + 3 < cap; s++)
+        if (stages & (1u << s)) n += (size_t)snprintf(out + n, cap - n, n ? ",%d" : "%d", s + 1);
 }
 
 static const char *objective_name(sx_tr_objective o) {
@@ -137,8 +148,13 @@ static void training_recipe(const trainer *t, char *out, size_t cap) {
         n += snprintf(out + n, cap - n, " (weight %g, temperature %g)", c->contrast_weight,
                       c->temperature);
     if (n > 0 && (size_t)n < cap)
-        snprintf(out + n, cap - n, "; input %d; training scale %d; augment %s; ema %g", c->input,
-                 t->data.scale, aug, t->o->ema_decay);
+        n += snprintf(out + n, cap - n, "; input %d; training scale %d; augment %s; ema %g",
+                      c->input, t->data.scale, aug, t->o->ema_decay);
+    if (c->style_stages && n > 0 && (size_t)n < cap) {
+        char stages[16];
+        style_list(c->style_stages, stages, sizeof stages);
+        snprintf(out + n, cap - n, "; pooling style %s", stages);
+    }
 }
 
 static void add_common_meta(trainer *t, meta_list *m) {
@@ -147,7 +163,8 @@ static void add_common_meta(trainer *t, meta_list *m) {
     meta_add(m, "arch", "%s", c->arch);
     meta_add(m, "width", "%g", c->width);
     meta_add(m, "training_crop", "%d", c->input);
-    meta_add(m, "num_classes", "%d", c->n_classes);
+    if (!c->style_stages) /* a style model's file has no fc (write_model) */
+        meta_add(m, "num_classes", "%d", c->n_classes);
     meta_add(m, "training_command", "%s", o->command ? o->command : "");
     meta_add(m, "training_data", "%s", o->collection);
     meta_add(m, "training_data_fingerprint", "%s", t->data.fingerprint);
@@ -194,8 +211,11 @@ static siamidx_status write_model(trainer *t, siamidx_error *err) {
     meta_add(&m, "resize_policy", "shorter_center_crop");
     meta_add(&m, "mean", "%g,%g,%g", IMAGENET_MEAN[0], IMAGENET_MEAN[1], IMAGENET_MEAN[2]);
     meta_add(&m, "std", "%g,%g,%g", IMAGENET_STD[0], IMAGENET_STD[1], IMAGENET_STD[2]);
-    meta_add(&m, "pooling", "avg");
-    meta_add(&m, "embedding_dim", "%d", net->feat_dim);
+    char stages[16];
+    style_list(net->cfg.style_stages, stages, sizeof stages);
+    meta_add(&m, "pooling", net->cfg.style_stages ? "style" : "avg");
+    if (net->cfg.style_stages) meta_add(&m, "style_stages", "%s", stages);
+    meta_add(&m, "embedding_dim", "%d", net->embed_dim);
     meta_add(&m, "stages", "4");
     if (t->o->init)
         meta_add(&m, "source", "siamidx train-encoder, initialised from %s", t->o->init);
@@ -211,15 +231,15 @@ static siamidx_status write_model(trainer *t, siamidx_error *err) {
     size_t len = 1;
     for (int i = 0; i < t->data.n_artists; i++) len += strlen(t->data.artists[i]) + 1;
     char *names = malloc(len);
-    if (names) {
+    if (names && !net->cfg.style_stages) { /* class_names name fc's rows */
         names[0] = 0;
         for (int i = 0; i < t->data.n_artists; i++) {
             strcat(names, t->data.artists[i]);
             if (i + 1 < t->data.n_artists) strcat(names, "\n");
         }
         meta_add(&m, "class_names", "%s", names);
-        free(names);
     }
+    free(names);
     size_t bytes = 0;
     for (size_t i = 0; i < n; i++) {
         size_t k = 1;
@@ -396,7 +416,7 @@ static siamidx_status validate(trainer *t, float *x, int32_t *labels, sx_tr_val 
                                siamidx_error *err) {
     sx_tr_net *net = t->net;
     const sx_tr_data *d = &t->data;
-    const int B = net->cfg.max_batch, C = net->cfg.n_classes, D = net->feat_dim, nv = d->n_val;
+    const int B = net->cfg.max_batch, C = net->cfg.n_classes, D = net->embed_dim, nv = d->n_val;
     float *logits = malloc(sizeof(float) * B * C), *emb = malloc(sizeof(float) * nv * D);
     float *scratch = malloc(sizeof(float) * B * C), *row = malloc(sizeof(float) * C);
     size_t np = (size_t)nv * (nv - 1) / 2;
