@@ -100,7 +100,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     int *order = malloc(sizeof(int) * d.n_train);
-    sx_tr_data_epoch(&d, 1, 0, 0, order);
+    sx_tr_data_epoch(&d, 1, 0, 0, 0, 0, order);
     if (batches * B > d.n_train) batches = d.n_train / B;
     float *x = malloc(sizeof(float) * B * 3 * S * S);
     int32_t *labels = malloc(sizeof(int32_t) * B);

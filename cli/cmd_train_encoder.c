@@ -186,6 +186,10 @@ int cmd_train_encoder(int argc, char **argv) {
                    "--style-stages (trained and embedded alike; the model keeps no fc)"),
         CLI_OPT("style-stages", 0, CLI_STRING, &style_stages, "LIST",
                 "with --pooling style: the stages, e.g. 3,4 or 4 (default: 3,4)"),
+        CLI_NUM("same-style", 0, CLI_FLOAT, &t.same_style, 0, 1, 0, "P",
+                "share of each batch's images drawn from the source and style folder "
+                "(source_repo, top folder of source_path) of its first: negatives of the "
+                "same style"),
         CLI_NUM("ema", 0, CLI_FLOAT, &t.ema_decay, 0, 1, CLI_OPEN_MIN | CLI_OPEN_MAX, "DECAY",
                 "keep an exponential moving average of the weights (e.g. 0.999); validation "
                 "and the model use it (default: off)"),

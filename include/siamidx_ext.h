@@ -86,6 +86,10 @@ typedef struct siamidx_encoder_training {
        per-channel mean and std are the features, trained and embedded alike
        (the model's pooling is then "style"; it keeps no fc) */
     unsigned style_stages;
+    /* The share of each batch's draws taken from the style group (source_repo
+       and top folder of source_path) of its first image: 0 (default) draws
+       every image by the balance weights alone */
+    float same_style;
     float ema_decay;        /* EMA of the weights (0: off); validation and the model use it */
     const char *init;       /* torchvision-named safetensors to start from, or NULL */
     const char *resume;     /* checkpoint to continue, or NULL */

@@ -329,9 +329,9 @@ static void test_epoch_pairs(void) {
     int *o0 = malloc(sizeof(int) * n), *oh = malloc(sizeof(int) * n), *o1 = malloc(sizeof(int) * n);
     int same_h = 0, same_1 = 0, pairs = n / 2;
     for (int epoch = 0; epoch < 40; epoch++) {
-        sx_tr_data_epoch(&d, 3, epoch, 0.0, o0);
-        sx_tr_data_epoch(&d, 3, epoch, 0.5, oh);
-        sx_tr_data_epoch(&d, 3, epoch, 1.0, o1);
+        sx_tr_data_epoch(&d, 3, epoch, 0.0, 0, 0, o0);
+        sx_tr_data_epoch(&d, 3, epoch, 0.5, 0, 0, oh);
+        sx_tr_data_epoch(&d, 3, epoch, 1.0, 0, 0, o1);
         for (int i = 0; i + 1 < n; i += 2) {
             CHECK(oh[i] == o0[i] && o1[i] == o0[i]);
             same_h += d.label[oh[i]] == d.label[oh[i + 1]];
@@ -343,6 +343,66 @@ static void test_epoch_pairs(void) {
     CHECK(same_1 == 40 * pairs);
     CHECK(same_h > 40 * pairs / 2 && same_h < 40 * pairs); /* 0.5 + chance of 3 artists */
     free(o0), free(oh), free(o1);
+    sx_tr_data_close(&d);
+}
+
+/* --same-style: the batch's draws from its first image's style group
+ * (source_repo + top folder of source_path). Six artists of two images
+ * each (one trains, one validates): three Baroque, two Impressionist (one
+ * source), one of another source. */
+static void test_style_groups(const char *tmp) {
+    static const char *const rows[][4] = {
+        {"photo_480x360.jpg", "a1", "wiki", "Baroque/1.jpg"},
+        {"exif6_200x120.jpg", "a1", "wiki", "Baroque/2.jpg"},
+        {"grad_300x180.png", "a2", "wiki", "Baroque/3.jpg"},
+        {"gray_181x401.png", "a2", "wiki", "Baroque/4.jpg"},
+        {"exif3_160x100.jpg", "a3", "wiki", "Baroque/5.jpg"},
+        {"gray_90x70.jpg", "a3", "wiki", "Baroque/6.jpg"},
+        {"small_75x50.bmp", "a4", "wiki", "Impressionism/1.jpg"},
+        {"rgba_75x50.png", "a4", "wiki", "Impressionism/2.jpg"},
+        {"la_75x50.png", "a5", "wiki", "Impressionism/3.jpg"},
+        {"small_75x50.tga", "a5", "wiki", "Impressionism/4.jpg"},
+        {"anim_97x61.gif", "a6", "museum", "Baroque/1.jpg"},
+        {"rgb16_64x48.png", "a6", "museum", "Baroque/2.jpg"}};
+    char csv[4200], abs[4096];
+    snprintf(csv, sizeof csv, "%s/train_styles.csv", tmp);
+    CHECK(realpath(data_dir, abs) != NULL);
+    FILE *f = fopen(csv, "w");
+    fprintf(f, "filename,artist,source_repo,source_path\n");
+    for (int i = 0; i < 12; i++)
+        fprintf(f, "%s/images/%s,%s,%s,%s\n", abs, rows[i][0], rows[i][1], rows[i][2], rows[i][3]);
+    fclose(f);
+    const char *colls[] = {csv};
+    sx_tr_data d;
+    siamidx_error err;
+    sx_tr_data_cfg c = cfg_for(colls, 1, 0, 96);
+    CHECK_MSG(sx_tr_data_open(&c, &d, &err) == SIAMIDX_OK, "%s", err.message);
+    CHECK_MSG(d.n_train == 6 && d.n_groups == 3, "%d train, %d groups", d.n_train, d.n_groups);
+    const char *repo[6], *top[6]; /* per artist (a1..a6 are labels 0..5) */
+    for (int i = 0; i < 6; i++) repo[i] = rows[2 * i][2], top[i] = rows[2 * i][3];
+    const int B = 8, n = d.n_train;
+    int *o = malloc(sizeof(int) * n * 8), *o0 = malloc(sizeof(int) * n * 8);
+    int grouped = 0, checked = 0, other = 0;
+    for (int epoch = 0; epoch < 200; epoch++) {
+        sx_tr_data_epoch(&d, 5, epoch, 1.0, B, 1.0, o);
+        sx_tr_data_epoch(&d, 5, epoch, 1.0, B, 0.0, o0);
+        for (int i = 0; i < n; i++) {
+            int a = d.label[o[i]], first = d.label[o[i - i % B]];
+            if (i & 1) CHECK(a == d.label[o[i - 1]]); /* the pair partner */
+            else if (i % B) {
+                checked++;
+                grouped += !strcmp(repo[a], repo[first]) &&
+                           !strncmp(top[a], top[first], strcspn(top[a], "/") + 1);
+            }
+            if (!(i % B)) CHECK(o[i] == o0[i]); /* a batch's first image is the usual draw */
+            if (!(i & 1) && i % B) other += d.label[o0[i]] != d.label[o0[i - i % B]];
+        }
+    }
+    printf("same-style batches: %d of %d later draws in the first's group (p 1)\n", grouped,
+           checked);
+    CHECK(checked > 0 && grouped == checked);
+    CHECK(other > 0); /* without it, draws leave the group */
+    free(o), free(o0);
     sx_tr_data_close(&d);
 }
 
@@ -359,5 +419,6 @@ int main(void) {
     test_transforms();
     test_determinism();
     test_epoch_pairs();
+    test_style_groups(tmp);
     CHECK_DONE();
 }

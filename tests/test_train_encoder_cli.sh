@@ -27,7 +27,7 @@ printf '# unseen in evaluation\nartist_3\n' >"$T/exclude.txt"
 help=$("$BIN" train-encoder --help) || fail "--help exit $?"
 for want in --exclude-artists --cache-mb --augment --aug-posterize --aug-downup --aug-jpeg \
     --aug-squash cosface --margin --scale --ema supcon --contrast-weight --temperature \
-    --pooling --style-stages \
+    --pooling --style-stages --same-style \
     "COLLECTION..."; do
     [[ $help == *"$want"* ]] || fail "--help lacks $want"
 done
@@ -54,11 +54,12 @@ ls "$T"/*.head-images.csv >/dev/null 2>&1 && fail "the head's image listing was 
 # contrastive term, which logs its share and is recorded with its settings)
 "$BIN" train-encoder "$T/b" "$T/a" -o "$T/m2.safetensors" --exclude-artists "$T/exclude.txt" \
     --width 0.0625 --input-size 32 --resize 32 --epochs 1 --batch 8 --threads 1 --no-head \
-    --objective supcon --contrast-weight 0.5 --temperature 0.2 --log-seconds 0 \
+    --objective supcon --contrast-weight 0.5 --temperature 0.2 --same-style 0.5 --log-seconds 0 \
     >/dev/null 2>"$T/err2" || fail "B A exit $?: $(cat "$T/err2")"
 grep -q " contrast [0-9]" "$T/err2" || fail "supcon log: $(cat "$T/err2")"
 r=$(meta "$T/m2.safetensors" training_recipe)
-[[ $r == "objective supcon (weight 0.5, temperature 0.2); input 32;"* ]] || fail "supcon recipe: $r"
+[[ $r == "objective supcon (weight 0.5, temperature 0.2); input 32;"*"; same-style batches 0.5" ]] ||
+    fail "supcon recipe: $r"
 [ "$(meta "$T/m2.safetensors" training_data_fingerprint)" = "$(meta "$M" training_data_fingerprint)" ] ||
     fail "fingerprint depends on the order of the collections"
 
@@ -84,7 +85,7 @@ for bad in "1,1" "5" "3,"; do
 done
 
 for bad in "--aug-jpeg 2" "--augment colour" "--margin 1.5" "--ema 1" "--cache-mb -1" \
-    "--objective arcface" "--temperature 0" "--contrast-weight -1"; do
+    "--objective arcface" "--temperature 0" "--contrast-weight -1" "--same-style 2"; do
     # shellcheck disable=SC2086
     err=$("$BIN" train-encoder "$T/a" -o "$T/bad.safetensors" $bad 2>&1); rc=$?
     [ $rc -eq 2 ] || fail "$bad: exit $rc"

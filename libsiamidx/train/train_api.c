@@ -80,6 +80,7 @@ siamidx_status siamidx_train_encoder(const siamidx_encoder_training *t, siamidx_
     o.net.contrast_weight = t->contrast_weight;
     o.net.temperature = t->temperature;
     o.net.style_stages = t->style_stages;
+    o.same_style = t->same_style;
     o.output = t->output;
     o.init = t->init;
     o.resume = t->resume;

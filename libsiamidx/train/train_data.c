@@ -135,6 +135,64 @@ static siamidx_status build_sampler(sx_tr_data *d, double balance, siamidx_error
     return SIAMIDX_OK;
 }
 
+/* An entry's style group: its source_repo and the top folder of its
+ * source_path (for WikiArt, the style: the evaluation's negatives (b)). */
+static int group_key_cmp(const sx_collection_entry *a, const sx_collection_entry *b) {
+    const char *ra = a->source_repo ? a->source_repo : "", *rb = b->source_repo ? b->source_repo : "";
+    int r = strcmp(ra, rb);
+    if (r) return r;
+    const char *pa = a->source_path ? a->source_path : "", *pb = b->source_path ? b->source_path : "";
+    size_t la = strcspn(pa, "/"), lb = strcspn(pb, "/");
+    r = strncmp(pa, pb, la < lb ? la : lb);
+    return r ? r : (la > lb) - (la < lb);
+}
+
+typedef struct entry_ref {
+    const sx_collection_entry *e;
+    int index;
+} entry_ref;
+
+static int cmp_by_group(const void *x, const void *y) {
+    const entry_ref *a = x, *b = y;
+    int r = group_key_cmp(a->e, b->e);
+    return r ? r : (a->index > b->index) - (a->index < b->index);
+}
+
+/* The training entries by style group, each group's cumulative balance
+ * weights (the same weights as cum) for draws within it. */
+static siamidx_status build_groups(sx_tr_data *d, double balance, siamidx_error *err) {
+    const int n = d->n_train;
+    const size_t cap = n > 0 ? (size_t)n : 1;
+    d->group = malloc(d->coll.n_entries * sizeof *d->group);
+    d->by_group = malloc(cap * sizeof *d->by_group);
+    d->group_cum = malloc(cap * sizeof *d->group_cum);
+    d->group_first = malloc((cap + 1) * sizeof *d->group_first);
+    entry_ref *refs = malloc(cap * sizeof *refs);
+    if (!d->group || !d->by_group || !d->group_cum || !d->group_first || !refs) {
+        free(refs);
+        return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "train: out of memory");
+    }
+    for (int i = 0; i < n; i++) refs[i] = (entry_ref){&d->coll.entries[d->train[i]], d->train[i]};
+    qsort(refs, (size_t)n, sizeof *refs, cmp_by_group);
+    for (int i = 0; i < n; i++) d->by_group[i] = refs[i].index;
+    free(refs);
+    for (size_t i = 0; i < d->coll.n_entries; i++) d->group[i] = -1; /* validation images */
+    d->n_groups = 0;
+    double acc = 0;
+    for (int i = 0; i < n; i++) {
+        const sx_collection_entry *e = &d->coll.entries[d->by_group[i]];
+        if (i == 0 || group_key_cmp(e, &d->coll.entries[d->by_group[i - 1]])) {
+            d->group_first[d->n_groups++] = i;
+            acc = 0;
+        }
+        d->group[d->by_group[i]] = d->n_groups - 1;
+        acc += pow((double)d->artist_count[d->label[d->by_group[i]]], -balance);
+        d->group_cum[i] = acc;
+    }
+    d->group_first[d->n_groups] = n;
+    return SIAMIDX_OK;
+}
+
 /* --exclude-artists: drop the listed artists' images before anything else. */
 static siamidx_status exclude_artists(sx_tr_data *d, const char *path, siamidx_error *err) {
     siamidx_status s = sx_artist_list_read(path, &d->excluded, &d->n_excluded, err);
@@ -184,7 +242,8 @@ siamidx_status sx_tr_data_open(const sx_tr_data_cfg *cfg, sx_tr_data *d, siamidx
     if ((s = label_artists(d, what, err))) return s;
     data_fingerprint(d);
     if ((s = split(d, cfg->val_fraction, cfg->seed, err))) return s;
-    return build_sampler(d, cfg->balance, err);
+    if ((s = build_sampler(d, cfg->balance, err))) return s;
+    return build_groups(d, cfg->balance, err);
 }
 
 void sx_tr_data_close(sx_tr_data *d) {
@@ -199,6 +258,10 @@ void sx_tr_data_close(sx_tr_data *d) {
     free(d->artist_first);
     free(d->by_artist);
     free(d->cum);
+    free(d->group);
+    free(d->by_group);
+    free(d->group_cum);
+    free(d->group_first);
     free(d->excluded);
     sx_collection_free(&d->coll);
     memset(d, 0, sizeof *d);
@@ -268,23 +331,39 @@ static double unit_rand(uint64_t seed, uint64_t a, uint64_t b, uint64_t c) {
     return (sx_tr_hash(seed, a, b, c) >> 11) * (1.0 / 9007199254740992.0);
 }
 
+/* The first index in cum[lo..hi] whose value exceeds r. */
+static int first_above(const double *cum, int lo, int hi, double r) {
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (cum[mid] > r) hi = mid;
+        else lo = mid + 1;
+    }
+    return lo;
+}
+
 /*
  * The entries of one epoch: n_train draws with replacement by the balanced
- * weights. With pairs, every odd slot is a positive for the even slot before
- * it with probability 1/2 (a random other image of the same artist), so the
- * Siamese loss sees both kinds.
+ * weights. With p_same, every odd slot is, with that probability, a positive
+ * for the even slot before it (a random other image of the same artist).
+ * With p_group, each even slot of a batch but its first is, with that
+ * probability, drawn (by the same weights) from the style group of the
+ * batch's first image instead: the other artists of the batch are then
+ * mostly of the same source and style, the negatives the evaluation's (b)
+ * asks about.
  */
-void sx_tr_data_epoch(const sx_tr_data *d, uint64_t seed, int epoch, double p_same, int *order) {
+void sx_tr_data_epoch(const sx_tr_data *d, uint64_t seed, int epoch, double p_same, int batch,
+                      double p_group, int *order) {
     double total = d->cum[d->n_train - 1];
     for (int i = 0; i < d->n_train; i++) {
         double r = unit_rand(seed, 0xE90C, (uint64_t)epoch, (uint64_t)i) * total;
-        int lo = 0, hi = d->n_train - 1;
-        while (lo < hi) { /* first cum > r */
-            int mid = (lo + hi) / 2;
-            if (d->cum[mid] > r) hi = mid;
-            else lo = mid + 1;
+        order[i] = d->train[first_above(d->cum, 0, d->n_train - 1, r)];
+        if (p_group > 0 && batch > 0 && !(i & 1) && i % batch &&
+            unit_rand(seed, 0x6A0B, (uint64_t)epoch, (uint64_t)i) < p_group) {
+            int g = d->group[order[i - i % batch]];
+            int lo = d->group_first[g], hi = d->group_first[g + 1] - 1;
+            double rg = unit_rand(seed, 0x6A0C, (uint64_t)epoch, (uint64_t)i) * d->group_cum[hi];
+            order[i] = d->by_group[first_above(d->group_cum, lo, hi, rg)];
         }
-        order[i] = d->train[lo];
         if (p_same > 0 && (i & 1) && unit_rand(seed, 0x9A1E, (uint64_t)epoch, (uint64_t)i) < p_same) {
             int a = d->label[order[i - 1]];
             int c = d->artist_first[a + 1] - d->artist_first[a];

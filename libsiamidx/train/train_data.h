@@ -33,6 +33,12 @@ typedef struct sx_tr_data {
     int *artist_first;    /* [n_artists + 1]: offsets into by_artist */
     int *by_artist;       /* training entries grouped by artist */
     double *cum;          /* cumulative sampling weights over train */
+    /* Style groups (source_repo and the top folder of source_path): */
+    int *group;           /* per entry: its group, -1 for validation images */
+    int n_groups;
+    int *group_first;     /* [n_groups + 1]: offsets into by_group */
+    int *by_group;        /* training entries grouped by style group */
+    double *group_cum;    /* cumulative weights within each group (restarting at 0) */
     int scale;            /* see sx_tr_data_cfg */
     sx_image *cache;      /* per entry: at the training scale, filled on first use */
     size_t cache_cap, cache_used; /* bytes of pixels */
@@ -54,8 +60,11 @@ siamidx_status sx_tr_data_image(sx_tr_data *d, int e, sx_image *tmp, const sx_im
 void sx_tr_data_close(sx_tr_data *d);
 /* n_train entries for one epoch (deterministic in seed, epoch), drawn with
  * the balance weights; with p_same > 0 each odd entry is, with that
- * probability, another draw of the artist before it (same-artist pairs). */
-void sx_tr_data_epoch(const sx_tr_data *d, uint64_t seed, int epoch, double p_same, int *order);
+ * probability, another draw of the artist before it (same-artist pairs);
+ * with p_group > 0, each even entry of a batch of `batch` but the first is,
+ * with that probability, drawn from the first's style group. */
+void sx_tr_data_epoch(const sx_tr_data *d, uint64_t seed, int epoch, double p_same, int batch,
+                      double p_group, int *order);
 
 /* One batch prepared by a producer thread (started, then waited for). */
 typedef struct sx_tr_job {

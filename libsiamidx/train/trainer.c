@@ -153,8 +153,10 @@ static void training_recipe(const trainer *t, char *out, size_t cap) {
     if (c->style_stages && n > 0 && (size_t)n < cap) {
         char stages[16];
         style_list(c->style_stages, stages, sizeof stages);
-        snprintf(out + n, cap - n, "; pooling style %s", stages);
+        n += snprintf(out + n, cap - n, "; pooling style %s", stages);
     }
+    if (t->o->same_style > 0 && n > 0 && (size_t)n < cap)
+        snprintf(out + n, cap - n, "; same-style batches %g", t->o->same_style);
 }
 
 static void add_common_meta(trainer *t, meta_list *m) {
@@ -552,7 +554,7 @@ static siamidx_status run_epochs(trainer *t, siamidx_error *err) {
     int run_steps = 0, warned = 0;
     double t_start = now_s(), t_seg = t_start, secs_before = t->train_seconds;
     for (; t->epoch < o->epochs && !s; t->epoch++, t->step = 0) {
-        sx_tr_data_epoch(&t->data, o->seed, t->epoch, p_same, order);
+        sx_tr_data_epoch(&t->data, o->seed, t->epoch, p_same, B, o->same_style, order);
         sx_tr_job jobs[2];
         int cur = 0;
         double sum_loss = 0, sum_con = 0, seg_imgs = 0, seg_wait = 0;

@@ -37,6 +37,7 @@ typedef struct sx_tr_options {
     int zero_residual;      /* zero-init the last BN gamma of each block */
     float lr, weight_decay, warmup_epochs, min_lr_ratio;
     float balance;          /* sampling weight count^-balance per artist */
+    float same_style;       /* share of a batch's draws from its first image's style group */
     float val_fraction;
     double log_seconds;     /* progress line interval */
     uint64_t seed;
