@@ -11,6 +11,7 @@
 
 #include "check.h"
 #include "nn/conv_grad.h"
+#include "nn/encoder.h"
 #include "nn/cpu.h"
 #include "nn/gemm.h"
 #include "base/threads.h"
@@ -549,7 +550,7 @@ typedef struct style_ctx {
 
 static double style_loss(void *p) {
     style_ctx *c = p;
-    sx_tr_style_forward(3, 2, 5, c->x, c->out, 9, 2);
+    sx_pool_planes(c->x, 3, 2, 5, SIAMIDX_POOL_STYLE, 0, c->out, 9, 2);
     double l = 0;
     for (int i = 0; i < 2; i++)
         for (int j = 2; j < 8; j++) l += (double)c->out[i * 9 + j] * c->r[i * 9 + j];

@@ -107,13 +107,9 @@ static void maxpool_3x3s2(const float *in, int planes, int h, int w, float *out,
     }
 }
 
-/*
- * Reduces each (channel, image) plane of a CNHW activation to one value per
- * `kind`, written to out[img * ld + off + c]. For STYLE, the std follows at
- * out[... + off + channels + c] (population std, as torch.std(unbiased=False)).
- */
-static void pool_planes(const float *act, int channels, int n, size_t hw, siamidx_pool kind,
-                        float gem_p, float *out, size_t ld, size_t off) {
+/* Reduces each (channel, image) plane of a CNHW activation: encoder.h. */
+void sx_pool_planes(const float *act, int channels, int n, size_t hw, siamidx_pool kind,
+                    float gem_p, float *out, size_t ld, size_t off) {
 #pragma omp parallel for num_threads(sx_threads()) schedule(static)
     for (int c = 0; c < channels; c++) {
         for (int i = 0; i < n; i++) {
@@ -252,7 +248,7 @@ static void walk(sx_encoder *e, const float *x, int n, float *style, size_t ld, 
         channels = m->bottleneck ? b->c3.cout : b->c2.cout;
         int stage_end = i + 1 == m->n_blocks || m->blocks[i + 1].stage != b->stage;
         if (style && stage_end && (m->style_stages & (1u << (b->stage - 1)))) {
-            pool_planes(role_buf(e, BUF_X), channels, n, (size_t)h * w, SIAMIDX_POOL_STYLE, 0,
+            sx_pool_planes(role_buf(e, BUF_X), channels, n, (size_t)h * w, SIAMIDX_POOL_STYLE, 0,
                         style, ld, style_off);
             style_off += 2 * (size_t)channels;
         }
@@ -327,7 +323,7 @@ static void embed_unnormalised(sx_encoder *e, const float *x, int n, siamidx_poo
     int ch, fh, fw;
     walk(e, x, n, style ? out : NULL, dim, &ch, &fh, &fw);
     if (!style)
-        pool_planes(role_buf(e, BUF_X), ch, n, (size_t)fh * fw, pool, e->model->gem_p, out, dim,
+        sx_pool_planes(role_buf(e, BUF_X), ch, n, (size_t)fh * fw, pool, e->model->gem_p, out, dim,
                     0);
 }
 
@@ -357,12 +353,9 @@ siamidx_status sx_encoder_run(sx_encoder *enc, const float *x, int n, sx_encoder
         return sx_fail(err, SIAMIDX_ERR_UNSUPPORTED,
                        "pooling %d gives no features for model %s (style stages 0x%x)", (int)pool,
                        m->path ? m->path : m->arch, m->style_stages);
-    if (what == SX_OUT_FEATURES) {
+    if (what == SX_OUT_EMBEDDING || what == SX_OUT_FEATURES) {
         embed_unnormalised(enc, x, n, pool, dim, out);
-        return SIAMIDX_OK;
-    }
-    if (what == SX_OUT_EMBEDDING) {
-        embed_unnormalised(enc, x, n, pool, dim, out);
+        if (what == SX_OUT_FEATURES) return SIAMIDX_OK;
         if (m->flip_view) {
             mirror_batch(x, n, enc->h, enc->w, enc->mirror);
             embed_unnormalised(enc, enc->mirror, n, pool, dim, enc->mirror_embed);
@@ -377,9 +370,9 @@ siamidx_status sx_encoder_run(sx_encoder *enc, const float *x, int n, sx_encoder
     const float *act = role_buf(enc, BUF_X);
     size_t hw = (size_t)fh * fw;
     if (what == SX_OUT_POOLED) {
-        pool_planes(act, ch, n, hw, SIAMIDX_POOL_AVG, 0, out, dim, 0);
+        sx_pool_planes(act, ch, n, hw, SIAMIDX_POOL_AVG, 0, out, dim, 0);
     } else if (what == SX_OUT_LOGITS) {
-        pool_planes(act, ch, n, hw, SIAMIDX_POOL_AVG, 0, enc->pooled, (size_t)ch, 0);
+        sx_pool_planes(act, ch, n, hw, SIAMIDX_POOL_AVG, 0, enc->pooled, (size_t)ch, 0);
         for (int i = 0; i < n; i++) memcpy(out + (size_t)i * dim, m->fc_b, dim * sizeof *out);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, m->n_classes, ch, 1.0f,
                     enc->pooled, ch, m->fc_w, ch, 1.0f, out, (int)dim);

@@ -26,6 +26,15 @@ void sx_encoder_free(sx_encoder *enc);
 /* x: [n, 3, h, w] NCHW with n <= max_batch. */
 siamidx_status sx_encoder_run(sx_encoder *enc, const float *x, int n, sx_encoder_output what,
                               siamidx_pool pool, float *out, siamidx_error *err);
+/*
+ * Reduces each (channel, image) plane of a CNHW activation act [channels][n][hw]
+ * to one value per `kind` (avg, max, GeM with gem_p, style), written to
+ * out[img * ld + off + c]. For STYLE, the std follows at
+ * out[... + off + channels + c] (population std, as torch.std(unbiased=False)).
+ * The encoder's pooling, and training's style features (train/train_net.c).
+ */
+void sx_pool_planes(const float *act, int channels, int n, size_t hw, siamidx_pool kind,
+                    float gem_p, float *out, size_t ld, size_t off);
 /* Number of floats one image produces for `what` / `pool`. */
 size_t sx_output_dim(const siamidx_model *model, sx_encoder_output what, siamidx_pool pool);
 

@@ -331,29 +331,7 @@ void sx_tr_avgpool_backward(int c, int n, int hw, const float *dout, float *din)
         }
 }
 
-/* ---- style statistics: [C][N*HW] -> mean and std per (image, channel) ---- */
-
-/*
- * What nn's style pooling computes (nn/encoder.c, pool_planes): for stage
- * activations in [C][N][HW], out[img * ld + off + c] = the plane's mean and
- * out[img * ld + off + C + c] = its population standard deviation, so that
- * a network trained on these features is embedded by the same numbers.
- */
-void sx_tr_style_forward(int c, int n, int hw, const float *in, float *out, size_t ld,
-                         size_t off) {
-#pragma omp parallel for num_threads(sx_threads()) schedule(static)
-    for (int ch = 0; ch < c; ch++)
-        for (int img = 0; img < n; img++) {
-            const float *v = in + ((size_t)ch * n + img) * hw;
-            double s = 0, ss = 0;
-            for (int i = 0; i < hw; i++) s += v[i];
-            double mean = s / hw;
-            for (int i = 0; i < hw; i++) ss += (v[i] - mean) * (v[i] - mean);
-            float *o = out + (size_t)img * ld + off + ch;
-            o[0] = (float)mean;
-            o[c] = (float)sqrt(ss / hw);
-        }
-}
+/* ---- style statistics: the backward of nn's style pooling --------------- */
 
 /* din[v] (+)= dmean / hw + dstd * (v - mean) / (hw * std): the features'
  * gradient dout back onto the plane (a flat plane, std 0, takes the mean's

@@ -31,12 +31,9 @@ void sx_tr_maxpool_backward(int c, int n, int h, int w, int ho, int wo, const in
                             const float *dout, float *din);
 void sx_tr_avgpool_forward(int c, int n, int hw, const float *in, float *out);
 void sx_tr_avgpool_backward(int c, int n, int hw, const float *dout, float *din);
-/* Style statistics of [c][n*hw]: each plane's mean at out[img*ld + off + ch]
- * and population std at out[img*ld + off + c + ch] (nn's style pooling);
- * backward writes (or, with accumulate, adds) the gradient from dout, laid
- * out as out, given the forward's features feat. */
-void sx_tr_style_forward(int c, int n, int hw, const float *in, float *out, size_t ld,
-                         size_t off);
+/* The backward of nn's style pooling (sx_pool_planes with SIAMIDX_POOL_STYLE,
+ * nn/encoder.h) of [c][n*hw]: writes (or, with accumulate, adds) the
+ * gradient from dout, laid out as the features feat that the forward wrote. */
 void sx_tr_style_backward(int c, int n, int hw, const float *in, const float *feat,
                           const float *dout, size_t ld, size_t off, float *din, int accumulate);
 void sx_tr_linear_forward(int n, int in, int out, const float *x, const float *wt,

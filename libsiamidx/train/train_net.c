@@ -418,8 +418,9 @@ static void features_forward(sx_tr_net *net, const float *x, int n) {
         cur = net->blocks[i].out;
         if (style_end(net, i)) {
             const sx_tr_unit *u = &net->blocks[i].u[net->blocks[i].n_units - 1];
-            sx_tr_style_forward(u->conv.cout, n, u->h_out * u->w_out, cur, net->feat,
-                                (size_t)net->embed_dim, net->style_off[net->blocks[i].stage - 1]);
+            sx_pool_planes(cur, u->conv.cout, n, (size_t)u->h_out * u->w_out, SIAMIDX_POOL_STYLE,
+                           0, net->feat, (size_t)net->embed_dim,
+                           net->style_off[net->blocks[i].stage - 1]);
         }
     }
     if (net->cfg.style_stages) return;

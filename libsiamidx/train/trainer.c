@@ -229,19 +229,19 @@ static siamidx_status write_model(trainer *t, siamidx_error *err) {
     meta_add(&m, "val_top1", "%.4f", t->best_val.top1);
     meta_add(&m, "val_top5", "%.4f", t->best_val.top5);
     meta_add(&m, "val_loss", "%.4f", t->best_val.loss);
-    /* artists in label order: fc row i is artists[i] */
+    /* artists in label order: fc row i is artists[i] (a style model has no fc) */
     size_t len = 1;
     for (int i = 0; i < t->data.n_artists; i++) len += strlen(t->data.artists[i]) + 1;
-    char *names = malloc(len);
-    if (names && !net->cfg.style_stages) { /* class_names name fc's rows */
+    char *names = net->cfg.style_stages ? NULL : malloc(len);
+    if (names) {
         names[0] = 0;
         for (int i = 0; i < t->data.n_artists; i++) {
             strcat(names, t->data.artists[i]);
             if (i + 1 < t->data.n_artists) strcat(names, "\n");
         }
         meta_add(&m, "class_names", "%s", names);
+        free(names);
     }
-    free(names);
     size_t bytes = 0;
     for (size_t i = 0; i < n; i++) {
         size_t k = 1;
