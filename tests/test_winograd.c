@@ -94,6 +94,8 @@ static double check_cases(int m) {
         {64, 48, 1, 13, 11},   /* deeper sums */
         {128, 128, 3, 50, 50}, /* several tile blocks, the last one partial */
         {72, 100, 2, 9, 9},    /* AVX-512's 14-row panels: 100 = 7 x 14 + 2 */
+        {32, 16, 2, 16, 16},   /* four F(4) tiles a row: quads paired across patch rows */
+        {5, 3, 1, 9, 23},      /* six a row: a quad paired across rows, two single tiles */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int *k = cases[i];

@@ -302,17 +302,22 @@ static void input_vertical(int m, const float *const *row, int w, int x0, int co
 
 #if defined(__x86_64__)
 /*
- * input_horizontal's F(4x4) loop for tiles j0 .. j0+7 of one row c: the
- * compiler does not vectorise the stride-4 reads, so they are a 4x4
- * transpose in each 128-bit lane: e[q][i] = c[4 * (j0 + i) + q].
+ * input_horizontal's F(4x4) transform of eight tiles as two quads: tiles
+ * 0..3 of row ca (patch columns ca[0..17]) to oa[l * vstride + 0..3], and
+ * tiles 0..3 of row cb to ob[...]. The compiler does not vectorise the
+ * stride-4 reads, so they are a 4x4 transpose in each 128-bit lane:
+ * lane half 0 holds ca's tiles, half 1 cb's. Eight tiles of one row are the
+ * quads (c, o) and (c + 16, o + 4); a row of four tiles pairs with the next.
  */
-__attribute__((target("avx2,fma"))) static void input_horizontal8_f4(const float *c, float *o,
-                                                                     size_t vstride) {
-    __m256 a0 = _mm256_loadu2_m128(c + 16, c), a1 = _mm256_loadu2_m128(c + 20, c + 4);
-    __m256 a2 = _mm256_loadu2_m128(c + 24, c + 8), a3 = _mm256_loadu2_m128(c + 28, c + 12);
-    /* columns 4, 5 are columns 0, 1 of the next tile; only those two of tile 8 are read */
-    __m128 q8 = _mm_castpd_ps(_mm_load_sd((const double *)(c + 32)));
-    __m256 a4 = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(c + 16)), q8, 1);
+__attribute__((target("avx2,fma"))) static void input_horizontal_2x4_f4(const float *ca, float *oa,
+                                                                        const float *cb, float *ob,
+                                                                        size_t vstride) {
+    __m256 a0 = _mm256_loadu2_m128(cb, ca), a1 = _mm256_loadu2_m128(cb + 4, ca + 4);
+    __m256 a2 = _mm256_loadu2_m128(cb + 8, ca + 8), a3 = _mm256_loadu2_m128(cb + 12, ca + 12);
+    /* columns 4, 5 of tile 3 are the first two after the quad; only those are read */
+    __m128 qa = _mm_castpd_ps(_mm_load_sd((const double *)(ca + 16)));
+    __m128 qb = _mm_castpd_ps(_mm_load_sd((const double *)(cb + 16)));
+    __m256 a4 = _mm256_insertf128_ps(_mm256_castps128_ps256(qa), qb, 1);
     __m256 lo01 = _mm256_unpacklo_ps(a0, a1), hi01 = _mm256_unpackhi_ps(a0, a1);
     __m256 lo23 = _mm256_unpacklo_ps(a2, a3), hi23 = _mm256_unpackhi_ps(a2, a3);
     __m256 lo12 = _mm256_unpacklo_ps(a1, a2), lo34 = _mm256_unpacklo_ps(a3, a4);
@@ -321,15 +326,28 @@ __attribute__((target("avx2,fma"))) static void input_horizontal8_f4(const float
     __m256 d4 = _mm256_shuffle_ps(lo12, lo34, 0x44), d5 = _mm256_shuffle_ps(lo12, lo34, 0xEE);
     const __m256 four = _mm256_set1_ps(4.0f), five = _mm256_set1_ps(5.0f);
     const __m256 two = _mm256_set1_ps(2.0f);
-    __m256 d4m2 = _mm256_sub_ps(d4, d2);
-    _mm256_storeu_ps(o, _mm256_fmadd_ps(four, d0, _mm256_fnmadd_ps(five, d2, d4)));
-    _mm256_storeu_ps(o + vstride, _mm256_fnmadd_ps(four, _mm256_add_ps(d1, d2), _mm256_add_ps(d3, d4)));
-    _mm256_storeu_ps(o + 2 * vstride, _mm256_fmadd_ps(four, _mm256_sub_ps(d1, d2), _mm256_sub_ps(d4, d3)));
-    _mm256_storeu_ps(o + 3 * vstride, _mm256_fmadd_ps(two, _mm256_sub_ps(d3, d1), d4m2));
-    _mm256_storeu_ps(o + 4 * vstride, _mm256_fmadd_ps(two, _mm256_sub_ps(d1, d3), d4m2));
-    _mm256_storeu_ps(o + 5 * vstride, _mm256_fmadd_ps(four, d1, _mm256_fnmadd_ps(five, d3, d5)));
+    __m256 d4m2 = _mm256_sub_ps(d4, d2), r[6];
+    r[0] = _mm256_fmadd_ps(four, d0, _mm256_fnmadd_ps(five, d2, d4));
+    r[1] = _mm256_fnmadd_ps(four, _mm256_add_ps(d1, d2), _mm256_add_ps(d3, d4));
+    r[2] = _mm256_fmadd_ps(four, _mm256_sub_ps(d1, d2), _mm256_sub_ps(d4, d3));
+    r[3] = _mm256_fmadd_ps(two, _mm256_sub_ps(d3, d1), d4m2);
+    r[4] = _mm256_fmadd_ps(two, _mm256_sub_ps(d1, d3), d4m2);
+    r[5] = _mm256_fmadd_ps(four, d1, _mm256_fnmadd_ps(five, d3, d5));
+    if (ob == oa + 4) {
+        for (int l = 0; l < 6; l++) _mm256_storeu_ps(oa + l * vstride, r[l]);
+    } else {
+        for (int l = 0; l < 6; l++) _mm256_storeu2_m128(ob + l * vstride, oa + l * vstride, r[l]);
+    }
 }
 #endif
+
+/* One tile's F(4x4) horizontal transform: patch columns d[0..5] to o[l * vstride]. */
+static inline __attribute__((always_inline)) void input_horizontal1_f4(const float *d, float *o,
+                                                                       size_t vstride) {
+    float t[6];
+    BT4(d[0], d[1], d[2], d[3], d[4], d[5], t);
+    for (int l = 0; l < 6; l++) o[l * vstride] = t[l];
+}
 
 /*
  * Horizontal pass: V[(k*a + l) * vstride + j] = (col[k] B)[l] over the patch
@@ -338,20 +356,36 @@ __attribute__((target("avx2,fma"))) static void input_horizontal8_f4(const float
 static void input_horizontal(int m, const float *col, int ld, int count, float *v,
                              size_t vstride) {
     if (m == 4) {
-        for (int k = 0; k < 6; k++) {
+        int k = 0, j = 0;
+#if defined(__x86_64__)
+        /* Quads of four tiles, two per call: along each row k first, then a
+         * row's last quad with the next row's first (rows of 4..7 tiles, as
+         * layer2 at 128 px has); what is left of a row goes one tile at a time. */
+        const float *pend = NULL;
+        float *pend_o = NULL;
+        for (k = 0; k < 6; k++) {
             const float *c = col + (size_t)k * ld;
             float *o = v + (size_t)k * 6 * vstride;
-            int j = 0;
-#if defined(__x86_64__)
-            for (; j + 8 <= count; j += 8) input_horizontal8_f4(c + 4 * j, o + j, vstride);
-#endif
-            for (; j < count; j++) {
-                const float *d = c + 4 * j;
-                float t[6];
-                BT4(d[0], d[1], d[2], d[3], d[4], d[5], t);
-                for (int l = 0; l < 6; l++) o[l * vstride + j] = t[l];
+            for (j = 0; j + 8 <= count; j += 8) input_horizontal_2x4_f4(c + 4 * j, o + j, c + 4 * j + 16, o + j + 4, vstride);
+            if (j + 4 <= count) {
+                if (pend) {
+                    input_horizontal_2x4_f4(pend, pend_o, c + 4 * j, o + j, vstride);
+                    pend = NULL;
+                } else {
+                    pend = c + 4 * j, pend_o = o + j;
+                }
+                j += 4;
             }
+            for (; j < count; j++) input_horizontal1_f4(c + 4 * j, o + j, vstride);
         }
+        if (pend)
+            for (int q = 0; q < 4; q++) input_horizontal1_f4(pend + 4 * q, pend_o + q, vstride);
+#else
+        for (k = 0; k < 6; k++)
+            for (j = 0; j < count; j++)
+                input_horizontal1_f4(col + (size_t)k * ld + 4 * j, v + (size_t)k * 6 * vstride + j,
+                                     vstride);
+#endif
     } else {
         for (int k = 0; k < 4; k++) {
             const float *c = col + (size_t)k * ld;
@@ -645,6 +679,32 @@ void sx_winograd_run(const sx_conv *c, const float *in, int n, int h, int w, flo
         v[3] = -(y1);                                                                              \
     } while (0)
 
+#if defined(__x86_64__)
+/*
+ * grad_tiles' F(4x4) horizontal pass for eight tiles: c[4 * i + q] is column
+ * q of tile i; o[l * mstride + i] = (A c_i)[l]. A 4x4 transpose in each
+ * 128-bit lane (tiles 0-3 low, 4-7 high) makes the columns vectors.
+ */
+__attribute__((target("avx2,fma"))) static void grad_horizontal8_f4(const float *c, float *o,
+                                                                    size_t mstride) {
+    __m256 a0 = _mm256_loadu2_m128(c + 16, c), a1 = _mm256_loadu2_m128(c + 20, c + 4);
+    __m256 a2 = _mm256_loadu2_m128(c + 24, c + 8), a3 = _mm256_loadu2_m128(c + 28, c + 12);
+    __m256 lo01 = _mm256_unpacklo_ps(a0, a1), hi01 = _mm256_unpackhi_ps(a0, a1);
+    __m256 lo23 = _mm256_unpacklo_ps(a2, a3), hi23 = _mm256_unpackhi_ps(a2, a3);
+    __m256 y0 = _mm256_shuffle_ps(lo01, lo23, 0x44), y1 = _mm256_shuffle_ps(lo01, lo23, 0xEE);
+    __m256 y2 = _mm256_shuffle_ps(hi01, hi23, 0x44), y3 = _mm256_shuffle_ps(hi01, hi23, 0xEE);
+    __m256 s02 = _mm256_add_ps(y0, y2), s13 = _mm256_add_ps(y1, y3);
+    __m256 q02 = _mm256_fmadd_ps(_mm256_set1_ps(4.0f), y2, y0);
+    __m256 q13 = _mm256_fmadd_ps(_mm256_set1_ps(8.0f), y3, _mm256_add_ps(y1, y1));
+    _mm256_storeu_ps(o, y0);
+    _mm256_storeu_ps(o + mstride, _mm256_add_ps(s02, s13));
+    _mm256_storeu_ps(o + 2 * mstride, _mm256_sub_ps(s02, s13));
+    _mm256_storeu_ps(o + 3 * mstride, _mm256_add_ps(q02, q13));
+    _mm256_storeu_ps(o + 4 * mstride, _mm256_sub_ps(q02, q13));
+    _mm256_storeu_ps(o + 5 * mstride, y3);
+}
+#endif
+
 /*
  * dM of output channel co's tiles [j0, j0 + count) of a block whose first
  * tile row is row0 (count <= TILE_CHUNK), written at dm[t * mstride + k] for
@@ -690,7 +750,12 @@ static void grad_tiles(const wino_plan *p, const float *dout, size_t plane_strid
     for (int k = 0; k < a; k++) {
         const float *c = col + (size_t)k * LD;
         float *o = dm + (size_t)k * a * mstride;
-        for (int j = 0; j < count; j++) {
+        int j = 0;
+#if defined(__x86_64__)
+        if (m == 4)
+            for (; j + 8 <= count; j += 8) grad_horizontal8_f4(c + 4 * j, o + j, mstride);
+#endif
+        for (; j < count; j++) {
             float v[MAX_ALPHA];
             if (m == 4)
                 A4(c[4 * j], c[4 * j + 1], c[4 * j + 2], c[4 * j + 3], v);
