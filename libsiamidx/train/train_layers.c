@@ -17,6 +17,7 @@
 #include <cblas.h>
 
 #include "train/train_layers.h"
+#include "nn/encoder.h"
 #include "base/threads.h"
 
 /* ---- BatchNorm (training mode: batch statistics) ------------------------- */
@@ -310,15 +311,10 @@ void sx_tr_maxpool_backward(int c, int n, int h, int w, int ho, int wo, const in
 
 /* ---- global average pool: [C][N*HW] -> [N][C] --------------------------- */
 
+/* The forward is the encoder's average pooling itself (nn/encoder.h), so
+ * training and inference pool alike; the backward sits beside it. */
 void sx_tr_avgpool_forward(int c, int n, int hw, const float *in, float *out) {
-#pragma omp parallel for num_threads(sx_threads()) schedule(static)
-    for (int ch = 0; ch < c; ch++)
-        for (int img = 0; img < n; img++) {
-            const float *s = in + ((size_t)ch * n + img) * hw;
-            double acc = 0.0;
-            for (int i = 0; i < hw; i++) acc += s[i];
-            out[(size_t)img * c + ch] = (float)(acc / hw);
-        }
+    sx_pool_planes(in, c, n, (size_t)hw, SIAMIDX_POOL_AVG, 0.0f, out, (size_t)c, 0);
 }
 
 void sx_tr_avgpool_backward(int c, int n, int hw, const float *dout, float *din) {

@@ -175,8 +175,9 @@ siamidx_status sx_tr_net_new(const sx_tr_config *cfg, sx_tr_net **out, siamidx_e
     if (cfg->width <= 0 || cfg->input < 32 || cfg->max_batch < 2 || cfg->n_classes < 2 ||
         cfg->style_stages > 15)
         return sx_fail(err, SIAMIDX_ERR_INVALID_ARGUMENT,
-                       "train: bad configuration (width %g, input %d, batch %d, classes %d)",
-                       cfg->width, cfg->input, cfg->max_batch, cfg->n_classes);
+                       "train: bad configuration (width %g, input %d, batch %d, classes %d, "
+                       "style stages mask 0x%x)",
+                       cfg->width, cfg->input, cfg->max_batch, cfg->n_classes, cfg->style_stages);
     sx_tr_net *net = calloc(1, sizeof *net);
     if (!net) return sx_fail(err, SIAMIDX_ERR_NO_MEMORY, "train: out of memory");
     net->cfg = *cfg;
