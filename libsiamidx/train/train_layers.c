@@ -86,6 +86,34 @@ static void row_sums_dy(const float *dy, const float *x, size_t m, float mu, dou
     *sdy = t0, *sdyx = t1;
 }
 
+/* row_sums_dy of dy masked by a ReLU's output relu_y (dy[i] = 0 where
+ * relu_y[i] <= 0), the mask written into dy in the same pass */
+static void row_sums_dy_relu(float *dy, const float *relu_y, const float *x, size_t m, float mu,
+                             double *sdy, double *sdyx) {
+    double t0 = 0.0, t1 = 0.0;
+    size_t i = 0;
+    for (; i + ROW_CHUNK <= m; i += ROW_CHUNK) {
+        float a0[ROW_LANES] = {0}, a1[ROW_LANES] = {0};
+        for (size_t j = 0; j < ROW_CHUNK; j += ROW_LANES)
+            for (int l = 0; l < ROW_LANES; l++) {
+                size_t q = i + j + l;
+                float g = relu_y[q] > 0.0f ? dy[q] : 0.0f;
+                dy[q] = g;
+                a0[l] += g;
+                a1[l] += g * (x[q] - mu);
+            }
+        double c0 = 0.0, c1 = 0.0;
+        for (int l = 0; l < ROW_LANES; l++) c0 += a0[l], c1 += a1[l];
+        t0 += c0, t1 += c1;
+    }
+    for (; i < m; i++) {
+        float g = relu_y[i] > 0.0f ? dy[i] : 0.0f;
+        dy[i] = g;
+        t0 += g, t1 += (double)g * (x[i] - mu);
+    }
+    *sdy = t0, *sdyx = t1;
+}
+
 /* y = gamma * (x - mean) * invstd + beta per channel row of m values; saves
  * mean/invstd for backward and updates the running statistics as PyTorch
  * does (momentum 0.1, unbiased variance in the running estimate). */
@@ -119,13 +147,11 @@ void sx_tr_bn_forward(int c, size_t m, const float *x, const float *gamma, const
 
 /* dx = gamma*invstd/m * (m*dy - sum(dy) - xhat*sum(dy*xhat)) for channel ch;
  * xhat is recomputed from x. dx may alias dy. */
-static void bn_backward_row(int ch, size_t m, const float *x, const float *dy, const float *gamma,
-                            const float *mean, const float *invstd, float *dgamma, float *dbeta,
-                            float *dx) {
+static void bn_backward_row(int ch, size_t m, const float *x, const float *dy, double sdy,
+                            double sdyx, const float *gamma, const float *mean,
+                            const float *invstd, float *dgamma, float *dbeta, float *dx) {
     const float *xr = x + (size_t)ch * m, *dr = dy + (size_t)ch * m;
     const float mu = mean[ch], is = invstd[ch];
-    double sdy, sdyx;
-    row_sums_dy(dr, xr, m, mu, &sdy, &sdyx);
     sdyx *= is;
     dgamma[ch] += (float)sdyx;
     dbeta[ch] += (float)sdy;
@@ -139,24 +165,26 @@ void sx_tr_bn_backward(int c, size_t m, const float *x, const float *dy, const f
                        const float *mean, const float *invstd, float *dgamma, float *dbeta,
                        float *dx) {
 #pragma omp parallel for num_threads(sx_threads()) schedule(static)
-    for (int ch = 0; ch < c; ch++)
-        bn_backward_row(ch, m, x, dy, gamma, mean, invstd, dgamma, dbeta, dx);
+    for (int ch = 0; ch < c; ch++) {
+        double sdy, sdyx;
+        row_sums_dy(dy + (size_t)ch * m, x + (size_t)ch * m, m, mean[ch], &sdy, &sdyx);
+        bn_backward_row(ch, m, x, dy, sdy, sdyx, gamma, mean, invstd, dgamma, dbeta, dx);
+    }
 }
 
 /* The ReLU's backward fused in: each channel's row of dy is masked in place
- * by relu_y (as sx_tr_relu_backward would) while it is in this thread's
- * cache, then goes through BatchNorm's backward: one pass over the tensor
- * fewer, the same values bit for bit. */
+ * by relu_y (as sx_tr_relu_backward would) in the pass that sums it, then
+ * goes through the rest of BatchNorm's backward: two passes over the tensor
+ * fewer than the two steps, the same values bit for bit. */
 void sx_tr_relu_bn_backward(int c, size_t m, const float *relu_y, float *dy, const float *x,
                             const float *gamma, const float *mean, const float *invstd,
                             float *dgamma, float *dbeta, float *dx) {
 #pragma omp parallel for num_threads(sx_threads()) schedule(static)
     for (int ch = 0; ch < c; ch++) {
-        float *d = dy + (size_t)ch * m;
-        const float *y = relu_y + (size_t)ch * m;
-        for (size_t i = 0; i < m; i++)
-            if (!(y[i] > 0.0f)) d[i] = 0.0f;
-        bn_backward_row(ch, m, x, dy, gamma, mean, invstd, dgamma, dbeta, dx);
+        size_t off = (size_t)ch * m;
+        double sdy, sdyx;
+        row_sums_dy_relu(dy + off, relu_y + off, x + off, m, mean[ch], &sdy, &sdyx);
+        bn_backward_row(ch, m, x, dy, sdy, sdyx, gamma, mean, invstd, dgamma, dbeta, dx);
     }
 }
 
