@@ -302,11 +302,24 @@ static void input_vertical(int m, const float *const *row, int w, int x0, int co
 
 #if defined(__x86_64__)
 /*
+ * A 4x4 transpose in each 128-bit lane: a_i holds columns 0-3 of tile i
+ * (and of tile i + 4 in the high lane); d[q] gets column q of tiles 0-3 (and
+ * 4-7). The horizontal passes' stride-4 reads and writes, which the
+ * compiler does not vectorise, go through it.
+ */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+transpose4_lanes(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 d[4]) {
+    __m256 lo01 = _mm256_unpacklo_ps(a0, a1), hi01 = _mm256_unpackhi_ps(a0, a1);
+    __m256 lo23 = _mm256_unpacklo_ps(a2, a3), hi23 = _mm256_unpackhi_ps(a2, a3);
+    d[0] = _mm256_shuffle_ps(lo01, lo23, 0x44), d[1] = _mm256_shuffle_ps(lo01, lo23, 0xEE);
+    d[2] = _mm256_shuffle_ps(hi01, hi23, 0x44), d[3] = _mm256_shuffle_ps(hi01, hi23, 0xEE);
+}
+
+/*
  * input_horizontal's F(4x4) transform of eight tiles as two quads: tiles
  * 0..3 of row ca (patch columns ca[0..17]) to oa[l * vstride + 0..3], and
- * tiles 0..3 of row cb to ob[...]. The compiler does not vectorise the
- * stride-4 reads, so they are a 4x4 transpose in each 128-bit lane:
- * lane half 0 holds ca's tiles, half 1 cb's. Eight tiles of one row are the
+ * tiles 0..3 of row cb to ob[...], through transpose4_lanes: lane half 0
+ * holds ca's tiles, half 1 cb's. Eight tiles of one row are the
  * quads (c, o) and (c + 16, o + 4); a row of four tiles pairs with the next.
  */
 __attribute__((target("avx2,fma"))) static void input_horizontal_2x4_f4(const float *ca, float *oa,
@@ -318,11 +331,11 @@ __attribute__((target("avx2,fma"))) static void input_horizontal_2x4_f4(const fl
     __m128 qa = _mm_castpd_ps(_mm_load_sd((const double *)(ca + 16)));
     __m128 qb = _mm_castpd_ps(_mm_load_sd((const double *)(cb + 16)));
     __m256 a4 = _mm256_insertf128_ps(_mm256_castps128_ps256(qa), qb, 1);
-    __m256 lo01 = _mm256_unpacklo_ps(a0, a1), hi01 = _mm256_unpackhi_ps(a0, a1);
-    __m256 lo23 = _mm256_unpacklo_ps(a2, a3), hi23 = _mm256_unpackhi_ps(a2, a3);
+    __m256 d[4];
+    transpose4_lanes(a0, a1, a2, a3, d);
+    __m256 d0 = d[0], d1 = d[1], d2 = d[2], d3 = d[3];
+    /* columns 4, 5: columns 0, 1 of tiles 1-3 and of the column pair after them */
     __m256 lo12 = _mm256_unpacklo_ps(a1, a2), lo34 = _mm256_unpacklo_ps(a3, a4);
-    __m256 d0 = _mm256_shuffle_ps(lo01, lo23, 0x44), d1 = _mm256_shuffle_ps(lo01, lo23, 0xEE);
-    __m256 d2 = _mm256_shuffle_ps(hi01, hi23, 0x44), d3 = _mm256_shuffle_ps(hi01, hi23, 0xEE);
     __m256 d4 = _mm256_shuffle_ps(lo12, lo34, 0x44), d5 = _mm256_shuffle_ps(lo12, lo34, 0xEE);
     const __m256 four = _mm256_set1_ps(4.0f), five = _mm256_set1_ps(5.0f);
     const __m256 two = _mm256_set1_ps(2.0f);
@@ -366,7 +379,8 @@ static void input_horizontal(int m, const float *col, int ld, int count, float *
         for (k = 0; k < 6; k++) {
             const float *c = col + (size_t)k * ld;
             float *o = v + (size_t)k * 6 * vstride;
-            for (j = 0; j + 8 <= count; j += 8) input_horizontal_2x4_f4(c + 4 * j, o + j, c + 4 * j + 16, o + j + 4, vstride);
+            for (j = 0; j + 8 <= count; j += 8)
+                input_horizontal_2x4_f4(c + 4 * j, o + j, c + 4 * j + 16, o + j + 4, vstride);
             if (j + 4 <= count) {
                 if (pend) {
                     input_horizontal_2x4_f4(pend, pend_o, c + 4 * j, o + j, vstride);
@@ -478,10 +492,9 @@ __attribute__((target("avx2,fma"))) static void output_horizontal8_f4(const floa
     __m256 o1 = _mm256_fmadd_ps(_mm256_set1_ps(2.0f), d34, d12);
     __m256 o2 = _mm256_fmadd_ps(_mm256_set1_ps(4.0f), s34, s12);
     __m256 o3 = _mm256_add_ps(_mm256_fmadd_ps(_mm256_set1_ps(8.0f), d34, d12), m5);
-    __m256 u0 = _mm256_unpacklo_ps(o0, o1), u1 = _mm256_unpackhi_ps(o0, o1);
-    __m256 u2 = _mm256_unpacklo_ps(o2, o3), u3 = _mm256_unpackhi_ps(o2, o3);
-    __m256 w0 = _mm256_shuffle_ps(u0, u2, 0x44), w1 = _mm256_shuffle_ps(u0, u2, 0xEE);
-    __m256 w2 = _mm256_shuffle_ps(u1, u3, 0x44), w3 = _mm256_shuffle_ps(u1, u3, 0xEE);
+    __m256 w[4];
+    transpose4_lanes(o0, o1, o2, o3, w);
+    __m256 w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
     /* w0 = tiles 0 | 4, w1 = 1 | 5, w2 = 2 | 6, w3 = 3 | 7 */
     _mm256_storeu_ps(y, _mm256_permute2f128_ps(w0, w1, 0x20));
     _mm256_storeu_ps(y + 8, _mm256_permute2f128_ps(w2, w3, 0x20));
@@ -682,17 +695,16 @@ void sx_winograd_run(const sx_conv *c, const float *in, int n, int h, int w, flo
 #if defined(__x86_64__)
 /*
  * grad_tiles' F(4x4) horizontal pass for eight tiles: c[4 * i + q] is column
- * q of tile i; o[l * mstride + i] = (A c_i)[l]. A 4x4 transpose in each
- * 128-bit lane (tiles 0-3 low, 4-7 high) makes the columns vectors.
+ * q of tile i; o[l * mstride + i] = (A c_i)[l]. transpose4_lanes makes the
+ * columns vectors (tiles 0-3 low, 4-7 high).
  */
 __attribute__((target("avx2,fma"))) static void grad_horizontal8_f4(const float *c, float *o,
                                                                     size_t mstride) {
     __m256 a0 = _mm256_loadu2_m128(c + 16, c), a1 = _mm256_loadu2_m128(c + 20, c + 4);
     __m256 a2 = _mm256_loadu2_m128(c + 24, c + 8), a3 = _mm256_loadu2_m128(c + 28, c + 12);
-    __m256 lo01 = _mm256_unpacklo_ps(a0, a1), hi01 = _mm256_unpackhi_ps(a0, a1);
-    __m256 lo23 = _mm256_unpacklo_ps(a2, a3), hi23 = _mm256_unpackhi_ps(a2, a3);
-    __m256 y0 = _mm256_shuffle_ps(lo01, lo23, 0x44), y1 = _mm256_shuffle_ps(lo01, lo23, 0xEE);
-    __m256 y2 = _mm256_shuffle_ps(hi01, hi23, 0x44), y3 = _mm256_shuffle_ps(hi01, hi23, 0xEE);
+    __m256 y[4];
+    transpose4_lanes(a0, a1, a2, a3, y);
+    __m256 y0 = y[0], y1 = y[1], y2 = y[2], y3 = y[3];
     __m256 s02 = _mm256_add_ps(y0, y2), s13 = _mm256_add_ps(y1, y3);
     __m256 q02 = _mm256_fmadd_ps(_mm256_set1_ps(4.0f), y2, y0);
     __m256 q13 = _mm256_fmadd_ps(_mm256_set1_ps(8.0f), y3, _mm256_add_ps(y1, y1));

@@ -66,25 +66,26 @@ static double row_sum_sq_dev(const float *x, size_t m, float mu) {
 }
 
 /* dy[q], or with a ReLU after the BatchNorm (relu_y not NULL) dy[q] masked
- * by its output (0 where relu_y[q] <= 0), written back into dy */
-static inline float dy_at(float *dy, const float *relu_y, size_t q) {
+ * by its output (0 where relu_y[q] <= 0), also written to masked[q] */
+static inline float dy_at(const float *dy, const float *relu_y, float *masked, size_t q) {
     if (!relu_y) return dy[q];
     float g = relu_y[q] > 0.0f ? dy[q] : 0.0f;
-    dy[q] = g;
+    masked[q] = g;
     return g;
 }
 
 /* sum dy[i] and sum dy[i] * (x[i] - mu) (xhat's numerator; the caller
- * scales), dy read through dy_at: dy is written only when relu_y is given */
-static void row_sums_dy(float *dy, const float *relu_y, const float *x, size_t m, float mu,
-                        double *sdy, double *sdyx) {
+ * scales), dy read through dy_at: masked (may be dy itself) is written only
+ * when relu_y is given */
+static void row_sums_dy(const float *dy, const float *relu_y, float *masked, const float *x,
+                        size_t m, float mu, double *sdy, double *sdyx) {
     double t0 = 0.0, t1 = 0.0;
     size_t i = 0;
     for (; i + ROW_CHUNK <= m; i += ROW_CHUNK) {
         float a0[ROW_LANES] = {0}, a1[ROW_LANES] = {0};
         for (size_t j = 0; j < ROW_CHUNK; j += ROW_LANES)
             for (int l = 0; l < ROW_LANES; l++) {
-                float g = dy_at(dy, relu_y, i + j + l);
+                float g = dy_at(dy, relu_y, masked, i + j + l);
                 a0[l] += g;
                 a1[l] += g * (x[i + j + l] - mu);
             }
@@ -93,7 +94,7 @@ static void row_sums_dy(float *dy, const float *relu_y, const float *x, size_t m
         t0 += c0, t1 += c1;
     }
     for (; i < m; i++) {
-        float g = dy_at(dy, relu_y, i);
+        float g = dy_at(dy, relu_y, masked, i);
         t0 += g, t1 += (double)g * (x[i] - mu);
     }
     *sdy = t0, *sdyx = t1;
@@ -152,9 +153,7 @@ void sx_tr_bn_backward(int c, size_t m, const float *x, const float *dy, const f
 #pragma omp parallel for num_threads(sx_threads()) schedule(static)
     for (int ch = 0; ch < c; ch++) {
         double sdy, sdyx;
-        /* read only: without relu_y, row_sums_dy does not write dy */
-        row_sums_dy((float *)dy + (size_t)ch * m, NULL, x + (size_t)ch * m, m, mean[ch], &sdy,
-                    &sdyx);
+        row_sums_dy(dy + (size_t)ch * m, NULL, NULL, x + (size_t)ch * m, m, mean[ch], &sdy, &sdyx);
         bn_backward_row(ch, m, x, dy, sdy, sdyx, gamma, mean, invstd, dgamma, dbeta, dx);
     }
 }
@@ -170,7 +169,7 @@ void sx_tr_relu_bn_backward(int c, size_t m, const float *relu_y, float *dy, con
     for (int ch = 0; ch < c; ch++) {
         size_t off = (size_t)ch * m;
         double sdy, sdyx;
-        row_sums_dy(dy + off, relu_y + off, x + off, m, mean[ch], &sdy, &sdyx);
+        row_sums_dy(dy + off, relu_y + off, dy + off, x + off, m, mean[ch], &sdy, &sdyx);
         bn_backward_row(ch, m, x, dy, sdy, sdyx, gamma, mean, invstd, dgamma, dbeta, dx);
     }
 }
