@@ -49,12 +49,36 @@ bench_header() { # BIN
          "${ONEDNN_MAX_CPU_ISA:+ONEDNN_MAX_CPU_ISA=$ONEDNN_MAX_CPU_ISA }${ATEN_CPU_CAPABILITY:+ATEN_CPU_CAPABILITY=$ATEN_CPU_CAPABILITY}"
     echo "threads: $THREADS each side; OMP_WAIT_POLICY=$OMP_WAIT_POLICY for both"
     echo "load average before: $(bench_loadavg)"
-    bench_load_note
+    bench_load_note before
 }
 
-# A warning when other work runs: the figures then measure the neighbours too.
+# Percent of all cores busy over the next $1 seconds (default 3), from
+# /proc/stat: what other work takes while nothing of the benchmark runs.
+# The load average cannot say that: its minute-long memory keeps the
+# previous benchmark's (or this one's) processes for minutes after they end.
+bench_cpu_busy() {
+    local s=${1:-3} a b
+    a=$(awk '/^cpu /{ print $2+$3+$4+$7+$8+$9, $5+$6; exit }' /proc/stat)
+    sleep "$s"
+    b=$(awk '/^cpu /{ print $2+$3+$4+$7+$8+$9, $5+$6; exit }' /proc/stat)
+    echo "$a $b" | awk '{ busy = $3 - $1; idle = $4 - $2;
+        all = busy + idle; printf "%.0f", (all > 0 ? 100 * busy / all : 0) }'
+}
+
+# A warning when other work runs: the figures then measure the neighbours
+# too. $1: "before" (sampled before the first run) or "after" (after the
+# last), so that the benchmark's own processes are never in the sample.
+# BENCH_IDLE_WAIT=S (default 0) first waits up to S seconds for the cores
+# to fall idle, for a benchmark started right after other work.
 bench_load_note() {
-    awk -v n="$(nproc)" '{ if ($1 > 0.5) printf "NOTE: the machine is loaded (load average %s on %d cores): these figures are not a measurement of the code\n", $1, n }' /proc/loadavg
+    local when=$1 busy waited=0 limit=${BENCH_IDLE_WAIT:-0}
+    busy=$(bench_cpu_busy 3)
+    while [ "$when" = before ] && [ "$busy" -gt 10 ] && [ "$waited" -lt "$limit" ]; do
+        sleep 7; waited=$((waited + 10)); busy=$(bench_cpu_busy 3)
+    done
+    echo "cores busy $when (3 s sample, nothing of this benchmark running): ${busy}%"
+    [ "$busy" -le 10 ] ||
+        echo "NOTE: other work takes ${busy}% of the cores $when the runs: these figures are not a measurement of the code"
 }
 
 # Runs a command (its output kept in $TMP/out and $TMP/err), setting RUN_S

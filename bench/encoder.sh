@@ -145,5 +145,5 @@ EOF
     printf '| siamidx embed | %s MB | %.1f s |\n| PyTorch + PIL + torchvision transforms | %s MB | %.1f s |\n' "$om" "$ow" "$tm" "$tw"
 fi
 echo
-echo "load average after: $(bench_loadavg)"
-bench_load_note
+echo "load average after: $(bench_loadavg) (includes this benchmark's own runs)"
+bench_load_note after

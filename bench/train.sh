@@ -103,5 +103,5 @@ for cfg in $CONFIGS; do
 done
 [ "$PEER_DATA" = 1 ] && echo "(PyTorch's peak RSS is the larger of its main process and its DataLoader worker, not their sum)"
 echo
-echo "load average after: $(bench_loadavg)"
-bench_load_note
+echo "load average after: $(bench_loadavg) (includes this benchmark's own runs)"
+bench_load_note after
