@@ -98,14 +98,15 @@ static void check_conv(const char *name, sx_conv c, int n, int h, int w) {
     float *dw = zeros(w_n), *din = zeros(in_n);
     k.c.w = k.wt;
     sx_conv_backward(&k.c, k.in, NULL, k.r, n, h, w, k.col, dw, din);
-    /* backward on the forward's own im2col (kept, as training does) gives
-       the same weight gradient as rebuilding it */
-    float *kept = zeros(sf ? sf : 1), *dw_kept = zeros(w_n), *scratch = zeros(sf ? sf : 1);
+    /* backward on what the forward kept (its im2col, or Winograd's V, as
+       training does) gives the same weight gradient as rebuilding it */
+    size_t kf = sx_conv_grad_kept_floats(&c, n, h, w);
+    float *kept = zeros(kf ? kf : 1), *dw_kept = zeros(w_n), *scratch = zeros(sf ? sf : 1);
     int has_col = sx_conv_forward_nobias(&k.c, k.in, n, h, w, kept, scratch, k.out);
-    CHECK_MSG(has_col == sx_conv_grad_keeps_col(&c, n, h, w),
-              "conv %s: forward says it left im2col %d", name, has_col);
+    CHECK_MSG(has_col == (kf > 0), "conv %s: forward says it kept %d (%zu floats to keep)", name,
+              has_col, kf);
     sx_conv_backward(&k.c, k.in, has_col ? kept : NULL, k.r, n, h, w, scratch, dw_kept, NULL);
-    CHECK_MSG(!memcmp(dw, dw_kept, w_n * sizeof(float)), "conv %s: dW from the kept im2col differs",
+    CHECK_MSG(!memcmp(dw, dw_kept, w_n * sizeof(float)), "conv %s: dW from the kept buffer differs",
               name);
     free(kept), free(dw_kept), free(scratch);
     char label[96];
@@ -153,7 +154,7 @@ static void check_conv_kernels(const char *name, sx_conv c, int n, int h, int w)
             memset(got, 0, out_n * sizeof(float));
             int has_col = sx_conv_forward_nobias(&k, in, n, h, w, keep ? kept : NULL, scratch, got);
             double e = rel_err_f(got, want, out_n);
-            CHECK_MSG(has_col == (keep && sx_conv_grad_keeps_col(&k, n, h, w)) && e < 1e-6,
+            CHECK_MSG(has_col == (keep && sx_conv_grad_kept_floats(&k, n, h, w)) && e < 1e-6,
                       "conv %s on %s, keep %d: forward rel err %.2e vs OpenBLAS (col %d)", name,
                       sx_cpu_path_name(paths[i]), keep, e, has_col);
         }
@@ -283,6 +284,17 @@ static void check_conv_chunks(sx_conv c, int n, int h, int w) {
     rel = rel_err_d(dw, want_dw, w_n);
     printf("conv %dx%d/%d dW, %zu columns (%s)  rel.err=%.2e\n", c.k, c.k, c.stride, m, path, rel);
     CHECK_MSG(rel < 1e-5, "conv dW (%s): relative error %.3g", path, rel);
+    /* from what the forward kept (Winograd's V of every block, or im2col):
+       the same dW to the bit */
+    size_t kf = sx_conv_grad_kept_floats(&c, n, h, w), out_n = (size_t)c.cout * m;
+    float *kept = zeros(kf + 1), *out = zeros(out_n), *dw_kept = zeros(w_n);
+    int has = sx_conv_forward_nobias(&c, in, n, h, w, kept, scratch, out);
+    sx_conv_backward(&c, in, has ? kept : NULL, dout, n, h, w, scratch, dw_kept, NULL);
+    printf("conv %dx%d/%d dW from the forward's kept %zu floats (%s): %s\n", c.k, c.k, c.stride,
+           kf, path, memcmp(dw, dw_kept, w_n * sizeof(float)) ? "differs" : "the same");
+    CHECK_MSG(has == (kf > 0) && !memcmp(dw, dw_kept, w_n * sizeof(float)),
+              "conv dW (%s) from the kept buffer (%d) differs", path, has);
+    free(kept), free(out), free(dw_kept);
     free(wt), free(in), free(dout), free(din), free(dw), free(scratch), free(want), free(want_dw);
 }
 

@@ -70,7 +70,7 @@ static double check_case(int m, int cin, int cout, int n, int h, int w, double t
         memcpy(ref, res, out_n * sizeof *ref);
         memcpy(got, res, out_n * sizeof *got);
         sx_conv_run(&c, x, 0, n, h, w, col, ref, relu, acc);
-        sx_winograd_run(&wc, x, n, h, w, ws, got, relu, acc);
+        sx_winograd_run(&wc, x, n, h, w, ws, NULL, got, relu, acc);
         double e = max_rel_err(got, ref, out_n);
         worst = fmax(worst, e);
         CHECK_MSG(e < tol, "%s F(%dx%d) %d->%d n%d %dx%d relu %d acc %d: error %g (limit %g)",
@@ -136,7 +136,7 @@ static void check_dispatch(void) {
             memcpy(xb + (size_t)ch * b * h * w, x + (size_t)ch * n * h * w,
                    (size_t)b * h * w * sizeof *xb);
         sx_conv_run(&c, xb, 0, b, h, w, col, ref, 1, 0);
-        sx_winograd_run(&wc, xb, b, h, w, ws, got, 1, 0);
+        sx_winograd_run(&wc, xb, b, h, w, ws, NULL, got, 1, 0);
         double e = max_rel_err(got, ref, cnt);
         CHECK_MSG(e < 1e-4, "batch %d: error %g", b, e);
         free(xb);
@@ -166,8 +166,8 @@ static void check_mirrored(void) {
     float *dy = rand_floats((size_t)cout * n * h * w, 1.0f);
     float *ref = malloc(out_n * sizeof *ref), *got = malloc(out_n * sizeof *got);
     float *ws = alloc_aligned_floats(sx_winograd_workspace_floats(&tk, n, h, w));
-    sx_winograd_run(&t, dy, n, h, w, ws, ref, 0, 0);
-    sx_winograd_run(&tk, dy, n, h, w, ws, got, 0, 0);
+    sx_winograd_run(&t, dy, n, h, w, ws, NULL, ref, 0, 0);
+    sx_winograd_run(&tk, dy, n, h, w, ws, NULL, got, 0, 0);
     double e = max_rel_err(got, ref, out_n);
     CHECK_MSG(e < 1e-5, "%s mirrored: error %g", sx_cpu_path_name(g_path), e);
     free(c.w), free(u), free(uk), free(dy), free(ref), free(got), free(ws);

@@ -252,17 +252,18 @@ static void wino_input_gradient(const sx_conv *c, const float *dout, int n, int 
     sx_conv t = mirrored_conv(c);
     sx_winograd_prepare_mirrored(c, c->wino_m, t.gemm, scratch);
     t.wino = scratch;
-    sx_winograd_run(&t, dout, n, h, w, wino_workspace(c, scratch), din, 0, 0);
+    sx_winograd_run(&t, dout, n, h, w, wino_workspace(c, scratch), NULL, din, 0, 0);
 }
 
 /* The forward by Winograd: U = G g G^T of this step's weights, then the
- * encoder's run (no bias: a BatchNorm follows). */
-static void wino_forward(const sx_conv *c, const float *in, int n, int h, int w, float *scratch,
-                         float *out) {
+ * encoder's run (no bias: a BatchNorm follows), leaving V in `kept` unless
+ * it is NULL. */
+static void wino_forward(const sx_conv *c, const float *in, int n, int h, int w, float *kept,
+                         float *scratch, float *out) {
     sx_conv t = *c;
     t.b = NULL;
     sx_winograd_prepare(&t, t.wino_m, scratch);
-    sx_winograd_run(&t, in, n, h, w, wino_workspace(c, scratch), out, 0, 0);
+    sx_winograd_run(&t, in, n, h, w, wino_workspace(c, scratch), kept, out, 0, 0);
 }
 
 /* ---- the forward on the project's GEMM ------------------------------------------ */
@@ -308,9 +309,10 @@ static void packed_forward(const sx_conv *c, const float *in, int n, int h, int 
                 0);
 }
 
-int sx_conv_grad_keeps_col(const sx_conv *c, int n, int h, int w) {
-    return sx_conv_grad_col_floats(c, n, h, w) && !wino_applies(c, n, h, w) &&
-           !packed_applies(c, n, h, w);
+size_t sx_conv_grad_kept_floats(const sx_conv *c, int n, int h, int w) {
+    if (wino_applies(c, n, h, w)) return sx_winograd_kept_floats(c, n, h, w);
+    if (packed_applies(c, n, h, w)) return 0;
+    return sx_conv_grad_col_floats(c, n, h, w);
 }
 
 /* A stem with a GEMM kernel: nn/stem.c's forward and weight gradient, no im2col. */
@@ -342,8 +344,8 @@ int sx_conv_forward_nobias(const sx_conv *c, const float *in, int n, int h, int 
     sx_conv_out_size(c, h, w, &ho, &wo);
     const int m = n * ho * wo, kk = c->cin * c->k * c->k;
     if (wino_applies(c, n, h, w)) {
-        wino_forward(c, in, n, h, w, scratch, out);
-        return 0;
+        wino_forward(c, in, n, h, w, kept, scratch, out);
+        return kept != NULL;
     }
     if (packed_applies(c, n, h, w)) {
         packed_forward(c, in, n, h, w, scratch, out);
@@ -367,7 +369,8 @@ void sx_conv_backward(const sx_conv *c, const float *in, const float *col, const
     const int pw = conv_pointwise(c);
     const int wino = wino_applies(c, n, h, w);
     if (dw && wino) {
-        sx_winograd_weight_grad(c, in, dout, n, h, w, wino_workspace(c, scratch), scratch, dw);
+        sx_winograd_weight_grad(c, in, col, dout, n, h, w, wino_workspace(c, scratch), scratch,
+                                dw);
     } else if (dw && stem_direct(c)) {
         sx_stem_weight_grad(c, sx_gemm_kernel_path(c->gemm), in, dout, n, h, w, scratch, dw);
     } else if (dw) {

@@ -26,14 +26,16 @@ size_t sx_conv_grad_col_floats(const sx_conv *c, int n, int h, int w);
  * weights and the kernel's work; whichever is largest. */
 size_t sx_conv_grad_scratch_floats(const sx_conv *c, int n, int h, int w);
 
-/* Whether the forward leaves im2col(in) in a caller's `kept` buffer (of
- * sx_conv_grad_col_floats) for backward: only on the im2col + OpenBLAS
- * path, not for 1x1 stride 1, Winograd, or a conv with c->gemm. */
-int sx_conv_grad_keeps_col(const sx_conv *c, int n, int h, int w);
+/* Floats of what the forward can leave in a caller's `kept` buffer for the
+ * weight gradient, so that backward need not rebuild it: im2col(in) on the
+ * im2col + OpenBLAS path, the transformed input V for Winograd
+ * (sx_winograd_kept_floats); 0 (nothing) for 1x1 stride 1 and for a conv
+ * with c->gemm off Winograd, whose GEMMs read the input itself. */
+size_t sx_conv_grad_kept_floats(const sx_conv *c, int n, int h, int w);
 
-/* out[cout][n*ho*wo] = W x im2col(in). `kept`: NULL, or a buffer that is
- * left holding im2col(in) when sx_conv_grad_keeps_col() (then returns 1,
- * else 0). `scratch` (sx_conv_grad_scratch_floats floats): for a Winograd
+/* out[cout][n*ho*wo] = W x im2col(in). `kept`: NULL, or a buffer of
+ * sx_conv_grad_kept_floats that is left holding what backward's `col`
+ * takes, when that is not 0 (then returns 1, else 0). `scratch` (sx_conv_grad_scratch_floats floats): for a Winograd
  * conv, this step's transformed weights and the run's workspace; for one
  * with c->gemm, this step's packed weights and the kernel's work (the
  * kernel packs im2col from `in` as it goes, as inference does); else the
@@ -47,8 +49,8 @@ int sx_conv_forward_nobias(const sx_conv *c, const float *in, int n, int h, int 
  * then it is rebuilt in `scratch`. scratch (sx_conv_grad_scratch_floats) also
  * holds W^T x dout. When c->wino_m marks the conv for Winograd F(m x m, 3x3)
  * and the batch has tiles enough, both gradients are Winograd's instead
- * (nn/winograd.h; col is not read): the weight gradient through dU =
- * (A dout A^T) x V^T, the input gradient as the convolution of dout with the
+ * (nn/winograd.h; `col` is then the forward's kept V, or NULL): the weight
+ * gradient through dU = (A dout A^T) x V^T, the input gradient as the convolution of dout with the
  * mirrored weights, and scratch holds transformed weights and workspace. A
  * stem with c->gemm takes nn/stem.c's weight gradient. The
  * GEMMs split over the OpenMP threads when OpenBLAS runs single-threaded (as

@@ -189,7 +189,7 @@ static void conv_step(sx_encoder *e, const sx_conv *c, const float *src_data, in
          * im2col on the loaded 2-core target (resnet18, batch 1). */
         if (!in_nchw && (c->gemm || openblas_get_num_threads() == 1) &&
             sx_winograd_applies(c, n, *h, *w) && sx_model_winograd_ready(e->model, c))
-            sx_winograd_run(c, in, n, *h, *w, e->col, role_buf(e, dst), relu, accumulate);
+            sx_winograd_run(c, in, n, *h, *w, e->col, NULL, role_buf(e, dst), relu, accumulate);
         else if (conv_is_stem(c))
             sx_stem_run(c, sx_gemm_kernel_path(c->gemm), in, in_nchw, n, *h, *w, e->col,
                         role_buf(e, dst), relu, accumulate);

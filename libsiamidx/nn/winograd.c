@@ -237,6 +237,18 @@ static size_t block_buffers_floats(const sx_conv *c, const wino_plan *p) {
     return round16((size_t)p->a2 * (c->cin + c->cout) * p->nb);
 }
 
+size_t sx_winograd_kept_floats(const sx_conv *c, int n, int h, int w) {
+    if (!sx_winograd_applies(c, n, h, w)) return 0;
+    wino_plan p = make_plan(c, n, h, w);
+    return (size_t)p.a2 * c->cin * p.tile_rows * p.tiles_x;
+}
+
+/* Where block row0's V lies in a kept V of the whole batch: the blocks one
+ * after another, each a2 x cin x its tiles (only the last block is short). */
+static size_t kept_block_offset(const wino_plan *p, const sx_conv *c, size_t row0) {
+    return row0 / p->block_rows * ((size_t)p->a2 * c->cin * p->nb);
+}
+
 size_t sx_winograd_workspace_floats(const sx_conv *c, int n, int h, int w) {
     if (c->wino_m != 2 && c->wino_m != 4) return 0;
     wino_plan p = make_plan(c, n, h, w);
@@ -627,7 +639,7 @@ static void block_gemm(const sx_conv *c, const wino_block *b, const float *v, fl
  * like the kernel.
  */
 void sx_winograd_run(const sx_conv *c, const float *in, int n, int h, int w, float *ws,
-                     float *out, int relu, int accumulate) {
+                     float *kept, float *out, int relu, int accumulate) {
     wino_plan p = make_plan(c, n, h, w);
     float *v = ws, *mm = ws + (size_t)p.a2 * c->cin * p.nb;
     float *gemm_work = ws + block_buffers_floats(c, &p);
@@ -638,6 +650,7 @@ void sx_winograd_run(const sx_conv *c, const float *in, int n, int h, int w, flo
         wino_block b = {row0, p.tile_rows - row0 < p.block_rows ? p.tile_rows - row0 : p.block_rows, 0};
         b.nb = b.rows * p.tiles_x;
         size_t n_in = (size_t)c->cin * b.rows, n_out = (size_t)c->cout * output_chunks(&b);
+        if (kept) v = kept + kept_block_offset(&p, c, row0);
         if (serial) {
             for (size_t i = 0; i < n_in; i++) block_input(&p, c, in, n, h, w, &b, v, i);
             for (int t = 0; t < p.a2; t++) block_gemm(c, &b, v, mm, t, NULL);
@@ -666,9 +679,11 @@ void sx_winograd_run(const sx_conv *c, const float *in, int n, int h, int w, flo
  * with output gradient dY: dM = A dY A^T (the adjoint of the output
  * transform, a tile's m x m gradient spread over its (m+2)^2 points),
  * dU[t] = sum over tiles of dM[t] V[t]^T, and dW = G^T dU G (the adjoint of
- * U = G g G^T). V is rebuilt from the input, block by block, as the forward
- * builds it: about the cost of the im2col it replaces, for a quarter
- * (F(4x4)) of the weight-gradient GEMM's multiplies.
+ * U = G g G^T). V is the forward's when the caller kept it (`kept`, a
+ * whole batch's V, sx_winograd_kept_floats), else it is rebuilt from the
+ * input, block by block, as the forward builds it: about the cost of the
+ * im2col it replaces, for a quarter (F(4x4)) of the weight-gradient GEMM's
+ * multiplies.
  */
 
 /* A y for F(4x4,3x3): four values to six (A = the transpose of AT4's matrix). */
@@ -826,8 +841,9 @@ static void grad_weight_block(int m, const float *du, size_t plane, size_t oc0, 
         for (int pq = 0; pq < 9; pq++) dw[(oc0 + j) * 9 + pq] += out[pq][j];
 }
 
-void sx_winograd_weight_grad(const sx_conv *c, const float *in, const float *dout, int n, int h,
-                             int w, float *ws, float *du, float *dw) {
+void sx_winograd_weight_grad(const sx_conv *c, const float *in, const float *kept,
+                             const float *dout, int n, int h, int w, float *ws, float *du,
+                             float *dw) {
     wino_plan p = make_plan(c, n, h, w);
     float *v = ws, *dm = ws + (size_t)p.a2 * c->cin * p.nb;
     size_t plane = (size_t)c->cout * c->cin, kblocks = (plane + WT_BLOCK - 1) / WT_BLOCK;
@@ -837,10 +853,12 @@ void sx_winograd_weight_grad(const sx_conv *c, const float *in, const float *dou
         b.nb = b.rows * p.tiles_x;
         size_t n_in = (size_t)c->cin * b.rows, n_out = (size_t)c->cout * output_chunks(&b);
         float beta = row0 ? 1.0f : 0.0f;
+        const float *vb = v; /* V of this block: rebuilt in ws, or the forward's */
+        if (kept) vb = kept + kept_block_offset(&p, c, row0), n_in = 0;
         if (blas_threads) {
             for (size_t i = 0; i < n_in; i++) block_input(&p, c, in, n, h, w, &b, v, i);
             for (size_t i = 0; i < n_out; i++) block_grad(&p, c, dout, n, h, w, &b, dm, i);
-            for (int t = 0; t < p.a2; t++) block_grad_gemm(c, &b, v, dm, t, beta, du);
+            for (int t = 0; t < p.a2; t++) block_grad_gemm(c, &b, vb, dm, t, beta, du);
             continue;
         }
 #pragma omp parallel num_threads(sx_threads())
@@ -852,7 +870,7 @@ void sx_winograd_weight_grad(const sx_conv *c, const float *in, const float *dou
                 block_grad(&p, c, dout, n, h, w, &b, dm, (size_t)i);
             /* each t is one thread's: dU[t] is written by that thread only */
 #pragma omp for schedule(dynamic, 1)
-            for (int t = 0; t < p.a2; t++) block_grad_gemm(c, &b, v, dm, t, beta, du);
+            for (int t = 0; t < p.a2; t++) block_grad_gemm(c, &b, vb, dm, t, beta, du);
         }
     }
 #pragma omp parallel for num_threads(sx_threads()) schedule(static) if (plane >= 4096)

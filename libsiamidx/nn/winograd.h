@@ -60,17 +60,24 @@ int sx_winograd_applies(const sx_conv *c, int n, int h, int w);
  * its kernel's per-thread scratch included; 64-byte aligned. */
 size_t sx_winograd_workspace_floats(const sx_conv *c, int n, int h, int w);
 
+/* Floats of one batch's transformed input V (every block's), which training's
+ * forward can keep for the weight gradient; 0 when Winograd does not apply. */
+size_t sx_winograd_kept_floats(const sx_conv *c, int n, int h, int w);
+
 /* out (+)= conv(in), + bias (none when c->b is NULL), ReLU: the contract of
  * sx_conv_run for a CNHW input, with `ws` holding sx_winograd_workspace_floats
- * floats. */
+ * floats. `kept`: NULL, or sx_winograd_kept_floats floats left holding V for
+ * sx_winograd_weight_grad (V is then built there instead of in ws). */
 void sx_winograd_run(const sx_conv *c, const float *in, int n, int h, int w, float *ws,
-                     float *out, int relu, int accumulate);
+                     float *kept, float *out, int relu, int accumulate);
 
 /* Training's weight gradient of sx_winograd_run's convolution (tile size
  * c->wino_m): dw[cout][cin][3][3] += dL/dW for the output gradient dout, of
- * the same CNHW shape as the output. ws: sx_winograd_workspace_floats floats;
- * du: sx_winograd_weight_floats(c, c->wino_m) floats of scratch (dL/dU). */
-void sx_winograd_weight_grad(const sx_conv *c, const float *in, const float *dout, int n, int h,
-                             int w, float *ws, float *du, float *dw);
+ * the same CNHW shape as the output. `kept`: the forward's V of `in` (its
+ * `kept`), or NULL to rebuild V from `in`. ws: sx_winograd_workspace_floats
+ * floats; du: sx_winograd_weight_floats(c, c->wino_m) floats of scratch (dL/dU). */
+void sx_winograd_weight_grad(const sx_conv *c, const float *in, const float *kept,
+                             const float *dout, int n, int h, int w, float *ws, float *du,
+                             float *dw);
 
 #endif /* SX_NN_WINOGRAD_H */

@@ -134,9 +134,10 @@ static int unit_frozen(const sx_tr_net *net, const sx_tr_unit *u) {
 }
 
 /*
- * The im2col matrices kept from the forward pass for the weight gradient,
- * at most this many bytes in all: backward then skips rebuilding them (one
- * of the two im2cols per conv per step), paying their memory instead.
+ * What the forward pass keeps for the weight gradient (im2col matrices, and
+ * Winograd's transformed inputs V), at most this many bytes in all: backward
+ * then skips rebuilding them (one of the two im2cols or input transforms per
+ * conv per step), paying their memory instead.
  */
 #define KEEP_COL_BYTES ((size_t)1 << 30)
 
@@ -149,10 +150,10 @@ static int alloc_unit(sx_tr_net *net, sx_tr_unit *u, int n, size_t *max_act, siz
     u->invstd = malloc(u->conv.cout * sizeof(float));
     grow_max(max_act, sz);
     grow_max(max_act, (size_t)u->conv.cin * n * u->h_in * u->w_in);
-    size_t col = sx_conv_grad_col_floats(&u->conv, n, u->h_in, u->w_in);
+    size_t col = sx_conv_grad_kept_floats(&u->conv, n, u->h_in, u->w_in);
     grow_max(max_col, sx_conv_grad_scratch_floats(&u->conv, n, u->h_in, u->w_in));
-    /* Winograd and GEMM-kernel forwards leave no im2col to keep: backward builds it */
-    if (col && !unit_frozen(net, u) && sx_conv_grad_keeps_col(&u->conv, n, u->h_in, u->w_in) &&
+    /* GEMM-kernel forwards off Winograd keep nothing: backward builds its im2col */
+    if (col && !unit_frozen(net, u) &&
         (net->kept_col_floats + col) * sizeof(float) <= KEEP_COL_BYTES &&
         (u->col = malloc(col * sizeof(float))))
         net->kept_col_floats += col;
