@@ -48,6 +48,10 @@ trap 'rm -rf "$TMP"' EXIT
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} OMP_NUM_THREADS=$THREADS
 [ -n "${OPENBLAS_CORETYPE+set}" ] || { c=$(bench_cpu_class); [ -z "$c" ] || export OPENBLAS_CORETYPE=$c; }
 
+# Both sides read the JPEGs from the page cache, whatever ran before: a
+# first long run reading them from disk would time the disk.
+find "$DATA" -type f -exec cat {} + >/dev/null
+
 goal_for() { case $1 in resnet18:0.5:32:128|resnet50:0.25:32:128) echo 1.5 ;; *) echo "" ;; esac; }
 peer_data=(--data "$DATA")
 peer_says="PyTorch trains from the same JPEGs through a DataLoader (1 worker: decode, crop, flip)"
